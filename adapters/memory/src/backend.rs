@@ -1,0 +1,155 @@
+//! `impl KvBackend for MemoryBackend`: validate, then one short critical section per call.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use kv_trait::{
+    apply_increment, async_trait, check_value_size, format_counter, instant_deadline, validate_key,
+    validate_ttl, KvBackend, KvError,
+};
+
+use crate::config::MemoryBackendBuilder;
+use crate::store::{Entry, ShardedStore};
+
+/// An in-memory key-value store that keeps the whole kvkit contract.
+///
+/// Cloning is cheap and every clone shares one store, like handles on one server. Nothing is
+/// persisted: the data lives as long as the last clone. TTLs are exact to the nanosecond
+/// (measured on the process's monotonic clock), and expired entries are removed as soon as
+/// their shard is next touched, or by [`purge_expired`](Self::purge_expired).
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use kv_memory::MemoryBackend;
+/// use kv_trait::KvBackend;
+///
+/// let store = MemoryBackend::new();
+/// store.set("greeting", b"hello").await?;
+/// assert_eq!(store.get("greeting").await?, Some(b"hello".to_vec()));
+/// assert_eq!(store.increment("hits", 3).await?, 3);
+/// assert_eq!(store.list_keys("").await?, ["greeting", "hits"]);
+/// # Ok::<(), kv_trait::KvError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct MemoryBackend {
+    store: Arc<ShardedStore>,
+    max_value_bytes: usize,
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryBackend {
+    /// An empty store with the default settings (1 MiB values, 32 shards).
+    pub fn new() -> Self {
+        Self::from_builder(&MemoryBackendBuilder::default())
+    }
+
+    /// A builder for non-default settings.
+    pub fn builder() -> MemoryBackendBuilder {
+        MemoryBackendBuilder::default()
+    }
+
+    pub(crate) fn from_builder(builder: &MemoryBackendBuilder) -> Self {
+        Self {
+            store: Arc::new(ShardedStore::new(builder.shards)),
+            max_value_bytes: builder.max_value_bytes,
+        }
+    }
+
+    /// The longest value this store accepts, in bytes.
+    pub fn max_value_bytes(&self) -> usize {
+        self.max_value_bytes
+    }
+
+    /// Removes every expired entry now and returns how many entries remain (all live).
+    ///
+    /// Not needed for correctness or to bound memory under ordinary use (each access reclaims
+    /// its shard's expired entries); useful after a burst of short-lived keys.
+    pub fn purge_expired(&self) -> usize {
+        self.store.purge_all(Instant::now())
+    }
+
+    fn write(&self, key: &str, value: &[u8], deadline: Option<Instant>) {
+        let entry = Entry {
+            value: value.to_vec(),
+            deadline,
+        };
+        self.store.shard_for(key, Instant::now()).put(key, entry);
+    }
+}
+
+#[async_trait]
+impl KvBackend for MemoryBackend {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        validate_key(key)?;
+        let shard = self.store.shard_for(key, Instant::now());
+        Ok(shard.get(key).map(|entry| entry.value.clone()))
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        validate_key(key)?;
+        check_value_size(value, self.max_value_bytes)?;
+        self.write(key, value, None);
+        Ok(())
+    }
+
+    async fn set_with_ttl(&self, key: &str, value: &[u8], ttl_ns: u64) -> Result<(), KvError> {
+        let call_start = Instant::now();
+        validate_key(key)?;
+        check_value_size(value, self.max_value_bytes)?;
+        validate_ttl(ttl_ns)?;
+        self.write(key, value, instant_deadline(call_start, ttl_ns));
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, KvError> {
+        validate_key(key)?;
+        Ok(self.store.shard_for(key, Instant::now()).remove(key))
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, KvError> {
+        validate_key(key)?;
+        Ok(self.store.shard_for(key, Instant::now()).get(key).is_some())
+    }
+
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {
+        Ok(self.store.keys_with_prefix(prefix, Instant::now()))
+    }
+
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        validate_key(key)?;
+        let mut shard = self.store.shard_for(key, Instant::now());
+        let current = shard.get(key).map(|entry| entry.value.as_slice());
+        let next = apply_increment(current, delta)?;
+        shard.replace_value(key, format_counter(next));
+        Ok(next)
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, KvError> {
+        validate_key(key)?;
+        check_value_size(new, self.max_value_bytes)?;
+        let mut shard = self.store.shard_for(key, Instant::now());
+        let current = shard.get(key).map(|entry| entry.value.as_slice());
+        if current != expected {
+            return Ok(false);
+        }
+        shard.put(
+            key,
+            Entry {
+                value: new.to_vec(),
+                deadline: None,
+            },
+        );
+        Ok(true)
+    }
+}

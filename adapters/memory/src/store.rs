@@ -1,0 +1,206 @@
+//! The sharded map behind [`MemoryBackend`](crate::MemoryBackend).
+//!
+//! Keys hash to one of several shards, each a mutex around an ordered map, so operations on
+//! different keys rarely wait for each other, while `list_keys` can still range-scan each
+//! shard for a prefix. Every shard also keeps an index of deadlines; each access first drops
+//! the entries whose deadline has passed, so expired entries are reclaimed, not only hidden,
+//! and everything left in a shard is live.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::BuildHasher;
+use std::ops::Bound;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+/// One stored value and the moment it expires (`None`: never).
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) value: Vec<u8>,
+    pub(crate) deadline: Option<Instant>,
+}
+
+/// One lock's worth of keys: the entries, ordered by key, and their deadlines.
+#[derive(Debug, Default)]
+pub(crate) struct Shard {
+    entries: BTreeMap<String, Entry>,
+    deadlines: BTreeSet<(Instant, String)>,
+}
+
+impl Shard {
+    /// Drops every entry whose deadline is at or before `now`.
+    fn purge_expired(&mut self, now: Instant) {
+        while let Some(first) = self.deadlines.first() {
+            if first.0 > now {
+                break;
+            }
+            if let Some((_, key)) = self.deadlines.pop_first() {
+                self.entries.remove(&key);
+            }
+        }
+    }
+
+    /// The live entry at `key`.
+    pub(crate) fn get(&self, key: &str) -> Option<&Entry> {
+        self.entries.get(key)
+    }
+
+    /// Writes `entry` at `key`, replacing the old entry and its deadline.
+    pub(crate) fn put(&mut self, key: &str, entry: Entry) {
+        if let Some(deadline) = entry.deadline {
+            self.deadlines.insert((deadline, key.to_owned()));
+        }
+        if let Some(old) = self.entries.insert(key.to_owned(), entry) {
+            self.forget_deadline(key, old.deadline);
+        }
+    }
+
+    /// Replaces the value at a live `key`, keeping its deadline.
+    pub(crate) fn replace_value(&mut self, key: &str, value: Vec<u8>) {
+        match self.entries.get_mut(key) {
+            Some(entry) => entry.value = value,
+            None => self.put(
+                key,
+                Entry {
+                    value,
+                    deadline: None,
+                },
+            ),
+        }
+    }
+
+    /// Removes `key`; whether a live entry was there.
+    pub(crate) fn remove(&mut self, key: &str) -> bool {
+        match self.entries.remove(key) {
+            Some(old) => {
+                self.forget_deadline(key, old.deadline);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Appends the keys starting with `prefix`, in order.
+    fn collect_prefixed(&self, prefix: &str, into: &mut Vec<String>) {
+        let matching = self
+            .entries
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .map(|(key, _)| key)
+            .take_while(|key| key.starts_with(prefix));
+        into.extend(matching.cloned());
+    }
+
+    fn forget_deadline(&mut self, key: &str, deadline: Option<Instant>) {
+        if let Some(deadline) = deadline {
+            self.deadlines.remove(&(deadline, key.to_owned()));
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// All shards, and the hasher that picks a key's shard.
+#[derive(Debug)]
+pub(crate) struct ShardedStore {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+}
+
+impl ShardedStore {
+    pub(crate) fn new(shard_count: usize) -> Self {
+        let shards = (0..shard_count.max(1)).map(|_| Mutex::default()).collect();
+        Self {
+            shards,
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// Locks the shard that holds `key`, with its expired entries already dropped.
+    pub(crate) fn shard_for(&self, key: &str, now: Instant) -> MutexGuard<'_, Shard> {
+        let index = (self.hasher.hash_one(key) % self.shards.len() as u64) as usize;
+        lock_purged(&self.shards[index], now)
+    }
+
+    /// Every live key starting with `prefix`, sorted by bytes.
+    pub(crate) fn keys_with_prefix(&self, prefix: &str, now: Instant) -> Vec<String> {
+        let mut keys = Vec::new();
+        for shard in self.shards.iter() {
+            lock_purged(shard, now).collect_prefixed(prefix, &mut keys);
+        }
+        keys.sort_unstable();
+        keys
+    }
+
+    /// Drops every expired entry in every shard; returns how many entries remain.
+    pub(crate) fn purge_all(&self, now: Instant) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| lock_purged(shard, now).len())
+            .sum()
+    }
+}
+
+/// Locks a shard, ignoring poisoning: no code path here panics while holding the lock, and a
+/// shard's invariants hold after every statement that mutates it.
+fn lock_purged(shard: &Mutex<Shard>, now: Instant) -> MutexGuard<'_, Shard> {
+    let mut guard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+    guard.purge_expired(now);
+    guard
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn expired_entries_leave_both_maps() {
+        let start = Instant::now();
+        let mut shard = Shard::default();
+        let soon = Some(start + Duration::from_millis(5));
+        shard.put(
+            "a",
+            Entry {
+                value: b"1".to_vec(),
+                deadline: soon,
+            },
+        );
+        shard.put(
+            "b",
+            Entry {
+                value: b"2".to_vec(),
+                deadline: None,
+            },
+        );
+        shard.purge_expired(start + Duration::from_millis(5));
+        assert!(shard.get("a").is_none());
+        assert_eq!(shard.deadlines.len(), 0);
+        assert_eq!(shard.len(), 1);
+    }
+
+    #[test]
+    fn overwriting_forgets_the_old_deadline() {
+        let start = Instant::now();
+        let mut shard = Shard::default();
+        let soon = Some(start + Duration::from_millis(5));
+        shard.put(
+            "a",
+            Entry {
+                value: b"1".to_vec(),
+                deadline: soon,
+            },
+        );
+        shard.put(
+            "a",
+            Entry {
+                value: b"2".to_vec(),
+                deadline: None,
+            },
+        );
+        assert!(shard.deadlines.is_empty());
+        shard.purge_expired(start + Duration::from_secs(1));
+        assert_eq!(shard.get("a").map(|e| e.value.clone()), Some(b"2".to_vec()));
+    }
+}

@@ -1,0 +1,247 @@
+//! The `KvBackend` trait: one async interface to any key-value store, and the contract every
+//! kvkit adapter keeps.
+//!
+//! This crate holds the trait, its error type [`KvError`], and the small helpers that make the
+//! contract's rules the same in every adapter: [`validate_key`], [`check_value_size`],
+//! [`validate_ttl`] and the deadline arithmetic, and the counter encoding
+//! ([`parse_counter`], [`format_counter`], [`apply_increment`]). The `kv-conformance` crate
+//! checks a backend against every rule below.
+//!
+//! ```
+//! use kv_trait::{KvBackend, KvError};
+//!
+//! async fn visit(store: &dyn KvBackend, page: &str) -> Result<i64, KvError> {
+//!     let key = format!("visits/{page}");
+//!     let n = store.increment(&key, 1).await?;
+//!     assert_eq!(store.get(&key).await?, Some(n.to_string().into_bytes()));
+//!     Ok(n)
+//! }
+//! ```
+//!
+//! # The contract
+//!
+//! ## Errors
+//!
+//! Every operation returns a [`KvError`]; see its variants for when each applies. When a call
+//! has several invalid inputs, any one of their errors may be returned (the adapters here check
+//! key, then value, then TTL). [`KvError::is_retryable`] is true for `Unavailable` only. An
+//! operation that returns an error has changed nothing, except where `Unavailable` hides whether
+//! a write reached the store (a lost reply); each adapter documents where that can happen. No
+//! operation panics on any input.
+//!
+//! ## Keys
+//!
+//! - A key is a non-empty UTF-8 string of at most [`MAX_KEY_BYTES`] (1024) bytes.
+//! - Every such key is accepted and stored exactly: any Unicode scalar value is allowed,
+//!   including NUL, control characters, `*`, `?`, `[`, `]`, `%`, `_`, `\`, `/`, `:`, spaces
+//!   and non-ASCII. Case is significant. A key read back from `list_keys` is byte-for-byte the
+//!   key written.
+//! - The empty key and over-long keys fail with [`KvError::InvalidKey`], before anything is
+//!   sent to the store.
+//!
+//! ## Values
+//!
+//! - A value is any byte string, including the empty one and bytes that are not UTF-8.
+//!   `get` of a key set to `b""` is `Some(vec![])`, never `None`.
+//! - Each backend declares its maximum value length: [`DEFAULT_MAX_VALUE_BYTES`] (1 MiB) unless
+//!   the store cannot hold that much, and never below [`MIN_MAX_VALUE_BYTES`] (64 KiB). A longer
+//!   value fails with [`KvError::ValueTooLarge`] and nothing is written: the previous value, if
+//!   any, is untouched.
+//!
+//! ## Expiry (TTL)
+//!
+//! - `set_with_ttl(k, v, ttl_ns)` writes `v` and makes the key expire `ttl_ns` nanoseconds
+//!   later. `ttl_ns == 0` fails with `InvalidTtl(0)`. Any other value, up to `u64::MAX`, is
+//!   accepted; a deadline beyond what the store can represent saturates to "effectively never":
+//!   no overflow, no error, no immediate expiry.
+//! - *Never early*: a read that starts before `call_start + ttl_ns` sees the key (`call_start`
+//!   is when the `set_with_ttl` call began).
+//! - *Never much late*: a read that starts after `call_end + ttl_ns + granularity` does not see
+//!   it, where `granularity` is the backend's declared rounding (at most 1 ms for the adapters
+//!   here). Rounding of the TTL is always upward.
+//! - An expired key is absent for every operation: `get` is `None`, `exists` is false, `delete`
+//!   returns false, `list_keys` omits it, `increment` starts from 0, CAS with `expected = None`
+//!   succeeds, CAS with `Some(_)` fails.
+//! - `set` on a key removes any TTL it had. A successful `compare_and_swap` writes the new
+//!   value with no TTL. `increment` on a live key keeps that key's TTL unchanged; `increment`
+//!   that creates the key creates it without TTL. `set_with_ttl` on a key replaces its TTL.
+//!
+//! ## Operations
+//!
+//! - `get(k)`: the live value, or `None`.
+//! - `set(k, v)`: writes unconditionally; last writer wins.
+//! - `delete(k)`: removes the key; `true` iff a live key was removed.
+//! - `exists(k)`: `true` iff the key is live.
+//! - `list_keys(prefix)`: every live key that starts with `prefix` (a byte prefix: no
+//!   wildcards, no case folding; `""` lists all), each once, sorted ascending by bytes (the
+//!   order of Rust's `String`). The prefix is not validated as a key: `""` and prefixes longer
+//!   than [`MAX_KEY_BYTES`] are fine (the latter simply match nothing).
+//! - `increment(k, delta)`: values are counters when they are the canonical decimal form of an
+//!   `i64`, exactly what `i64::to_string` produces (see [`parse_counter`]). Absent key: stores
+//!   `delta` and returns it. Live counter `n`: stores and returns `n + delta`. Live non-counter:
+//!   `NotAnInteger`, nothing changes. A result outside `i64`: `IntegerOverflow`, nothing
+//!   changes. The stored value is always canonical decimal bytes, so `get` returns e.g.
+//!   `b"42"`, the same encoding as Redis `INCRBY`.
+//! - `compare_and_swap(k, expected, new)`: `expected = None` succeeds iff the key is absent (or
+//!   expired); `expected = Some(e)` succeeds iff the key is live and its value equals `e` byte
+//!   for byte (`Some(b"")` is not `None`). On success writes `new` (no TTL) and returns `true`;
+//!   otherwise returns `false` and changes nothing. Key and `new` are validated first, whatever
+//!   the outcome would be.
+//!
+//! ## Consistency
+//!
+//! - Every operation on a single key is linearizable across all tasks, threads, processes and
+//!   backend instances that point at the same store and namespace: concurrent increments never
+//!   lose an update and each returns a distinct result; of concurrent CAS calls with the same
+//!   `expected`, at most one succeeds; a completed write is visible to every read that starts
+//!   after it.
+//! - `list_keys` is not a snapshot across keys: it includes every key that was live for the
+//!   whole call and excludes every key that was absent for the whole call; keys written or
+//!   removed during the call may go either way.
+//!
+//! ## Namespaces
+//!
+//! Every adapter that talks to a shared server or file accepts a namespace. Two backends with
+//! different namespaces never see each other's keys; `list_keys("")` lists only its own
+//! namespace and returns keys without the namespace part.
+//!
+//! ## Hygiene
+//!
+//! - `Debug` output never contains a password, token or secret key.
+//! - Keys and values reach the store as data (bound parameters, attribute values, escaped
+//!   patterns), never spliced into a query, script or glob unescaped.
+//! - Blocking work runs off the async executor's worker threads.
+//! - A networked adapter has a bounded, configurable timeout on every request and reconnects
+//!   after a dropped connection without the caller rebuilding the backend.
+//!
+//! # Decisions where the contract left room
+//!
+//! - **Configuration errors.** Constructors need an error for a malformed URL or option that is
+//!   none of the contract's kinds; [`KvError::InvalidConfig`] is that error. The enum is
+//!   `#[non_exhaustive]`, so adding it breaks no caller, and the eight operations never
+//!   return it.
+//! - **`set_with_ttl` on a live key** replaces both value and TTL (like Redis `SET PX`); the
+//!   contract only says what `set`, CAS and `increment` do to a TTL.
+//! - **Long prefixes.** A `list_keys` prefix longer than [`MAX_KEY_BYTES`] is not an error; no
+//!   key can start with it, so the result is empty.
+//! - **Granularity and the clock.** Deadlines are measured on the clock of whatever decides
+//!   expiry (the process for in-process stores, the wall clock for files shared between
+//!   processes, the server for Redis). "Never much late" assumes that clock is not stepped
+//!   backwards while a key is alive.
+
+#![deny(missing_docs)]
+
+mod counter;
+mod error;
+mod key;
+mod ttl;
+mod value;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+pub use async_trait::async_trait;
+
+pub use counter::{apply_increment, format_counter, parse_counter};
+pub use error::{BoxError, KvError};
+pub use key::{validate_key, MAX_KEY_BYTES};
+pub use ttl::{
+    instant_deadline, is_live_at, round_up_ttl, ttl_millis_ceil, unix_deadline_ms, unix_millis,
+    unix_millis_now, validate_ttl, NEVER_UNIX_MS,
+};
+pub use value::{check_value_size, DEFAULT_MAX_VALUE_BYTES, MIN_MAX_VALUE_BYTES};
+
+/// An async key-value store that keeps the contract described in the [crate docs](crate).
+///
+/// Object safe: `Arc<dyn KvBackend>` works wherever a backend is expected, and so do `Box<T>`
+/// and `&T` of any backend.
+///
+/// Implementations use [`async_trait`]; write `#[kv_trait::async_trait]` on the `impl` block.
+#[async_trait]
+pub trait KvBackend: Send + Sync + Debug {
+    /// The live value of `key`, or `None` when it is absent or expired.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError>;
+
+    /// Writes `value` under `key` unconditionally and removes any TTL the key had.
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError>;
+
+    /// Writes `value` under `key`, expiring `ttl_ns` nanoseconds after the call began
+    /// (rounded up to the backend's granularity; saturating to "never" when too large).
+    /// `ttl_ns == 0` fails with [`KvError::InvalidTtl`].
+    async fn set_with_ttl(&self, key: &str, value: &[u8], ttl_ns: u64) -> Result<(), KvError>;
+
+    /// Removes `key`; `true` iff a live key was removed.
+    async fn delete(&self, key: &str) -> Result<bool, KvError>;
+
+    /// `true` iff `key` is live.
+    async fn exists(&self, key: &str) -> Result<bool, KvError>;
+
+    /// Every live key starting with the byte prefix `prefix`, each once, sorted by bytes.
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, KvError>;
+
+    /// Adds `delta` to the counter at `key` (absent keys start from 0) and returns the new value.
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError>;
+
+    /// Writes `new` (with no TTL) iff the key's live value equals `expected` (`None`: the key is
+    /// absent); returns whether it did.
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, KvError>;
+}
+
+/// Forwards every operation to the backend behind a pointer-like wrapper.
+macro_rules! forward_backend {
+    ($($wrapper:ty),+) => {$(
+        #[async_trait]
+        impl<T: KvBackend + ?Sized> KvBackend for $wrapper {
+            async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+                (**self).get(key).await
+            }
+            async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+                (**self).set(key, value).await
+            }
+            async fn set_with_ttl(&self, key: &str, value: &[u8], ttl_ns: u64) -> Result<(), KvError> {
+                (**self).set_with_ttl(key, value, ttl_ns).await
+            }
+            async fn delete(&self, key: &str) -> Result<bool, KvError> {
+                (**self).delete(key).await
+            }
+            async fn exists(&self, key: &str) -> Result<bool, KvError> {
+                (**self).exists(key).await
+            }
+            async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {
+                (**self).list_keys(prefix).await
+            }
+            async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+                (**self).increment(key, delta).await
+            }
+            async fn compare_and_swap(
+                &self,
+                key: &str,
+                expected: Option<&[u8]>,
+                new: &[u8],
+            ) -> Result<bool, KvError> {
+                (**self).compare_and_swap(key, expected, new).await
+            }
+        }
+    )+};
+}
+
+forward_backend!(Arc<T>, Box<T>, &T);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The trait must stay object safe and the wrappers must be backends.
+    #[allow(dead_code)]
+    fn wrappers_are_backends(backend: Arc<dyn KvBackend>) {
+        fn takes(_: impl KvBackend) {}
+        takes(Arc::clone(&backend));
+        takes(Box::new(Arc::clone(&backend)) as Box<dyn KvBackend>);
+        takes(&*backend);
+    }
+}
