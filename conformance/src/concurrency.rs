@@ -1,0 +1,333 @@
+//! Concurrency checks: many tasks on one key, on a multi-threaded runtime.
+//!
+//! Linearizability of single-key operations has sharp consequences that can be checked
+//! without knowing the interleaving: concurrent increments return distinct values that
+//! together are exactly 1..=N; of CAS calls that all expect the current value exactly one
+//! wins; of concurrent deletes of a live key exactly one returns `true`; a reader never sees
+//! a value nobody wrote; a write is visible to every read that starts after it returned.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use kv_trait::{KvBackend, KvError};
+use tokio::sync::Barrier;
+
+use crate::model::{Op, Outcome};
+use crate::probe::{ensure, CheckResult, Probe};
+use crate::report::Failure;
+
+/// Increments each task performs in the lost-update check.
+const INCREMENTS_PER_TASK: usize = 40;
+/// Rounds of the single-winner checks.
+const ROUNDS: usize = 12;
+
+/// Runs `body(task_index, backend)` in `tasks` spawned tasks started together, and collects
+/// their results in task order.
+async fn in_parallel<T, F, Fut>(t: &Probe, tasks: usize, body: F) -> Result<Vec<T>, Failure>
+where
+    T: Send + 'static,
+    F: Fn(usize, Arc<dyn KvBackend>) -> Fut,
+    Fut: Future<Output = Result<T, KvError>> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(tasks));
+    let handles: Vec<_> = (0..tasks)
+        .map(|i| {
+            let (barrier, work) = (barrier.clone(), body(i, t.backend.clone()));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                work.await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(tasks);
+    for handle in handles {
+        match handle.await {
+            Ok(Ok(value)) => results.push(value),
+            Ok(Err(err)) => {
+                return Err(Failure::new(format!(
+                    "a concurrent operation failed: {err}"
+                )))
+            }
+            Err(join) => {
+                return Err(Failure::new(format!(
+                    "a concurrent task panicked or was cancelled: {join}"
+                )))
+            }
+        }
+    }
+    Ok(results)
+}
+
+fn note_runtime(t: &Probe) {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread {
+        t.note("(current-thread runtime: tasks interleave but do not run in parallel)");
+    }
+}
+
+/// Concurrent increments never lose an update and each returns a distinct result.
+pub(crate) async fn increments_never_lost(t: Probe) -> CheckResult {
+    note_runtime(&t);
+    let tasks = t.profile.tasks;
+    let per_task = in_parallel(&t, tasks, |_, kv| async move {
+        let mut seen = Vec::with_capacity(INCREMENTS_PER_TASK);
+        for _ in 0..INCREMENTS_PER_TASK {
+            seen.push(kv.increment("counter", 1).await?);
+        }
+        Ok(seen)
+    })
+    .await?;
+    let total = (tasks * INCREMENTS_PER_TASK) as i64;
+    let returned: BTreeSet<i64> = per_task.iter().flatten().copied().collect();
+    t.note(format!(
+        "{tasks} tasks x {INCREMENTS_PER_TASK} increment(\"counter\", 1)"
+    ));
+    ensure(
+        returned.len() == per_task.iter().map(Vec::len).sum::<usize>(),
+        || "two increments returned the same value".into(),
+    )?;
+    ensure(returned == (1..=total).collect(), || {
+        format!(
+            "increments returned {} distinct values, not exactly 1..={total}",
+            returned.len()
+        )
+    })?;
+    t.expect_value("counter", Some(total.to_string().as_bytes()))
+        .await
+}
+
+/// Of concurrent CAS calls that all expect the current value, exactly one succeeds, and its
+/// value is what remains.
+pub(crate) async fn cas_single_winner(t: Probe) -> CheckResult {
+    note_runtime(&t);
+    t.put("k", "start").await?;
+    let mut current = b"start".to_vec();
+    for round in 0..ROUNDS {
+        let expected = current.clone();
+        let won = in_parallel(&t, t.profile.tasks, |task, kv| {
+            let expected = expected.clone();
+            async move {
+                kv.compare_and_swap("k", Some(&expected), format!("{round}-{task}").as_bytes())
+                    .await
+            }
+        })
+        .await?;
+        current = single_winner(&won, round, |task| format!("{round}-{task}"))?;
+        t.expect_value("k", Some(&current)).await?;
+    }
+    Ok(())
+}
+
+/// Of concurrent `compare_and_swap(k, None, _)` calls on an absent key, exactly one succeeds.
+pub(crate) async fn cas_absent_single_winner(t: Probe) -> CheckResult {
+    note_runtime(&t);
+    for round in 0..ROUNDS {
+        let key = format!("absent-{round}");
+        let won = in_parallel(&t, t.profile.tasks, |task, kv| {
+            let key = key.clone();
+            async move {
+                kv.compare_and_swap(&key, None, task.to_string().as_bytes())
+                    .await
+            }
+        })
+        .await?;
+        let winner = single_winner(&won, round, |task| task.to_string())?;
+        t.expect_value(&key, Some(&winner)).await?;
+    }
+    Ok(())
+}
+
+/// Checks that exactly one task won a round and returns the winner's value.
+fn single_winner(
+    won: &[bool],
+    round: usize,
+    value_of: impl Fn(usize) -> String,
+) -> Result<Vec<u8>, Failure> {
+    let winners: Vec<usize> = won
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| **w)
+        .map(|(i, _)| i)
+        .collect();
+    match winners.as_slice() {
+        [task] => Ok(value_of(*task).into_bytes()),
+        _ => Err(Failure::mismatch(
+            format!(
+                "round {round}: {} concurrent CAS calls expecting the same value succeeded",
+                winners.len()
+            ),
+            "exactly one winner",
+            format!("winners {winners:?}"),
+        )),
+    }
+}
+
+/// A counter built from get + CAS retry loops in many tasks ends exact.
+pub(crate) async fn cas_loop_counter_exact(t: Probe) -> CheckResult {
+    note_runtime(&t);
+    const PER_TASK: usize = 15;
+    let tasks = t.profile.tasks;
+    in_parallel(&t, tasks, |_, kv| async move {
+        for _ in 0..PER_TASK {
+            loop {
+                let current = kv.get("n").await?;
+                let next = match &current {
+                    Some(bytes) => kv_trait::parse_counter(bytes).unwrap_or(i64::MIN) + 1,
+                    None => 1,
+                };
+                if kv
+                    .compare_and_swap("n", current.as_deref(), next.to_string().as_bytes())
+                    .await?
+                {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    t.note(format!(
+        "{tasks} tasks x {PER_TASK} get + compare_and_swap loops on \"n\""
+    ));
+    t.expect_value("n", Some((tasks * PER_TASK).to_string().as_bytes()))
+        .await
+}
+
+/// Of concurrent deletes of one live key, exactly one reports `true`.
+pub(crate) async fn deletes_single_true(t: Probe) -> CheckResult {
+    note_runtime(&t);
+    for round in 0..ROUNDS {
+        t.put("k", round.to_string()).await?;
+        let removed = in_parallel(
+            &t,
+            t.profile.tasks,
+            |_, kv| async move { kv.delete("k").await },
+        )
+        .await?;
+        let trues = removed.iter().filter(|r| **r).count();
+        ensure(trues == 1, || {
+            format!("round {round}: {trues} concurrent deletes of one live key returned true")
+        })?;
+        t.expect(Op::exists("k"), Outcome::Bool(false)).await?;
+    }
+    Ok(())
+}
+
+/// Readers racing writers and deleters only ever see a whole value that some writer wrote, and
+/// `exists` agrees with `get` once the race is over.
+pub(crate) async fn racing_writes_are_whole(t: Probe) -> CheckResult {
+    note_runtime(&t);
+    const VALUE_BYTES: usize = 16 * 1024;
+    const ROUNDS_PER_TASK: usize = 30;
+    let tasks = t.profile.tasks.max(3);
+    let torn = in_parallel(&t, tasks, |task, kv| async move {
+        let mut torn = 0usize;
+        for round in 0..ROUNDS_PER_TASK {
+            match task % 3 {
+                0 => {
+                    kv.set("k", &vec![(task + round) as u8; VALUE_BYTES])
+                        .await?
+                }
+                1 => {
+                    kv.delete("k").await?;
+                }
+                _ => {
+                    if let Some(value) = kv.get("k").await? {
+                        let whole =
+                            value.len() == VALUE_BYTES && value.iter().all(|b| *b == value[0]);
+                        torn += usize::from(!whole);
+                    }
+                    kv.exists("k").await?;
+                }
+            }
+        }
+        Ok(torn)
+    })
+    .await?;
+    let torn: usize = torn.iter().sum();
+    ensure(torn == 0, || {
+        format!("{torn} reads returned a value no writer wrote (torn or mixed)")
+    })?;
+    let value = t.ok(Op::get("k")).await?;
+    let exists = t.ok(Op::exists("k")).await?;
+    ensure(
+        exists == Outcome::Bool(matches!(value, Outcome::Value(Some(_)))),
+        || format!("after the race, exists says {exists} but get says {value}"),
+    )
+}
+
+/// A write that has returned is visible to every read that starts after it, in any task.
+pub(crate) async fn writes_visible_to_later_reads(t: Probe) -> CheckResult {
+    note_runtime(&t);
+    const WRITES: u64 = 100;
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let writer = {
+        let kv = t.backend.clone();
+        tokio::spawn(async move {
+            for i in 1..=WRITES {
+                kv.set("k", i.to_string().as_bytes()).await?;
+                let _ = sender.send(i);
+            }
+            Ok::<_, KvError>(())
+        })
+    };
+    while let Some(written) = receiver.recv().await {
+        let read = t
+            .backend
+            .get("k")
+            .await
+            .map_err(|e| Failure::new(format!("get failed: {e}")))?;
+        let seen: Option<u64> = read
+            .as_deref()
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
+        ensure(seen.is_some_and(|seen| seen >= written), || {
+            format!("a read after set(\"k\", {written}) returned saw {seen:?}: a stale value")
+        })?;
+    }
+    writer
+        .await
+        .map_err(|e| Failure::new(format!("writer task failed: {e}")))?
+        .map_err(|e| Failure::new(format!("set failed: {e}")))
+}
+
+/// `list_keys` during writes to other keys still includes every key live throughout and never
+/// includes a key that was absent throughout; its output stays sorted and unique.
+pub(crate) async fn list_during_writes(t: Probe) -> CheckResult {
+    note_runtime(&t);
+    let stable: Vec<String> = (0..20).map(|i| format!("s-{i:02}")).collect();
+    for key in &stable {
+        t.put(key, "v").await?;
+    }
+    let listings = in_parallel(&t, 4, |task, kv| async move {
+        let mut listings = Vec::new();
+        for i in 0..25 {
+            if task < 2 {
+                let key = format!("c-{task}-{}", i % 5);
+                kv.set(&key, b"v").await?;
+                kv.delete(&key).await?;
+            } else {
+                listings.push(kv.list_keys("").await?);
+            }
+        }
+        Ok(listings)
+    })
+    .await?;
+    for listing in listings.iter().flatten() {
+        ensure(listing.windows(2).all(|w| w[0] < w[1]), || {
+            format!("a listing was not sorted and unique: {listing:?}")
+        })?;
+        for key in &stable {
+            ensure(listing.contains(key), || {
+                format!("a listing during writes missed {key:?}, live throughout")
+            })?;
+        }
+        ensure(
+            listing
+                .iter()
+                .all(|k| k.starts_with("s-") || k.starts_with("c-")),
+            || format!("a listing held a key that was never written: {listing:?}"),
+        )?;
+    }
+    Ok(())
+}
