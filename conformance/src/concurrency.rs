@@ -8,8 +8,10 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use kv_trait::{KvBackend, KvError};
 use tokio::sync::Barrier;
 
@@ -214,38 +216,94 @@ pub(crate) async fn deletes_single_true(t: Probe) -> CheckResult {
     Ok(())
 }
 
+/// Reads, at most, that each reader task makes while the writers work.
+const MAX_READS_PER_TASK: usize = 5_000;
+
+/// Runs `writers` tasks, each running `write(task, backend)` once, and `readers` tasks that
+/// call `read(backend)` over and over for as long as any writer is still at work. Returns
+/// every read's result.
+async fn read_while_writing<T, W, WFut, R, RFut>(
+    t: &Probe,
+    writers: usize,
+    readers: usize,
+    write: W,
+    read: R,
+) -> Result<Vec<T>, Failure>
+where
+    T: Send + 'static,
+    W: Fn(usize, Arc<dyn KvBackend>) -> WFut,
+    WFut: Future<Output = Result<(), KvError>> + Send + 'static,
+    R: Fn(Arc<dyn KvBackend>) -> RFut + Send + Sync + 'static,
+    RFut: Future<Output = Result<T, KvError>> + Send + 'static,
+{
+    let writers_done = Arc::new(AtomicUsize::new(0));
+    let read = Arc::new(read);
+    let per_task = in_parallel(
+        t,
+        writers + readers,
+        |task, kv| -> BoxFuture<'static, Result<Vec<T>, KvError>> {
+            let writers_done = writers_done.clone();
+            if task < writers {
+                let work = write(task, kv);
+                return Box::pin(async move {
+                    let result = work.await;
+                    writers_done.fetch_add(1, Ordering::SeqCst);
+                    result.map(|()| Vec::new())
+                });
+            }
+            let read = read.clone();
+            Box::pin(async move {
+                let mut seen = Vec::new();
+                for _ in 0..MAX_READS_PER_TASK {
+                    seen.push(read(kv.clone()).await?);
+                    if writers_done.load(Ordering::SeqCst) == writers {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                Ok(seen)
+            })
+        },
+    )
+    .await?;
+    Ok(per_task.into_iter().flatten().collect())
+}
+
 /// Readers racing writers and deleters only ever see a whole value that some writer wrote, and
 /// `exists` agrees with `get` once the race is over.
 pub(crate) async fn racing_writes_are_whole(t: Probe) -> CheckResult {
     note_runtime(&t);
     const VALUE_BYTES: usize = 16 * 1024;
-    const ROUNDS_PER_TASK: usize = 30;
-    let tasks = t.profile.tasks.max(3);
-    let torn = in_parallel(&t, tasks, |task, kv| async move {
-        let mut torn = 0usize;
-        for round in 0..ROUNDS_PER_TASK {
-            match task % 3 {
-                0 => {
+    const WRITES_PER_TASK: usize = 30;
+    let writers = t.profile.tasks.max(3) - 2;
+    let reads = read_while_writing(
+        &t,
+        writers,
+        2,
+        |task, kv| async move {
+            for round in 0..WRITES_PER_TASK {
+                if task % 2 == 0 {
                     kv.set("k", &vec![(task + round) as u8; VALUE_BYTES])
-                        .await?
-                }
-                1 => {
+                        .await?;
+                } else {
                     kv.delete("k").await?;
                 }
-                _ => {
-                    if let Some(value) = kv.get("k").await? {
-                        let whole =
-                            value.len() == VALUE_BYTES && value.iter().all(|b| *b == value[0]);
-                        torn += usize::from(!whole);
-                    }
-                    kv.exists("k").await?;
-                }
+                tokio::task::yield_now().await;
             }
-        }
-        Ok(torn)
-    })
+            Ok(())
+        },
+        |kv| async move {
+            let value = kv.get("k").await?;
+            kv.exists("k").await?;
+            Ok(value.is_none_or(|v| v.len() == VALUE_BYTES && v.iter().all(|b| *b == v[0])))
+        },
+    )
     .await?;
-    let torn: usize = torn.iter().sum();
+    let torn = reads.iter().filter(|whole| !**whole).count();
+    t.note(format!(
+        "{} reads raced {writers} writers and deleters",
+        reads.len()
+    ));
     ensure(torn == 0, || {
         format!("{torn} reads returned a value no writer wrote (torn or mixed)")
     })?;
@@ -258,21 +316,25 @@ pub(crate) async fn racing_writes_are_whole(t: Probe) -> CheckResult {
 }
 
 /// A write that has returned is visible to every read that starts after it, in any task.
+///
+/// A writer task and a reader (this task) take turns: each write returns, then the reader
+/// reads, then the next write starts; so every read must see exactly the latest write.
 pub(crate) async fn writes_visible_to_later_reads(t: Probe) -> CheckResult {
     note_runtime(&t);
     const WRITES: u64 = 100;
-    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<u64>();
-    let writer = {
-        let kv = t.backend.clone();
-        tokio::spawn(async move {
-            for i in 1..=WRITES {
-                kv.set("k", i.to_string().as_bytes()).await?;
-                let _ = sender.send(i);
+    let (written_tx, mut written_rx) = tokio::sync::mpsc::channel::<u64>(1);
+    let (read_tx, mut read_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let kv = t.backend.clone();
+    let writer = tokio::spawn(async move {
+        for i in 1..=WRITES {
+            kv.set("k", i.to_string().as_bytes()).await?;
+            if written_tx.send(i).await.is_err() || read_rx.recv().await.is_none() {
+                break;
             }
-            Ok::<_, KvError>(())
-        })
-    };
-    while let Some(written) = receiver.recv().await {
+        }
+        Ok::<_, KvError>(())
+    });
+    while let Some(written) = written_rx.recv().await {
         let read = t
             .backend
             .get("k")
@@ -281,10 +343,14 @@ pub(crate) async fn writes_visible_to_later_reads(t: Probe) -> CheckResult {
         let seen: Option<u64> = read
             .as_deref()
             .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
-        ensure(seen.is_some_and(|seen| seen >= written), || {
-            format!("a read after set(\"k\", {written}) returned saw {seen:?}: a stale value")
+        ensure(seen == Some(written), || {
+            format!("a read that started after set(\"k\", \"{written}\") returned (in another task) saw {seen:?}")
         })?;
+        let _ = read_tx.send(()).await;
     }
+    t.note(format!(
+        "{WRITES} writes in one task, each read back in another"
+    ));
     writer
         .await
         .map_err(|e| Failure::new(format!("writer task failed: {e}")))?
@@ -299,21 +365,26 @@ pub(crate) async fn list_during_writes(t: Probe) -> CheckResult {
     for key in &stable {
         t.put(key, "v").await?;
     }
-    let listings = in_parallel(&t, 4, |task, kv| async move {
-        let mut listings = Vec::new();
-        for i in 0..25 {
-            if task < 2 {
+    let listings = read_while_writing(
+        &t,
+        2,
+        2,
+        |task, kv| async move {
+            for i in 0..25 {
                 let key = format!("c-{task}-{}", i % 5);
                 kv.set(&key, b"v").await?;
                 kv.delete(&key).await?;
-            } else {
-                listings.push(kv.list_keys("").await?);
             }
-        }
-        Ok(listings)
-    })
+            Ok(())
+        },
+        |kv| async move { kv.list_keys("").await },
+    )
     .await?;
-    for listing in listings.iter().flatten() {
+    t.note(format!(
+        "{} listings raced 2 tasks writing and deleting c-* keys",
+        listings.len()
+    ));
+    for listing in &listings {
         ensure(listing.windows(2).all(|w| w[0] < w[1]), || {
             format!("a listing was not sorted and unique: {listing:?}")
         })?;

@@ -15,11 +15,18 @@
 //!
 //! Or generate one test per check, so `cargo test` lists them and filters by name:
 //!
-//! ```ignore
+//! ```no_run
 //! // tests/conformance.rs of your crate
-//! kv_conformance::conformance_tests!(|| async { Ok(my_store::MyBackend::new()) });
-//! // with a profile:
-//! // kv_conformance::conformance_tests!(factory, kv_conformance::Profile::default().with_max_value_bytes(400_000));
+//! kv_conformance::conformance_tests!(|| async { Ok(kv_memory::MemoryBackend::new()) });
+//!
+//! // With a profile, for a store with smaller values:
+//! mod small_values {
+//!     kv_conformance::conformance_tests!(
+//!         || async { kv_memory::MemoryBackend::builder().max_value_bytes(400_000).build() },
+//!         kv_conformance::Profile::default().with_max_value_bytes(400_000)
+//!     );
+//! }
+//! # fn main() {}
 //! ```
 //!
 //! The generated tests are plain `#[test]` functions that each build a two-worker

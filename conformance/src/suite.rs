@@ -187,7 +187,9 @@ impl Suite {
                     .await
                     .err();
                 let failure = failure.map(|mut f| {
-                    f.operations = probe.operations();
+                    if f.operations.is_empty() {
+                        f.operations = probe.operations();
+                    }
                     f
                 });
                 clean(&probe.all_backends()).await;
