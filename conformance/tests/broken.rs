@@ -2,6 +2,9 @@
 //! the check that must catch it. The same store with no fault passes the whole suite, so every
 //! failure below is the fault's doing.
 
+// Test code: a poisoned lock or a missing check is a test failure, and should panic.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -77,13 +80,16 @@ struct Entry {
     ttl: Option<Duration>,
 }
 
+/// A copy of the whole map and when it was taken (for `StaleReads`).
+type Snapshot = (Instant, HashMap<String, Entry>);
+
 /// A store that keeps the contract except for its one `fault`.
 #[derive(Clone)]
 struct Toy {
     fault: Fault,
     map: Arc<Mutex<HashMap<String, Entry>>>,
     writes_in_flight: Arc<AtomicUsize>,
-    read_cache: Arc<Mutex<Option<(Instant, HashMap<String, Entry>)>>>,
+    read_cache: Arc<Mutex<Option<Snapshot>>>,
 }
 
 impl fmt::Debug for Toy {
