@@ -156,7 +156,7 @@ pub use value::{check_value_size, DEFAULT_MAX_VALUE_BYTES, MIN_MAX_VALUE_BYTES};
 /// Object safe: `Arc<dyn KvBackend>` works wherever a backend is expected, and so do `Box<T>`
 /// and `&T` of any backend.
 ///
-/// Implementations use [`async_trait`]; write `#[kv_trait::async_trait]` on the `impl` block.
+/// Implementations use [`macro@async_trait`]; write `#[kv_trait::async_trait]` on the `impl` block.
 #[async_trait]
 pub trait KvBackend: Send + Sync + Debug {
     /// The live value of `key`, or `None` when it is absent or expired.
