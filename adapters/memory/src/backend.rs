@@ -1,6 +1,8 @@
 //! `impl KvBackend for MemoryBackend`: validate, then one short critical section per call.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use kv_trait::{
@@ -31,10 +33,29 @@ use crate::store::{Entry, ShardedStore};
 /// # Ok::<(), kv_trait::KvError>(())
 /// # }).unwrap();
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MemoryBackend {
+    /// Every namespace of this store, so that [`namespace`](Self::namespace) can hand out
+    /// handles on the same data.
+    namespaces: Arc<Namespaces>,
+    /// This handle's namespace and its keys.
+    namespace: Arc<str>,
     store: Arc<ShardedStore>,
+    shards: usize,
     max_value_bytes: usize,
+}
+
+/// The key spaces of one store, by name.
+type Namespaces = Mutex<HashMap<Arc<str>, Arc<ShardedStore>>>;
+
+impl fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryBackend")
+            .field("namespace", &self.namespace)
+            .field("shards", &self.shards)
+            .field("max_value_bytes", &self.max_value_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for MemoryBackend {
@@ -55,10 +76,54 @@ impl MemoryBackend {
     }
 
     pub(crate) fn from_builder(builder: &MemoryBackendBuilder) -> Self {
-        Self {
+        let root = Self {
+            namespaces: Arc::default(),
+            namespace: Arc::from(""),
             store: Arc::new(ShardedStore::new(builder.shards)),
+            shards: builder.shards,
             max_value_bytes: builder.max_value_bytes,
+        };
+        root.namespaces_lock()
+            .insert(root.namespace.clone(), root.store.clone());
+        root
+    }
+
+    /// A handle on namespace `name` of the same store: its keys are invisible to every other
+    /// namespace, and every handle on `name` (from any clone of this store) sees the same keys.
+    /// The default namespace is `""`.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use kv_trait::KvBackend;
+    /// let store = kv_memory::MemoryBackend::new();
+    /// store.namespace("tenant-a").set("k", b"a").await?;
+    /// assert_eq!(store.namespace("tenant-b").get("k").await?, None);
+    /// assert_eq!(store.namespace("tenant-a").get("k").await?, Some(b"a".to_vec()));
+    /// # Ok::<(), kv_trait::KvError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn namespace(&self, name: &str) -> MemoryBackend {
+        let store = self
+            .namespaces_lock()
+            .entry(Arc::from(name))
+            .or_insert_with(|| Arc::new(ShardedStore::new(self.shards)))
+            .clone();
+        Self {
+            namespace: Arc::from(name),
+            store,
+            ..self.clone()
         }
+    }
+
+    /// This handle's namespace.
+    pub fn namespace_name(&self) -> &str {
+        &self.namespace
+    }
+
+    fn namespaces_lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Arc<ShardedStore>>> {
+        self.namespaces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The longest value this store accepts, in bytes.
@@ -66,7 +131,8 @@ impl MemoryBackend {
         self.max_value_bytes
     }
 
-    /// Removes every expired entry now and returns how many entries remain (all live).
+    /// Removes every expired entry of this namespace now and returns how many entries remain
+    /// (all live).
     ///
     /// Not needed for correctness or to bound memory under ordinary use (each access reclaims
     /// its shard's expired entries); useful after a burst of short-lived keys.
