@@ -152,6 +152,18 @@ impl Op {
         .unwrap_or_else(|err| Outcome::Error(ErrorKind::of(&err)))
     }
 
+    /// Whether this operation may write (`set`, `set_with_ttl`, `increment`,
+    /// `compare_and_swap`).
+    pub fn writes(&self) -> bool {
+        matches!(
+            self,
+            Op::Set { .. }
+                | Op::SetWithTtl { .. }
+                | Op::Increment { .. }
+                | Op::CompareAndSwap { .. }
+        )
+    }
+
     /// The key this operation touches (`None` for `list_keys`).
     pub fn key(&self) -> Option<&str> {
         match self {

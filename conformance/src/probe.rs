@@ -1,6 +1,7 @@
 //! [`Probe`]: a check's handle on the backend under test, recording every operation so a
 //! failure can show what led to it.
 
+use std::collections::BTreeSet;
 use std::fmt::Display;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -33,6 +34,9 @@ pub(crate) struct Probe {
     log: Arc<Mutex<Log>>,
     /// Backends made during the check (besides `backend`), so the suite can clean them too.
     extra_backends: Arc<Mutex<Vec<Arc<dyn KvBackend>>>>,
+    /// Every key a recorded operation wrote. Cleaning deletes these as well as the listed
+    /// keys, since an expired key is not listed but may still occupy the store.
+    written: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Probe {
@@ -47,6 +51,7 @@ impl Probe {
             factory,
             log: Arc::default(),
             extra_backends: Arc::default(),
+            written: Arc::default(),
         }
     }
 
@@ -57,6 +62,9 @@ impl Probe {
 
     /// Runs `op` on another backend (a second namespace) and records it, tagged.
     pub(crate) async fn run_on(&self, backend: &Arc<dyn KvBackend>, op: Op) -> Outcome {
+        if let (Some(key), true) = (op.key(), op.writes()) {
+            self.remember_written(key);
+        }
         let outcome = op.apply(backend.as_ref()).await;
         let tag = if Arc::ptr_eq(backend, &self.backend) {
             ""
@@ -162,6 +170,24 @@ impl Probe {
         }
         lines.extend(log.lines.iter().cloned());
         lines
+    }
+
+    /// Records that `key` may have been written, so the suite cleans it up.
+    pub(crate) fn remember_written(&self, key: &str) {
+        self.written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.to_owned());
+    }
+
+    /// Every key a recorded operation may have written, in any of the check's backends.
+    pub(crate) fn written_keys(&self) -> Vec<String> {
+        self.written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Every backend this check used.

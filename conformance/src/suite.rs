@@ -192,7 +192,7 @@ impl Suite {
                     }
                     f
                 });
-                clean(&probe.all_backends()).await;
+                clean(&probe.all_backends(), &probe.written_keys()).await;
                 failure
             }
             Err(failure) => Some(failure),
@@ -246,14 +246,15 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
         .unwrap_or_else(|| "(a non-string panic payload)".into())
 }
 
-/// Deletes every key left in `backends`, best effort: a broken backend must not stop the run.
-async fn clean(backends: &[Arc<dyn KvBackend>]) {
+/// Deletes every key left in `backends`, listed or known to have been written (an expired key
+/// is not listed but may still take space until deleted). Best effort: a broken backend must
+/// not stop the run.
+async fn clean(backends: &[Arc<dyn KvBackend>], written: &[String]) {
     for backend in backends {
         let sweep = async {
-            if let Ok(keys) = backend.list_keys("").await {
-                for key in keys {
-                    let _ = backend.delete(&key).await;
-                }
+            let listed = backend.list_keys("").await.unwrap_or_default();
+            for key in listed.iter().chain(written) {
+                let _ = backend.delete(key).await;
             }
         };
         let _ = tokio::time::timeout(CLEANUP_TIMEOUT, sweep).await;

@@ -124,6 +124,10 @@
 //!   contract only says what `set`, CAS and `increment` do to a TTL.
 //! - **Long prefixes.** A `list_keys` prefix longer than [`MAX_KEY_BYTES`] is not an error; no
 //!   key can start with it, so the result is empty.
+//! - **Expired leftovers.** Where a store keeps an expired entry until it is reclaimed (SQLite,
+//!   RocksDB, DynamoDB), `delete` of that key removes the leftover too and still returns
+//!   `false`. So a caller that deletes every key it wrote leaves nothing behind; the
+//!   conformance kit cleans up after itself this way.
 //! - **Granularity and the clock.** Deadlines are measured on the clock of whatever decides
 //!   expiry (the process for in-process stores, the wall clock for files shared between
 //!   processes, the server for Redis). "Never much late" assumes that clock is not stepped
