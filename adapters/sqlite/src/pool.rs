@@ -1,0 +1,149 @@
+//! The connection pool: a fixed set of threads, each owning one SQLite connection, serving a
+//! shared queue of operations.
+//!
+//! SQLite calls block (on disk I/O, and on another writer's lock for up to the busy timeout),
+//! so they never run on the async executor's threads. Giving each connection its own thread
+//! rather than borrowing `spawn_blocking` threads means:
+//!
+//! - at most `pool_size` operations touch the database at once, and no connection is ever
+//!   opened per operation: each thread opens its connection once and keeps its prepared
+//!   statements cached for its whole life;
+//! - a caller that stops waiting (its future is dropped) cannot leak a connection: the
+//!   operation still runs to completion on its thread, committing or rolling back as a whole,
+//!   and the connection goes back to serving the queue;
+//! - the backend needs no particular executor: replies travel over a `oneshot` channel, which
+//!   any executor can await.
+//!
+//! The queue itself is unbounded: callers are paced by awaiting their results, as with
+//! requests to a server.
+//!
+//! Serialising writers is SQLite's job, not the pool's: every write is a `BEGIN IMMEDIATE`
+//! transaction that waits up to the busy timeout for the file's write lock.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+
+use kv_trait::KvError;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::oneshot;
+
+use crate::config::{Location, SqliteBackendBuilder};
+use crate::encoding;
+use crate::error::OpError;
+
+/// Prepared statements each connection keeps: comfortably more than the backend uses, so none
+/// is ever evicted and re-prepared.
+const STATEMENT_CACHE_CAPACITY: usize = 32;
+
+/// One unit of work for whichever connection thread is free.
+type Job = Box<dyn FnOnce(&mut Connection) + Send + 'static>;
+
+/// The queue of a running pool. Dropping it (with the last backend clone) lets each thread
+/// finish the jobs already queued, close its connection and exit.
+pub(crate) struct Pool {
+    jobs: Sender<Job>,
+}
+
+impl Pool {
+    /// Starts `settings.effective_pool_size()` connection threads and waits until every
+    /// connection is open and the schema is current.
+    ///
+    /// Connections open one after another: the first one switches a new file to WAL mode and
+    /// creates the schema, which later ones then find done, instead of all racing for the
+    /// exclusive lock those steps take.
+    pub(crate) async fn start(settings: &SqliteBackendBuilder) -> Result<Self, KvError> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for index in 0..settings.effective_pool_size() {
+            let (ready, opened) = oneshot::channel();
+            let settings = settings.clone();
+            let queue = Arc::clone(&queue);
+            thread::Builder::new()
+                .name(format!("kv-sqlite-{index}"))
+                .spawn(move || match open_connection(&settings) {
+                    Ok(conn) => {
+                        if ready.send(Ok(())).is_ok() {
+                            serve(conn, &queue);
+                        }
+                    }
+                    Err(err) => {
+                        // The constructor is waiting for exactly this; if it stopped
+                        // waiting there is no one left to tell.
+                        let _ = ready.send(Err(err));
+                    }
+                })
+                .map_err(|err| {
+                    KvError::backend(format!("cannot start a SQLite connection thread: {err}"))
+                })?;
+            opened
+                .await
+                .map_err(|_| KvError::backend("a SQLite connection thread stopped while opening"))?
+                .map_err(KvError::from)?;
+        }
+        Ok(Self { jobs })
+    }
+
+    /// Runs `operation` on the next free connection and returns its result.
+    pub(crate) async fn run<T, F>(&self, operation: F) -> Result<T, KvError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, OpError> + Send + 'static,
+    {
+        let (reply, result) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            // The caller may have stopped waiting; the operation has completed either way.
+            let _ = reply.send(operation(conn).map_err(KvError::from));
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| KvError::backend("the SQLite connection threads have stopped"))?;
+        result.await.map_err(|_| {
+            KvError::backend("a SQLite connection thread failed while running this operation")
+        })?
+    }
+}
+
+/// Opens and configures one connection, and brings the schema up to date.
+fn open_connection(settings: &SqliteBackendBuilder) -> Result<Connection, OpError> {
+    let mut conn = match &settings.location {
+        // No SQLITE_OPEN_URI: the path is a file name, never a `file:` URI with options.
+        Location::File(path) => Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?,
+        Location::Memory => Connection::open_in_memory()?,
+    };
+    // First, so that the pragmas below wait for other processes' locks too.
+    conn.busy_timeout(settings.busy_timeout)?;
+    if let Location::File(_) = settings.location {
+        // WAL lets readers run beside the writer. It is a property of the file, so this is a
+        // no-op after the first connection; a filesystem without shared memory support keeps
+        // the rollback journal, which is slower but just as correct.
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
+        conn.pragma_update(None, "synchronous", settings.synchronous.as_pragma())?;
+    }
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+    encoding::migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// A connection thread's life: run jobs until the queue's sender is gone.
+fn serve(mut conn: Connection, queue: &Mutex<Receiver<Job>>) {
+    loop {
+        // The lock is held only while waiting for the next job, never while running one.
+        let next = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(job) = next else {
+            return;
+        };
+        // No job is meant to panic; if one does, its caller gets an error (its reply channel
+        // is dropped) and this connection keeps serving the others.
+        if catch_unwind(AssertUnwindSafe(|| job(&mut conn))).is_err() && !conn.is_autocommit() {
+            // A transaction dropped while unwinding rolls back by itself; this is a backstop.
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Atomicity between connections and backends on one file, lock contention, dropped calls,
+//! and running without a Tokio runtime.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use kv_sqlite::{SqliteBackend, SqliteBackendBuilder};
+use kv_trait::{KvBackend, KvError};
+
+use common::{file_store, raw};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn increments_from_two_backends_on_one_file_are_exact_and_distinct() {
+    const TASKS_PER_BACKEND: usize = 8;
+    const INCREMENTS_PER_TASK: usize = 25;
+    let fixture = file_store().await;
+    let other = SqliteBackend::open(&fixture.path).await.unwrap();
+    let mut tasks = Vec::new();
+    for store in [fixture.store.clone(), other] {
+        for _ in 0..TASKS_PER_BACKEND {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut seen = Vec::new();
+                for _ in 0..INCREMENTS_PER_TASK {
+                    seen.push(store.increment("counter", 1).await.unwrap());
+                }
+                seen
+            }));
+        }
+    }
+    let mut results = Vec::new();
+    for task in tasks {
+        results.extend(task.await.unwrap());
+    }
+    let total = (2 * TASKS_PER_BACKEND * INCREMENTS_PER_TASK) as i64;
+    results.sort_unstable();
+    assert_eq!(
+        results,
+        (1..=total).collect::<Vec<_>>(),
+        "each result distinct, none lost"
+    );
+    assert_eq!(
+        fixture.store.get("counter").await.unwrap(),
+        Some(total.to_string().into_bytes())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_and_swap_contention_across_two_backends_has_one_winner_per_round() {
+    const ROUNDS: usize = 15;
+    const CONTENDERS_PER_BACKEND: usize = 4;
+    let fixture = file_store().await;
+    let other = SqliteBackend::open(&fixture.path).await.unwrap();
+    let stores = [fixture.store.clone(), other];
+    let mut current: Option<Vec<u8>> = None;
+    for round in 0..ROUNDS {
+        let mut attempts = Vec::new();
+        for (side, store) in stores.iter().enumerate() {
+            for contender in 0..CONTENDERS_PER_BACKEND {
+                let (store, expected) = (store.clone(), current.clone());
+                let proposal = format!("round {round} by {side}/{contender}").into_bytes();
+                attempts.push(tokio::spawn(async move {
+                    let won = store
+                        .compare_and_swap("lock", expected.as_deref(), &proposal)
+                        .await
+                        .unwrap();
+                    won.then_some(proposal)
+                }));
+            }
+        }
+        let mut winners = Vec::new();
+        for attempt in attempts {
+            winners.extend(attempt.await.unwrap());
+        }
+        assert_eq!(winners.len(), 1, "round {round}");
+        let stored = fixture.store.get("lock").await.unwrap();
+        assert_eq!(stored.as_ref(), winners.first(), "round {round}");
+        current = stored;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_held_past_the_busy_timeout_is_unavailable_and_changes_nothing() {
+    let fixture = file_store().await;
+    fixture.store.set("k", b"before").await.unwrap();
+    let impatient = SqliteBackendBuilder::file(&fixture.path)
+        .busy_timeout(Duration::from_millis(50))
+        .build()
+        .await
+        .unwrap();
+
+    let mut holder = raw(&fixture.path);
+    let lock = holder
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    for err in [
+        impatient.set("k", b"during").await.unwrap_err(),
+        impatient.increment("n", 1).await.unwrap_err(),
+        impatient
+            .compare_and_swap("k", Some(b"before"), b"x")
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(matches!(err, KvError::Unavailable(_)), "{err:?}");
+        assert!(err.is_retryable());
+    }
+    // WAL: readers do not wait for the writer.
+    assert_eq!(impatient.get("k").await.unwrap(), Some(b"before".to_vec()));
+    assert_eq!(impatient.list_keys("").await.unwrap(), ["k"]);
+    lock.rollback().unwrap();
+
+    assert_eq!(impatient.get("n").await.unwrap(), None);
+    impatient.set("k", b"after").await.unwrap();
+    assert_eq!(
+        fixture.store.get("k").await.unwrap(),
+        Some(b"after".to_vec())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_wait_for_a_briefly_held_lock_instead_of_failing() {
+    let fixture = file_store().await;
+    let path = fixture.path.clone();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let mut conn = raw(&path);
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .unwrap();
+        locked_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        tx.commit().unwrap();
+    });
+    locked_rx.recv().unwrap();
+    assert_eq!(fixture.store.increment("n", 1).await.unwrap(), 1);
+    holder.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_calls_still_complete_and_leak_no_connection() {
+    let fixture = file_store().await;
+    // One connection: a leaked connection would stop the backend, and jobs run in order.
+    let store = SqliteBackendBuilder::file(&fixture.path)
+        .pool_size(1)
+        .build()
+        .await
+        .unwrap();
+    let mut holder = raw(&fixture.path);
+    let lock = holder
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    for _ in 0..6 {
+        // Each call is abandoned while it waits for the lock (or for a connection).
+        let abandoned = tokio::time::timeout(Duration::from_millis(5), store.increment("n", 1));
+        assert!(abandoned.await.is_err());
+    }
+    lock.commit().unwrap();
+    // The abandoned increments ran once the lock was free, in order, before this one.
+    assert_eq!(store.increment("n", 1).await.unwrap(), 7);
+    assert_eq!(store.get("n").await.unwrap(), Some(b"7".to_vec()));
+}
+
+/// The smallest executor: polls one future on the current thread, parking between wakes.
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
+#[test]
+fn works_without_a_tokio_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let store = SqliteBackend::open(dir.path().join("kv.db")).await.unwrap();
+        store.set("k", b"v").await.unwrap();
+        assert_eq!(store.get("k").await.unwrap(), Some(b"v".to_vec()));
+        assert_eq!(store.increment("n", 2).await.unwrap(), 2);
+        let keys: BTreeSet<String> = store.list_keys("").await.unwrap().into_iter().collect();
+        assert_eq!(keys.len(), 2);
+    });
+}
