@@ -1,0 +1,53 @@
+//! Command-line arguments and dispatch.
+
+mod check;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status when every check passed.
+pub(crate) const EXIT_PASSED: u8 = 0;
+/// Exit status when the run completed and at least one check failed.
+pub(crate) const EXIT_FAILED: u8 = 1;
+/// Exit status when the run could not start: bad URL, unreachable store, bad arguments.
+pub(crate) const EXIT_ERROR: u8 = 2;
+
+/// kvkit: one async interface to any key-value store, and proof that each store keeps it.
+#[derive(Debug, Parser)]
+#[command(name = "kvkit", version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the conformance suite against the store at URL and print the report.
+    ///
+    /// Exit status: 0 when every check passed, 1 when any failed, 2 when the run could not
+    /// start (bad URL, unreachable store).
+    Check(check::CheckArgs),
+}
+
+impl Cli {
+    pub(crate) fn run(self) -> ExitCode {
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
+        };
+        let status = match self.command {
+            Command::Check(args) => runtime.block_on(check::run(args)),
+        };
+        ExitCode::from(status)
+    }
+}
+
+/// Prints one clear line for an error that stops the run, and the matching status.
+pub(crate) fn fail(message: &str) -> ExitCode {
+    eprintln!("kvkit: {message}");
+    ExitCode::from(EXIT_ERROR)
+}

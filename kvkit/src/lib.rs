@@ -1,0 +1,54 @@
+//! `kvkit`: open any key-value store kvkit knows from a URL.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let store = kvkit::open("memory://").await?;
+//! store.set("greeting", b"hello").await?;
+//! assert_eq!(store.get("greeting").await?, Some(b"hello".to_vec()));
+//! # Ok::<(), kvkit::KvError>(())
+//! # }).unwrap();
+//! ```
+//!
+//! The returned `Arc<dyn KvBackend>` keeps the whole kvkit contract (see [`kv_trait`]), whatever
+//! the store. Like object_store's `parse_url` or OpenDAL's `from_uri`, the URL's scheme picks
+//! the adapter and the rest configures it:
+//!
+//! | URL | store | cargo feature |
+//! | --- | --- | --- |
+//! | `memory://` | a new, private in-memory store | `memory` |
+//! | `memory://NAME` | the in-memory store called `NAME` in this process (made on first use) | `memory` |
+//! | `sqlite:///abs/path.db`, `sqlite://rel/path.db` | an SQLite file, created if missing | `sqlite` |
+//! | `sqlite::memory:` | a new, private in-memory SQLite database | `sqlite` |
+//!
+//! Every URL takes `?namespace=NAME`: backends with different namespaces share the store
+//! without seeing each other's keys. Adapters take further options of their own (for SQLite:
+//! `busy_timeout_ms`, `synchronous`, `pool_size`, `max_value_bytes`). Two `open` calls on the
+//! same file or named store are two handles on one store, which is how two parts (or two
+//! processes, for files) of one application share it; `memory://` and `sqlite::memory:` are
+//! new and private on every call.
+//!
+//! An unknown scheme, a scheme whose feature is off, an unknown option or a malformed URL is
+//! [`KvError::InvalidConfig`] naming the problem.
+//!
+//! The `kvkit` binary in this package runs the conformance suite against a URL:
+//! `kvkit check sqlite:///tmp/kv.db`.
+
+mod target;
+
+use std::sync::Arc;
+
+pub use kv_trait;
+pub use kv_trait::{KvBackend, KvError};
+pub use target::{StoreInfo, Target};
+
+/// Opens the store at `url`. See the [crate docs](crate) for the URL forms.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let err = kvkit::open("carrier-pigeon://loft").await.unwrap_err();
+/// assert!(err.to_string().contains("carrier-pigeon"));
+/// # });
+/// ```
+pub async fn open(url: &str) -> Result<Arc<dyn KvBackend>, KvError> {
+    Target::parse(url)?.open().await
+}

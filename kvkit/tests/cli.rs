@@ -1,0 +1,101 @@
+//! The `kvkit` binary, run as a user runs it.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Output};
+
+fn kvkit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kvkit"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn check_without_a_url_passes_on_a_temporary_sqlite_file() {
+    let output = kvkit(&["check"]);
+    let text = stdout(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("kvkit check sqlite://"), "{text}");
+    let total = kv_conformance::CHECKS.len();
+    assert!(
+        text.contains(&format!("{total} checks: {total} passed, 0 failed")),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_leaves_nothing_behind_in_a_shared_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let url = format!("sqlite://{}?namespace=app", path.display());
+    let output = kvkit(&["check", &url, "--cases", "8"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let rows: i64 = db
+        .query_row("SELECT count(*) FROM kv_entries", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(rows, 0, "kvkit check left rows behind");
+}
+
+#[test]
+fn json_output_is_machine_readable() {
+    let output = kvkit(&[
+        "check",
+        "memory://",
+        "--json",
+        "--only",
+        "keys_case_sensitive",
+        "--only",
+        "cas_expecting_value",
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["passed"], true);
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["keys_case_sensitive", "cas_expecting_value"]);
+}
+
+#[test]
+fn list_prints_every_check_with_its_rule() {
+    let output = kvkit(&["check", "--list"]);
+    assert_eq!(output.status.code(), Some(0));
+    let text = stdout(&output);
+    assert_eq!(text.lines().count(), kv_conformance::CHECKS.len());
+    for check in kv_conformance::CHECKS {
+        assert!(
+            text.contains(check.name) && text.contains(check.rule),
+            "{} missing",
+            check.name
+        );
+    }
+}
+
+#[test]
+fn errors_are_one_line_with_status_2() {
+    for args in [
+        &["check", "bogus://x"][..],
+        &["check", "sqlite:///nonexistent-dir/sub/kv.db"],
+        &["check", "memory://", "--only", "no_such_check"],
+    ] {
+        let output = kvkit(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("kvkit: "), "{stderr}");
+    }
+}
