@@ -117,6 +117,8 @@ mod probe;
 mod profile;
 mod props;
 mod report;
+#[cfg(feature = "services")]
+pub mod services;
 mod suite;
 
 pub use checks::{Check, CHECKS};

@@ -192,7 +192,7 @@ impl Suite {
                     }
                     f
                 });
-                clean(&probe.all_backends(), &probe.written_keys()).await;
+                clean(probe.all_backends(), probe.written_keys()).await;
                 failure
             }
             Err(failure) => Some(failure),
@@ -247,17 +247,20 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
 }
 
 /// Deletes every key left in `backends`, listed or known to have been written (an expired key
-/// is not listed but may still take space until deleted). Best effort: a broken backend must
-/// not stop the run.
-async fn clean(backends: &[Arc<dyn KvBackend>], written: &[String]) {
-    for backend in backends {
-        let sweep = async {
+/// is not listed but may still take space until deleted). Best effort, in a task of its own: a
+/// broken backend that errs, hangs or panics here must not stop the run.
+async fn clean(backends: Vec<Arc<dyn KvBackend>>, written: Vec<String>) {
+    let sweep = tokio::spawn(async move {
+        for backend in backends {
             let listed = backend.list_keys("").await.unwrap_or_default();
-            for key in listed.iter().chain(written) {
+            for key in listed.iter().chain(&written) {
                 let _ = backend.delete(key).await;
             }
-        };
-        let _ = tokio::time::timeout(CLEANUP_TIMEOUT, sweep).await;
+        }
+    });
+    let abort = sweep.abort_handle();
+    if tokio::time::timeout(CLEANUP_TIMEOUT, sweep).await.is_err() {
+        abort.abort();
     }
 }
 

@@ -520,8 +520,25 @@ caught! {
     stale_reads: StaleReads by "concurrent_writes_visible";
     shared_namespace: SharedNamespace by "namespaces_isolated";
     debug_leaks_secret: DebugLeaksSecret by "debug_hides_secrets";
-    state_machine_finds_lenient_parse: IncrementLenientParse by "model_state_machine";
-    state_machine_finds_cas_empty_as_absent: CasEmptyMatchesAbsent by "model_state_machine";
+}
+
+/// The state machine finds faults without being told where to look. Random search needs
+/// enough cases to hit a fault reliably: 400 cases meet each of these two faults dozens of
+/// times on average, so a miss is vanishingly unlikely rather than a coin toss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_machine_finds_faults_on_its_own() {
+    for fault in [
+        Fault::IncrementLenientParse,
+        Fault::CasEmptyMatchesAbsent,
+        Fault::KeyCutAtNul,
+    ] {
+        let outcome = suite(fault)
+            .with_profile(profile().with_cases(400))
+            .run_check("model_state_machine")
+            .await
+            .unwrap();
+        assert!(!outcome.passed(), "the state machine missed {fault:?}");
+    }
 }
 
 /// An operation that never returns fails its check after the profile's timeout instead of
