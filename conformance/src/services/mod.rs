@@ -9,6 +9,9 @@
 //! [`unavailable`] turns into a test failure when `KVKIT_REQUIRE_SERVICES` is set (as `ci/test`
 //! does) and into a loud skip otherwise.
 
+pub mod dynamodb;
+pub mod redis;
+
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};

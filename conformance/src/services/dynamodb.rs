@@ -1,0 +1,1 @@
+//! Finding or starting a dynamodb server for tests (work in progress).

@@ -1,0 +1,1 @@
+//! Finding or starting a redis server for tests (work in progress).
