@@ -1,5 +1,5 @@
 //! An example of the path a user with their own store takes: implement
-//! [`KvBackend`](kv_trait::KvBackend) for it, then prove it with `kv-conformance`
+//! [`KvBackend`] for it, then prove it with `kv-conformance`
 //! (see `tests/conformance.rs` and `src/main.rs`).
 //!
 //! The store here is deliberately plain, one mutex around an ordered map, so that what it takes
