@@ -139,6 +139,7 @@ mod counter;
 mod error;
 mod key;
 mod ttl;
+pub mod url_config;
 mod value;
 
 use std::fmt::Debug;

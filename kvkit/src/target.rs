@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+use kv_trait::url_config::StoreUrl;
 use kv_trait::{KvBackend, KvError};
 use url::Url;
 
@@ -85,7 +86,7 @@ impl Target {
     }
 
     fn parse_known(scheme: &str, url: &str) -> Result<Self, KvError> {
-        let namespace = namespace_option(url)?;
+        let namespace = namespace_option(scheme, url)?;
         let adapter = match scheme {
             #[cfg(feature = "memory")]
             "memory" => Adapter::Memory {
@@ -207,21 +208,11 @@ fn scheme_of(url: &str) -> Result<&str, KvError> {
     Ok(scheme)
 }
 
-/// The `namespace` query option, shared by every adapter.
-fn namespace_option(url: &str) -> Result<String, KvError> {
-    let query = url.split_once('?').map_or("", |(_, query)| query);
-    let mut namespaces =
-        url::form_urlencoded::parse(query.as_bytes()).filter(|(name, _)| name == "namespace");
-    let namespace = namespaces
-        .next()
-        .map(|(_, value)| value.into_owned())
-        .unwrap_or_default();
-    if namespaces.next().is_some() {
-        return Err(KvError::InvalidConfig(
-            "URL option `namespace` is given more than once".into(),
-        ));
-    }
-    Ok(namespace)
+/// The `namespace` query option, which every adapter takes.
+fn namespace_option(scheme: &str, url: &str) -> Result<String, KvError> {
+    Ok(StoreUrl::parse(url, scheme)?
+        .take("namespace")
+        .unwrap_or_default())
 }
 
 fn enabled_schemes() -> String {
@@ -253,22 +244,22 @@ fn password_of(url: &str) -> Vec<String> {
 
 #[cfg(feature = "memory")]
 fn memory_store_name(url: &str) -> Result<Option<String>, KvError> {
-    let parsed = Url::parse(url)
-        .map_err(|err| KvError::InvalidConfig(format!("malformed URL `{url}`: {err}")))?;
-    if let Some((name, _)) = parsed.query_pairs().find(|(name, _)| name != "namespace") {
-        return Err(KvError::InvalidConfig(format!(
-            "unknown option `{name}` for memory://; it takes `namespace`"
-        )));
-    }
-    if !matches!(parsed.path(), "" | "/") {
+    let mut parsed = StoreUrl::parse(url, "memory")?;
+    parsed.take("namespace");
+    let name = parsed
+        .location()
+        .strip_prefix("//")
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            KvError::InvalidConfig(format!("expected memory:// or memory://NAME, not `{url}`"))
+        })?;
+    if name.contains('/') {
         return Err(KvError::InvalidConfig(format!(
             "memory:// URLs name a store, not a path: `{url}`"
         )));
     }
-    Ok(parsed
-        .host_str()
-        .filter(|host| !host.is_empty())
-        .map(str::to_owned))
+    parsed.finish(&["namespace"])?;
+    Ok((!name.is_empty()).then_some(name))
 }
 
 /// The in-memory store for `name`: a new one when unnamed, else the process's store of that name.
@@ -322,11 +313,11 @@ mod tests {
     #[test]
     fn the_namespace_option_is_read_once() {
         assert_eq!(
-            namespace_option("memory://x?namespace=a%2Fb").unwrap(),
+            namespace_option("memory", "memory://x?namespace=a%2Fb").unwrap(),
             "a/b"
         );
-        assert_eq!(namespace_option("memory://x").unwrap(), "");
-        assert!(namespace_option("memory://x?namespace=a&namespace=b").is_err());
+        assert_eq!(namespace_option("memory", "memory://x").unwrap(), "");
+        assert!(namespace_option("memory", "memory://x?namespace=a&namespace=b").is_err());
     }
 
     #[cfg(feature = "memory")]

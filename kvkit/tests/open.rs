@@ -56,7 +56,7 @@ async fn bad_urls_are_invalid_config_naming_the_problem() {
     let cases = [
         ("ftp://host/file", "unknown scheme `ftp`"),
         ("not a url", "not a store URL"),
-        ("memory://x?colour=blue", "unknown option `colour`"),
+        ("memory://x?colour=blue", "unknown URL option `colour`"),
         ("sqlite:///tmp/kv.db?colour=blue", "colour"),
         (
             "sqlite:///tmp/kv.db?namespace=a&namespace=b",

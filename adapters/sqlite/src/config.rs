@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use kv_trait::url_config::StoreUrl;
 use kv_trait::{KvError, DEFAULT_MAX_VALUE_BYTES, MIN_MAX_VALUE_BYTES};
 
 use crate::SqliteBackend;
@@ -27,6 +28,15 @@ pub(crate) const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// `SQLITE_MAX_LENGTH` (10^9 bytes by default); half a GiB leaves ample room for the key and
 /// the record header.
 pub(crate) const LARGEST_MAX_VALUE_BYTES: usize = 512 * 1024 * 1024;
+
+/// The options a `sqlite:` URL takes.
+const URL_OPTIONS: &[&str] = &[
+    "namespace",
+    "busy_timeout_ms",
+    "synchronous",
+    "pool_size",
+    "max_value_bytes",
+];
 
 /// The SQLite file name that means "a private in-memory database" rather than a file.
 const MEMORY_FILE_NAME: &str = ":memory:";
@@ -171,18 +181,33 @@ impl SqliteBackendBuilder {
     /// # Ok::<(), kv_trait::KvError>(())
     /// ```
     pub fn from_url(url: &str) -> Result<Self, KvError> {
-        let (location, query) = split_url(url)?;
-        let mut builder = Self::at(location);
-        let mut seen: Vec<String> = Vec::new();
-        for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
-            if seen.iter().any(|earlier| *earlier == name) {
-                return Err(invalid(format!(
-                    "URL option `{name}` is given more than once"
-                )));
-            }
-            builder = builder.apply_option(&name, &value)?;
-            seen.push(name.into_owned());
+        let mut parsed = StoreUrl::parse(url, "sqlite")?;
+        let mut builder = if parsed.location() == MEMORY_FILE_NAME {
+            Self::at(Location::Memory)
+        } else {
+            Self::at(Location::File(parsed.file_path()?))
+        };
+        if let Some(namespace) = parsed.take("namespace") {
+            builder = builder.namespace(namespace);
         }
+        if let Some(ms) = parsed.take_number("busy_timeout_ms")? {
+            builder = builder.busy_timeout(Duration::from_millis(ms));
+        }
+        if let Some(level) = parsed.take("synchronous") {
+            let level = Synchronous::parse(&level).ok_or_else(|| {
+                invalid(format!(
+                    "URL option `synchronous={level}`: expected off, normal, full or extra"
+                ))
+            })?;
+            builder = builder.synchronous(level);
+        }
+        if let Some(size) = parsed.take_number("pool_size")? {
+            builder = builder.pool_size(size);
+        }
+        if let Some(max) = parsed.take_number("max_value_bytes")? {
+            builder = builder.max_value_bytes(max);
+        }
+        parsed.finish(URL_OPTIONS)?;
         Ok(builder)
     }
 
@@ -250,28 +275,6 @@ impl SqliteBackendBuilder {
         }
     }
 
-    fn apply_option(self, name: &str, value: &str) -> Result<Self, KvError> {
-        Ok(match name {
-            "namespace" => self.namespace(value),
-            "busy_timeout_ms" => {
-                self.busy_timeout(Duration::from_millis(parse_number(name, value)?))
-            }
-            "synchronous" => self.synchronous(Synchronous::parse(value).ok_or_else(|| {
-                invalid(format!(
-                    "URL option `synchronous={value}`: expected off, normal, full or extra"
-                ))
-            })?),
-            "pool_size" => self.pool_size(parse_number(name, value)?),
-            "max_value_bytes" => self.max_value_bytes(parse_number(name, value)?),
-            _ => {
-                return Err(invalid(format!(
-                    "unknown URL option `{name}`; the options are namespace, busy_timeout_ms, \
-                     synchronous, pool_size and max_value_bytes"
-                )))
-            }
-        })
-    }
-
     fn validate(&self) -> Result<(), KvError> {
         if let Location::File(path) = &self.location {
             check_file_path(path)?;
@@ -309,79 +312,6 @@ impl SqliteBackendBuilder {
 
 fn invalid(message: impl Into<String>) -> KvError {
     KvError::InvalidConfig(message.into())
-}
-
-/// Splits a `sqlite:` URL into its location and its (still encoded) query string.
-fn split_url(url: &str) -> Result<(Location, &str), KvError> {
-    const SCHEME: &str = "sqlite:";
-    let rest = match url.get(..SCHEME.len()) {
-        Some(scheme) if scheme.eq_ignore_ascii_case(SCHEME) => &url[SCHEME.len()..],
-        _ => {
-            return Err(invalid(format!(
-                "`{url}` is not a sqlite URL; expected sqlite://PATH or sqlite::memory:"
-            )))
-        }
-    };
-    if rest.contains('#') {
-        return Err(invalid(
-            "a sqlite URL has no fragment; write a `#` in the path as %23",
-        ));
-    }
-    let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if location == MEMORY_FILE_NAME {
-        return Ok((Location::Memory, query));
-    }
-    match location.strip_prefix("//") {
-        Some("") => Err(invalid("the sqlite URL has an empty path")),
-        Some(path) => Ok((Location::File(percent_decode(path)?.into()), query)),
-        None => Err(invalid(format!(
-            "`{url}`: expected sqlite://PATH (sqlite:///absolute/path, sqlite://relative/path) \
-             or sqlite::memory:"
-        ))),
-    }
-}
-
-/// Decodes the `%XX` escapes of a URL path; the result must be UTF-8.
-fn percent_decode(text: &str) -> Result<String, KvError> {
-    let mut bytes = Vec::with_capacity(text.len());
-    let mut rest = text.as_bytes();
-    while let Some((&byte, after)) = rest.split_first() {
-        if byte != b'%' {
-            bytes.push(byte);
-            rest = after;
-            continue;
-        }
-        let escape = after
-            .get(..2)
-            .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-            .ok_or_else(|| {
-                invalid(format!(
-                    "the sqlite URL path `{text}` has a `%` not followed by two hex digits"
-                ))
-            })?;
-        bytes.push(escape);
-        rest = &after[2..];
-    }
-    String::from_utf8(bytes).map_err(|_| {
-        invalid(format!(
-            "the sqlite URL path `{text}` does not decode to UTF-8"
-        ))
-    })
-}
-
-fn parse_number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, KvError> {
-    // `FromStr` for integers accepts a leading `+`; an option value is digits only.
-    let digits_only = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
-    digits_only
-        .then(|| value.parse().ok())
-        .flatten()
-        .ok_or_else(|| {
-            invalid(format!(
-                "URL option `{name}={value}`: expected a non-negative whole number"
-            ))
-        })
 }
 
 /// Refuses file names SQLite would not treat as a plain file.
