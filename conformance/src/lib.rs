@@ -90,9 +90,11 @@
 //! the check that caused it) and must not hang (a check fails after
 //! [`Profile::check_timeout`]).
 //!
-//! Not checkable from outside a backend, and so left to each adapter's own tests: that keys and
-//! values reach the store as data, that blocking work stays off the executor, that requests
-//! time out and reconnect, and consistency across processes.
+//! Consistency across several handles on one store (two backends on one file, two connections
+//! to one server) needs handles the factory does not make: [`shared_store`] has those checks,
+//! for an adapter's own tests to call. Not checkable from outside a backend, and so left to each
+//! adapter's own tests: that keys and values reach the store as data, that blocking work stays
+//! off the executor, that requests time out and reconnect.
 //!
 //! # Timing
 //!
@@ -119,6 +121,7 @@ mod props;
 mod report;
 #[cfg(feature = "services")]
 pub mod services;
+pub mod shared_store;
 mod suite;
 
 pub use checks::{Check, CHECKS};
@@ -139,8 +142,12 @@ pub fn hostile_keys() -> Vec<String> {
 ///
 /// `conformance_tests!(factory)` or `conformance_tests!(factory, profile)`, where `factory` is
 /// an expression of a closure type `Fn() -> impl Future<Output = Result<B, KvError>>` as for
-/// [`Suite::new`], and `profile` a [`Profile`]. Both expressions are evaluated once per test.
-/// Use it at the top level of an integration test file or inside a module.
+/// [`Suite::new`], and `profile` a [`Profile`] or an `Option<Profile>`. Both expressions are
+/// evaluated once per test. A `None` profile says the store is not available here (a server
+/// that could not be found, say): every test then returns at once, so make sure whatever
+/// decided that has announced the skip, or failed, as
+/// `services::unavailable` does (with the `services` feature). Use the macro
+/// at the top level of an integration test file or inside a module.
 #[macro_export]
 macro_rules! conformance_tests {
     ($factory:expr $(,)?) => {

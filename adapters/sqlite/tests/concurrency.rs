@@ -14,74 +14,28 @@ use kv_trait::{KvBackend, KvError};
 
 use common::{file_store, raw};
 
+/// Two backends on one file: the store is shared, so the kit's shared-store checks apply.
+async fn two_backends_on_one_file() -> (common::FileStore, [Arc<dyn KvBackend>; 2]) {
+    let fixture = file_store().await;
+    let other = SqliteBackend::open(&fixture.path)
+        .await
+        .expect("a second backend on the file");
+    let handles: [Arc<dyn KvBackend>; 2] = [Arc::new(fixture.store.clone()), Arc::new(other)];
+    (fixture, handles)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn increments_from_two_backends_on_one_file_are_exact_and_distinct() {
-    const TASKS_PER_BACKEND: usize = 8;
-    const INCREMENTS_PER_TASK: usize = 25;
-    let fixture = file_store().await;
-    let other = SqliteBackend::open(&fixture.path).await.unwrap();
-    let mut tasks = Vec::new();
-    for store in [fixture.store.clone(), other] {
-        for _ in 0..TASKS_PER_BACKEND {
-            let store = store.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut seen = Vec::new();
-                for _ in 0..INCREMENTS_PER_TASK {
-                    seen.push(store.increment("counter", 1).await.unwrap());
-                }
-                seen
-            }));
-        }
-    }
-    let mut results = Vec::new();
-    for task in tasks {
-        results.extend(task.await.unwrap());
-    }
-    let total = (2 * TASKS_PER_BACKEND * INCREMENTS_PER_TASK) as i64;
-    results.sort_unstable();
-    assert_eq!(
-        results,
-        (1..=total).collect::<Vec<_>>(),
-        "each result distinct, none lost"
-    );
-    assert_eq!(
-        fixture.store.get("counter").await.unwrap(),
-        Some(total.to_string().into_bytes())
-    );
+    let (_fixture, handles) = two_backends_on_one_file().await;
+    let checked = kv_conformance::shared_store::increments_across(&handles, 8, 25).await;
+    checked.unwrap_or_else(|failure| panic!("{failure}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compare_and_swap_contention_across_two_backends_has_one_winner_per_round() {
-    const ROUNDS: usize = 15;
-    const CONTENDERS_PER_BACKEND: usize = 4;
-    let fixture = file_store().await;
-    let other = SqliteBackend::open(&fixture.path).await.unwrap();
-    let stores = [fixture.store.clone(), other];
-    let mut current: Option<Vec<u8>> = None;
-    for round in 0..ROUNDS {
-        let mut attempts = Vec::new();
-        for (side, store) in stores.iter().enumerate() {
-            for contender in 0..CONTENDERS_PER_BACKEND {
-                let (store, expected) = (store.clone(), current.clone());
-                let proposal = format!("round {round} by {side}/{contender}").into_bytes();
-                attempts.push(tokio::spawn(async move {
-                    let won = store
-                        .compare_and_swap("lock", expected.as_deref(), &proposal)
-                        .await
-                        .unwrap();
-                    won.then_some(proposal)
-                }));
-            }
-        }
-        let mut winners = Vec::new();
-        for attempt in attempts {
-            winners.extend(attempt.await.unwrap());
-        }
-        assert_eq!(winners.len(), 1, "round {round}");
-        let stored = fixture.store.get("lock").await.unwrap();
-        assert_eq!(stored.as_ref(), winners.first(), "round {round}");
-        current = stored;
-    }
+    let (_fixture, handles) = two_backends_on_one_file().await;
+    let checked = kv_conformance::shared_store::cas_rounds_across(&handles, 15, 4).await;
+    checked.unwrap_or_else(|failure| panic!("{failure}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,42 @@
+//! `kv-services`: starts the test services once, for every test binary of a run to share.
+//!
+//! `kv-services redis redis-cluster dynamodb` finds or starts each service exactly as the tests
+//! would (see `kv_conformance::services`), prints `export NAME=VALUE` lines that point the
+//! tests at them (`KV_REDIS_URL`, `KV_REDIS_CLUSTER_URL`, `KV_DYNAMODB_ENDPOINT`), then a line
+//! `ready`, and keeps them running until it is killed (Ctrl-C, or `kill PID`); servers it
+//! started stop with it. `ci/test` runs it in the background and stops it by PID.
+
+use std::process::ExitCode;
+
+use kv_conformance::services::{dynamodb, redis};
+
+fn main() -> ExitCode {
+    for service in std::env::args().skip(1) {
+        let export = match service.as_str() {
+            "redis" => redis::standalone().map(|s| (redis::URL_ENV, s.url.clone())),
+            "redis-cluster" => redis::cluster().map(|s| (redis::CLUSTER_URL_ENV, s.url.clone())),
+            "dynamodb" => {
+                dynamodb::endpoint().map(|s| (dynamodb::ENDPOINT_ENV, s.endpoint.clone()))
+            }
+            other => {
+                eprintln!(
+                    "kv-services: unknown service `{other}` (redis, redis-cluster, dynamodb)"
+                );
+                return ExitCode::from(2);
+            }
+        };
+        match export {
+            // Single quotes: the shell takes the URL as it is.
+            Some((name, value)) => println!("export {name}='{value}'"),
+            None => {
+                eprintln!("kv-services: {service} is not available");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    println!("ready");
+    // Serve until a signal ends the process (whose watchdogs then stop the servers).
+    loop {
+        std::thread::park();
+    }
+}
