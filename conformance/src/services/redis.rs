@@ -1,1 +1,570 @@
-//! Finding or starting a redis server for tests (work in progress).
+//! Redis for tests: one standalone server and one Redis Cluster (3 primaries, 3 replicas) per
+//! test process, plus private servers a test may disturb.
+//!
+//! Each service is found in this order:
+//!
+//! 1. a URL in [`URL_ENV`] (`KV_REDIS_URL`, e.g. `redis://:pw@10.0.0.5:6379`) or
+//!    [`CLUSTER_URL_ENV`] (`KV_REDIS_CLUSTER_URL`, e.g.
+//!    `redis+cluster://10.0.0.5:7000,10.0.0.6:7000`), used as given;
+//! 2. else private `redis-server` processes started from the binaries on `PATH`, on free
+//!    `127.0.0.1` ports, in a temporary directory, with a random password, and stopped when
+//!    the test process ends (see [`LocalProcess`]). The cluster is six servers with
+//!    `cluster-enabled yes`, joined by `redis-cli --cluster create --cluster-replicas 1`, ready
+//!    once every node reports `cluster_state:ok` and sees three primaries and three replicas;
+//! 3. else none: [`unavailable`] makes that a failure under `KVKIT_REQUIRE_SERVICES` (as
+//!    `ci/test` sets) and a loud skip otherwise.
+//!
+//! ```no_run
+//! use kv_conformance::services::redis;
+//!
+//! if let Some(server) = redis::standalone() {
+//!     println!("testing against {}", server.url);
+//! }
+//! ```
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::{find_binary, free_port, unavailable, wait_for_port, LocalProcess, Provider};
+
+/// Environment variable: the URL of a standalone Redis server to test against.
+pub const URL_ENV: &str = "KV_REDIS_URL";
+/// Environment variable: the URL of a Redis Cluster to test against, in the
+/// `redis+cluster://host:port,host:port` form.
+pub const CLUSTER_URL_ENV: &str = "KV_REDIS_CLUSTER_URL";
+
+/// How to get Redis, for messages when there is none.
+pub const HOW_TO_GET_ONE: &str = "Set KV_REDIS_URL / KV_REDIS_CLUSTER_URL to a server you run, or \
+     install Redis 6 or newer so that `redis-server` and `redis-cli` are on PATH (Debian and \
+     Ubuntu: `apt-get install redis-server redis-tools`; macOS: `brew install redis`; or run \
+     `ci/install-deps`)";
+
+/// How long a private server may take to listen, and a private cluster to be ready.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Cluster nodes also listen on their port + 10000 for the cluster bus, so their ports must
+/// stay below this.
+const MAX_CLUSTER_PORT: u16 = u16::MAX - 10_000;
+
+/// A Redis server or cluster that tests can use.
+///
+/// `Debug` shows the URL with the password replaced by `***`.
+#[non_exhaustive]
+pub struct RedisService {
+    /// The URL to connect to: `redis://:PASSWORD@127.0.0.1:PORT` for a private server,
+    /// `redis+cluster://:PASSWORD@127.0.0.1:P1,...,127.0.0.1:P6` for a private cluster, or the
+    /// environment's URL.
+    pub url: String,
+    /// Where the service came from.
+    pub provider: Provider,
+    /// The ACL user name in [`url`](Self::url), if any (`None`: the default user).
+    pub username: Option<String>,
+    /// The password in [`url`](Self::url), if any: declare it secret in the conformance
+    /// profile (`Profile::with_secret`).
+    pub password: Option<String>,
+    /// `host:port` of every node named by the URL (for a private cluster: all six).
+    pub nodes: Vec<String>,
+    /// Whether this is a Redis Cluster.
+    pub cluster: bool,
+    processes: Vec<LocalProcess>,
+}
+
+impl fmt::Debug for RedisService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisService")
+            .field("url", &redact(&self.url))
+            .field("provider", &self.provider)
+            .field("nodes", &self.nodes)
+            .field("cluster", &self.cluster)
+            .field(
+                "pids",
+                &self
+                    .processes
+                    .iter()
+                    .map(LocalProcess::pid)
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisService {
+    /// A `redis-cli` command for the first node, authenticated (through `REDISCLI_AUTH`, so
+    /// the password is not on its command line) and, for a cluster, following redirections
+    /// (`-c`). `None` when `redis-cli` is not installed. Append the command's arguments.
+    pub fn redis_cli(&self) -> Option<Command> {
+        let binary = find_binary("redis-cli")?;
+        let (host, port) = split_host_port(self.nodes.first()?)?;
+        let mut command = Command::new(binary);
+        command.args(["-h", &host, "-p", &port.to_string(), "--no-raw"]);
+        if self.cluster {
+            command.arg("-c");
+        }
+        if let Some(user) = &self.username {
+            command.args(["--user", user]);
+        }
+        if let Some(password) = &self.password {
+            command.env("REDISCLI_AUTH", password);
+        }
+        Some(command)
+    }
+
+    /// The URL with query options appended, e.g. `with_options("namespace=a&pool_size=2")`.
+    pub fn url_with(&self, options: &str) -> String {
+        let separator = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{separator}{options}", self.url)
+    }
+}
+
+/// The standalone server of this test process: the one in `KV_REDIS_URL`, else a private one
+/// started on first use. `None` (after a loud skip message) when there is neither; a panic
+/// instead under `KVKIT_REQUIRE_SERVICES`.
+pub fn standalone() -> Option<&'static RedisService> {
+    static SERVICE: OnceLock<Option<RedisService>> = OnceLock::new();
+    SERVICE
+        .get_or_init(|| {
+            let service = from_env(URL_ENV, false).or_else(|| {
+                start_or_report("Redis server", || start_private_standalone("shared"))
+            })?;
+            announce("standalone Redis", &service);
+            Some(service)
+        })
+        .as_ref()
+}
+
+/// The Redis Cluster of this test process: the one in `KV_REDIS_CLUSTER_URL`, else a private
+/// 3-primary, 3-replica cluster started on first use (a few seconds). `None` or a panic as for
+/// [`standalone`].
+pub fn cluster() -> Option<&'static RedisService> {
+    static SERVICE: OnceLock<Option<RedisService>> = OnceLock::new();
+    SERVICE
+        .get_or_init(|| {
+            let service = from_env(CLUSTER_URL_ENV, true)
+                .or_else(|| start_or_report("Redis Cluster", start_private_cluster))?;
+            announce("Redis Cluster", &service);
+            Some(service)
+        })
+        .as_ref()
+}
+
+/// A new private standalone server for this caller alone, stopped when the value is dropped:
+/// for tests that pause, kill or reconfigure their server. Always a local process, even when
+/// `KV_REDIS_URL` is set. `None` or a panic as for [`standalone`].
+pub fn private_standalone() -> Option<RedisService> {
+    start_or_report("private Redis server", || {
+        start_private_standalone("private")
+    })
+}
+
+fn announce(what: &str, service: &RedisService) {
+    eprintln!(
+        "kv-conformance: {what} for this test process: {} at {}",
+        service.provider,
+        redact(&service.url)
+    );
+}
+
+fn from_env(variable: &'static str, cluster: bool) -> Option<RedisService> {
+    let url = std::env::var(variable)
+        .ok()
+        .filter(|url| !url.trim().is_empty())?;
+    Some(RedisService {
+        username: username_in(&url),
+        password: password_in(&url),
+        nodes: nodes_in(&url),
+        url,
+        provider: Provider::Environment(variable),
+        cluster,
+        processes: Vec::new(),
+    })
+}
+
+/// Runs `start` if `redis-server` and `redis-cli` are installed; reports why not otherwise.
+fn start_or_report(
+    service: &str,
+    start: impl FnOnce() -> io::Result<RedisService>,
+) -> Option<RedisService> {
+    if find_binary("redis-server").is_none() || find_binary("redis-cli").is_none() {
+        return unavailable(
+            service,
+            "no URL in the environment, and `redis-server` or `redis-cli` is not installed",
+            HOW_TO_GET_ONE,
+        );
+    }
+    match start() {
+        Ok(service) => Some(service),
+        Err(err) => unavailable(
+            service,
+            &format!("starting it failed: {err}"),
+            HOW_TO_GET_ONE,
+        ),
+    }
+}
+
+fn start_private_standalone(label: &str) -> io::Result<RedisService> {
+    let binary = find_binary("redis-server").ok_or(io::ErrorKind::NotFound)?;
+    let dir = private_dir(label)?;
+    let password = random_password();
+    let (process, port) = spawn_server(&binary, &dir, &password, u16::MAX, &[])?;
+    Ok(RedisService {
+        url: format!("redis://:{password}@127.0.0.1:{port}"),
+        provider: Provider::LocalBinary(binary),
+        username: None,
+        password: Some(password),
+        nodes: vec![format!("127.0.0.1:{port}")],
+        cluster: false,
+        processes: vec![process],
+    })
+}
+
+fn start_private_cluster() -> io::Result<RedisService> {
+    let binary = find_binary("redis-server").ok_or(io::ErrorKind::NotFound)?;
+    let cli = find_binary("redis-cli").ok_or(io::ErrorKind::NotFound)?;
+    let dir = private_dir("cluster")?;
+    let password = random_password();
+    let mut processes = Vec::new();
+    let mut ports = BTreeSet::new();
+    while processes.len() < 6 {
+        let (process, port) = spawn_server(
+            &binary,
+            &dir,
+            &password,
+            MAX_CLUSTER_PORT,
+            &[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-node-timeout",
+                "5000",
+                "--masterauth",
+                &password,
+            ],
+        )?;
+        // A port equal to another node's bus port would make one of them fail later.
+        if ports
+            .iter()
+            .any(|&p: &u16| p == port + 10_000 || p + 10_000 == port)
+        {
+            continue;
+        }
+        ports.insert(port);
+        processes.push(process);
+    }
+    let nodes: Vec<String> = ports
+        .iter()
+        .map(|port| format!("127.0.0.1:{port}"))
+        .collect();
+
+    let mut create = Command::new(&cli);
+    create
+        .args(["--cluster", "create"])
+        .args(&nodes)
+        .args(["--cluster-replicas", "1", "--cluster-yes"])
+        .env("REDISCLI_AUTH", &password);
+    run_with_timeout(create, &dir.join("cluster-create.log"), STARTUP_TIMEOUT)?;
+
+    // Ready when every node reports the cluster healthy and agrees on the roles: right after
+    // `--cluster create`, some nodes still see the future replicas as empty primaries.
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    for port in &ports {
+        loop {
+            let info = cli_output(&cli, *port, &password, &["CLUSTER", "INFO"])?;
+            let nodes = cli_output(&cli, *port, &password, &["CLUSTER", "NODES"])?;
+            let count = |role: &str| {
+                nodes
+                    .lines()
+                    .filter(|line| {
+                        line.split_whitespace()
+                            .nth(2)
+                            .is_some_and(|f| f.contains(role))
+                    })
+                    .count()
+            };
+            if info.contains("cluster_state:ok")
+                && info.contains("cluster_known_nodes:6")
+                && count("master") == 3
+                && count("slave") == 3
+            {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "node 127.0.0.1:{port} did not report cluster_state:ok within \
+                         {STARTUP_TIMEOUT:?}; logs in {}",
+                        dir.display()
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(RedisService {
+        url: format!("redis+cluster://:{password}@{}", nodes.join(",")),
+        provider: Provider::LocalBinary(binary),
+        username: None,
+        password: Some(password),
+        nodes,
+        cluster: true,
+        processes,
+    })
+}
+
+/// Starts `redis-server` on a free loopback port below `max_port` (trying again if another
+/// process takes the port first) and waits until it listens.
+fn spawn_server(
+    binary: &Path,
+    dir: &Path,
+    password: &str,
+    max_port: u16,
+    extra: &[&str],
+) -> io::Result<(LocalProcess, u16)> {
+    let mut last_error = None;
+    for _ in 0..5 {
+        let cluster = max_port == MAX_CLUSTER_PORT;
+        let port = free_port(max_port, |port| {
+            cluster.then(|| port.checked_add(10_000)).flatten()
+        })?;
+        let mut command = Command::new(binary);
+        command
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .args(["--requirepass", password])
+            .args(extra);
+        if cluster {
+            command.args(["--cluster-config-file", &format!("nodes-{port}.conf")]);
+        }
+        let mut process = LocalProcess::spawn(command, &dir.join(format!("redis-{port}.log")))?;
+        match wait_for_port(port, Duration::from_secs(10)) {
+            Ok(()) if !process.has_exited() => return Ok((process, port)),
+            Ok(()) => last_error = Some(io::Error::other(format!("redis-server on {port} exited"))),
+            Err(err) => last_error = Some(err),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| io::Error::other("redis-server did not start")))
+}
+
+/// Runs `command` to completion within `timeout`, its output in `log`; an error if it fails.
+fn run_with_timeout(mut command: Command, log: &Path, timeout: Duration) -> io::Result<()> {
+    let file = std::fs::File::create(log)?;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            if status.success() {
+                return Ok(());
+            }
+            let output = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(io::Error::other(format!("{status}: {output}")));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("did not finish within {timeout:?}; see {}", log.display()),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `redis-cli -p port ARGS...`'s standard output.
+fn cli_output(cli: &Path, port: u16, password: &str, args: &[&str]) -> io::Result<String> {
+    let output = Command::new(cli)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .env("REDISCLI_AUTH", password)
+        .stdin(Stdio::null())
+        .output()?;
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// A new directory for this process's servers, `kvkit-redis-<pid>-<label>-<n>` in the
+/// system's temporary directory. Directories left by test processes that have exited are
+/// removed first (a `static` service is never dropped, so nothing else removes them).
+fn private_dir(label: &str) -> io::Result<PathBuf> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let temp = std::env::temp_dir();
+    remove_stale_dirs(&temp);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = temp.join(format!("kvkit-redis-{}-{label}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn remove_stale_dirs(temp: &Path) {
+    let proc = Path::new("/proc");
+    if !proc.is_dir() {
+        return; // no cheap way to tell whether a process is alive
+    }
+    let Ok(entries) = std::fs::read_dir(temp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix("kvkit-redis-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !proc.join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// A password that differs between runs (the standard library's randomly keyed hasher).
+fn random_password() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    let state = RandomState::new();
+    let a = state.hash_one((std::process::id(), Instant::now()));
+    let b = state.hash_one(a);
+    format!("kvkit-{a:016x}{b:016x}")
+}
+
+/// The user-information part of a URL (between `://` and the last `@` before the path).
+fn userinfo(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    Some(&authority[..authority.rfind('@')?])
+}
+
+fn username_in(url: &str) -> Option<String> {
+    let info = userinfo(url)?;
+    let user = info.split_once(':').map_or(info, |(user, _)| user);
+    (!user.is_empty()).then(|| percent_decode(user))
+}
+
+fn password_in(url: &str) -> Option<String> {
+    let password = userinfo(url)?.split_once(':')?.1;
+    (!password.is_empty()).then(|| percent_decode(password))
+}
+
+fn nodes_in(url: &str) -> Vec<String> {
+    let Some((_, rest)) = url.split_once("://") else {
+        return Vec::new();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let hosts = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, hosts)| hosts);
+    hosts
+        .split(',')
+        .filter(|host| !host.is_empty())
+        .map(|host| {
+            if host.ends_with(']') || !host.contains(':') {
+                format!("{host}:6379")
+            } else {
+                host.to_owned()
+            }
+        })
+        .collect()
+}
+
+fn split_host_port(node: &str) -> Option<(String, u16)> {
+    let (host, port) = node.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Some((host.to_owned(), port.parse().ok()?))
+}
+
+/// `url` with its password replaced by `***`.
+fn redact(url: &str) -> String {
+    match userinfo(url).and_then(|info| Some((info, info.split_once(':')?.1))) {
+        Some((info, password)) if !password.is_empty() => {
+            let user = &info[..info.len() - password.len()];
+            url.replacen(info, &format!("{user}***"), 1)
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                decoded.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_and_nodes_come_out_of_urls() {
+        assert_eq!(password_in("redis://:p%40ss@h:1/0"), Some("p@ss".into()));
+        assert_eq!(password_in("redis://user:pw@h"), Some("pw".into()));
+        assert_eq!(password_in("redis://user@h"), None);
+        assert_eq!(username_in("redis://user@h"), Some("user".into()));
+        assert_eq!(username_in("redis://:pw@h"), None);
+        assert_eq!(password_in("redis://h:6379"), None);
+        assert_eq!(nodes_in("redis://:pw@h:1/2?x=y"), ["h:1"]);
+        assert_eq!(nodes_in("redis://localhost"), ["localhost:6379"]);
+        assert_eq!(
+            nodes_in("redis+cluster://a:1,b:2,[::1]:3,[::1]"),
+            ["a:1", "b:2", "[::1]:3", "[::1]:6379"]
+        );
+        assert_eq!(split_host_port("[::1]:3"), Some(("::1".into(), 3)));
+    }
+
+    #[test]
+    fn urls_are_shown_without_passwords() {
+        assert_eq!(redact("redis://:secret@h:1"), "redis://:***@h:1");
+        assert_eq!(redact("redis://u:secret@h:1/2"), "redis://u:***@h:1/2");
+        assert_eq!(redact("redis://u@h"), "redis://u@h");
+        assert_eq!(
+            redact("redis://h?namespace=a:b@c"),
+            "redis://h?namespace=a:b@c"
+        );
+        let service = RedisService {
+            url: "redis://:secret@127.0.0.1:1".into(),
+            provider: Provider::Environment(URL_ENV),
+            username: None,
+            password: Some("secret".into()),
+            nodes: vec!["127.0.0.1:1".into()],
+            cluster: false,
+            processes: Vec::new(),
+        };
+        assert!(!format!("{service:?}").contains("secret"));
+        assert_eq!(
+            service.url_with("namespace=x"),
+            "redis://:secret@127.0.0.1:1?namespace=x"
+        );
+    }
+
+    #[test]
+    fn passwords_differ() {
+        assert_ne!(random_password(), random_password());
+    }
+}

@@ -1,0 +1,242 @@
+//! `impl KvBackend for RedisBackend`: validate, encode the key, one Redis command (or script),
+//! decode or map the error.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kv_trait::{async_trait, check_value_size, validate_key, validate_ttl, KvBackend, KvError};
+use redis::ProtocolVersion;
+
+use crate::client::Client;
+use crate::config::{RedisBackendBuilder, Topology};
+use crate::encoding::{self, Keyspace};
+use crate::error;
+use crate::scripts;
+
+/// A key-value store on a Redis server or Redis Cluster that keeps the whole kvkit contract,
+/// across every client of the same server and namespace.
+///
+/// The data is plain Redis: key `k` of namespace `ns` is the Redis string at
+/// [`namespace_prefix`](crate::namespace_prefix)`(ns) + k`, a TTL is the key's own expiry,
+/// and a counter is a Redis integer, so `redis-cli GET` reads what the backend wrote and
+/// `redis-cli INCRBY` works on its counters.
+///
+/// Cloning is cheap: clones share the connections. Requests are multiplexed over one managed
+/// connection (per cluster node in cluster mode), which reconnects by itself after the
+/// connection is lost; every request is bounded by the request timeout, and a failure to
+/// reach the server is [`KvError::Unavailable`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), kv_trait::KvError> {
+/// use kv_redis::RedisBackend;
+/// use kv_trait::KvBackend;
+///
+/// let store = RedisBackend::from_url("redis://localhost:6379?namespace=app").await?;
+/// store.set("greeting", b"hello").await?; // the Redis key `app:greeting`
+/// assert_eq!(store.get("greeting").await?, Some(b"hello".to_vec()));
+/// assert_eq!(store.increment("hits", 3).await?, 3);
+/// assert!(store.compare_and_swap("lock", None, b"me").await?);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisBackend {
+    shared: Arc<Shared>,
+}
+
+/// What all clones of one backend share.
+struct Shared {
+    client: Client,
+    keyspace: Keyspace,
+    namespace: String,
+    topology: Topology,
+    endpoint: String,
+    max_value_bytes: usize,
+    pool_size: usize,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+}
+
+impl RedisBackend {
+    /// Connects to the server or cluster a URL names, e.g. `redis://localhost:6379/0`,
+    /// `redis://:password@host?namespace=app` or
+    /// `redis+cluster://10.0.0.1:7000,10.0.0.2:7000`; see [`RedisBackendBuilder::from_url`]
+    /// for every form and option.
+    pub async fn from_url(url: &str) -> Result<Self, KvError> {
+        RedisBackendBuilder::from_url(url)?.build().await
+    }
+
+    /// A builder starting from `url`, to change settings before connecting; the same as
+    /// [`RedisBackendBuilder::from_url`].
+    pub fn builder(url: &str) -> Result<RedisBackendBuilder, KvError> {
+        RedisBackendBuilder::from_url(url)
+    }
+
+    pub(crate) async fn from_builder(settings: RedisBackendBuilder) -> Result<Self, KvError> {
+        let client = Client::connect(&settings).await?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                client,
+                keyspace: Keyspace::new(&settings.namespace),
+                endpoint: settings.endpoint(),
+                namespace: settings.namespace,
+                topology: settings.topology,
+                max_value_bytes: settings.max_value_bytes,
+                pool_size: settings.pool_size,
+                connect_timeout: settings.connect_timeout,
+                request_timeout: settings.request_timeout,
+            }),
+        })
+    }
+
+    /// The namespace this backend's keys live in (`""` unless configured).
+    pub fn namespace(&self) -> &str {
+        &self.shared.namespace
+    }
+
+    /// Whether this backend talks to one server or to a cluster.
+    pub fn topology(&self) -> Topology {
+        self.shared.topology
+    }
+
+    /// The longest value this backend accepts, in bytes.
+    pub fn max_value_bytes(&self) -> usize {
+        self.shared.max_value_bytes
+    }
+
+    /// Where this backend connects, with any password replaced by `***`.
+    pub fn endpoint(&self) -> &str {
+        &self.shared.endpoint
+    }
+
+    /// The Redis key under which kvkit key `key` is stored (namespace prefix + key bytes),
+    /// e.g. to inspect it with `redis-cli`: in namespace `app:v2`, key `user/42` is the Redis
+    /// key `app\:v2:user/42`.
+    pub fn redis_key(&self, key: &str) -> Vec<u8> {
+        self.shared.keyspace.key(key)
+    }
+
+    fn key(&self, key: &str) -> Result<Vec<u8>, KvError> {
+        validate_key(key)?;
+        Ok(self.shared.keyspace.key(key))
+    }
+
+    fn client(&self) -> &Client {
+        &self.shared.client
+    }
+}
+
+impl fmt::Debug for RedisBackend {
+    /// Shows where and how the backend connects. The password never appears: the endpoint is
+    /// printed with `***` in its place, and connections are left out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = &self.shared;
+        let protocol = match shared.client.protocol() {
+            ProtocolVersion::RESP2 => "RESP2",
+            _ => "RESP3",
+        };
+        f.debug_struct("RedisBackend")
+            .field("endpoint", &shared.endpoint)
+            .field("topology", &shared.topology)
+            .field("namespace", &shared.namespace)
+            .field("protocol", &protocol)
+            .field("max_value_bytes", &shared.max_value_bytes)
+            .field("pool_size", &shared.pool_size)
+            .field("connect_timeout", &shared.connect_timeout)
+            .field("request_timeout", &shared.request_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl KvBackend for RedisBackend {
+    /// `GET`: one round trip.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        let key = self.key(key)?;
+        Ok(self.client().read(redis::cmd("GET").arg(key)).await?)
+    }
+
+    /// `SET key value`, which also removes any TTL: one round trip.
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        let key = self.key(key)?;
+        check_value_size(value, self.shared.max_value_bytes)?;
+        Ok(self
+            .client()
+            .write(redis::cmd("SET").arg(key).arg(value))
+            .await?)
+    }
+
+    /// `SET key value PX ms`, the TTL rounded up to whole milliseconds: one round trip.
+    async fn set_with_ttl(&self, key: &str, value: &[u8], ttl_ns: u64) -> Result<(), KvError> {
+        let key = self.key(key)?;
+        check_value_size(value, self.shared.max_value_bytes)?;
+        validate_ttl(ttl_ns)?;
+        let px = encoding::expiry_millis(ttl_ns);
+        let cmd = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(px)
+            .to_owned();
+        Ok(self.client().write(&cmd).await?)
+    }
+
+    /// `DEL`: one round trip. An expired key is already absent to Redis, so it counts 0.
+    async fn delete(&self, key: &str) -> Result<bool, KvError> {
+        let key = self.key(key)?;
+        let removed: i64 = self.client().write(redis::cmd("DEL").arg(key)).await?;
+        Ok(removed > 0)
+    }
+
+    /// `EXISTS`: one round trip.
+    async fn exists(&self, key: &str) -> Result<bool, KvError> {
+        let key = self.key(key)?;
+        let found: i64 = self.client().read(redis::cmd("EXISTS").arg(key)).await?;
+        Ok(found > 0)
+    }
+
+    /// `SCAN MATCH <escaped prefix>* COUNT 1000` followed to cursor 0 (on every primary in
+    /// cluster mode); then namespace stripped, duplicates removed, sorted.
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {
+        let keyspace = &self.shared.keyspace;
+        let found = self
+            .client()
+            .scan(keyspace.pattern(prefix).as_deref())
+            .await?;
+        let keys: BTreeSet<String> = found
+            .into_iter()
+            .filter_map(|stored| keyspace.decode(stored, prefix))
+            .collect();
+        Ok(keys.into_iter().collect())
+    }
+
+    /// The increment script (a canonical-form check, then `INCRBY`): one round trip.
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        let key = self.key(key)?;
+        let delta = delta.to_string();
+        self.client()
+            .script(&scripts::INCREMENT, &key, &[delta.as_bytes()])
+            .await
+            .map_err(error::from_increment)
+    }
+
+    /// `expected = None`: `SET key new NX`, one round trip. `expected = Some(_)`: a `WATCH`
+    /// transaction on a dedicated connection (standalone, two round trips) or a script on the
+    /// key's primary (cluster, one round trip).
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, KvError> {
+        let key = self.key(key)?;
+        check_value_size(new, self.shared.max_value_bytes)?;
+        let Some(expected) = expected else {
+            let cmd = redis::cmd("SET").arg(&key).arg(new).arg("NX").to_owned();
+            let written: Option<()> = self.client().write(&cmd).await?;
+            return Ok(written.is_some());
+        };
+        Ok(self.client().swap_if_equal(&key, expected, new).await?)
+    }
+}

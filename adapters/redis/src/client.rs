@@ -1,0 +1,460 @@
+//! The connection layer: one managed, multiplexed connection (standalone) or cluster
+//! connection for ordinary commands, a timeout on every request, and the only resends that
+//! cannot apply a write twice.
+//!
+//! **Resending.** A request is sent again (at most [`MAX_ATTEMPTS`] attempts in all, each under
+//! the request timeout) only when its error proves the server did not run it:
+//!
+//! - `ASK` during a slot migration: at once, as `ASKING` + the command, to the node named;
+//! - `MOVED` after a slot moved (the cluster client refreshes its slot map meanwhile),
+//!   `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `LOADING`, `READONLY` after a failover, or no
+//!   connection to the node: after a short backoff (20, 40, 80 ... ms).
+//!
+//! After a dropped connection, reads (`GET`, `EXISTS`, `SCAN`) are sent once more on the new
+//! connection; writes are not, since the lost reply may hide a write that ran: they fail with
+//! `Unavailable`. The cluster client's own resending is therefore switched off (`retries(0)`):
+//! it would also resend a write after a dropped connection, applying an `INCRBY` twice.
+
+use std::future::Future;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
+use redis::{
+    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, FromRedisValue,
+    IntoConnectionInfo, ProtocolVersion, RedisConnectionInfo, RedisResult, ServerErrorKind, Value,
+};
+
+use crate::config::{Node, RedisBackendBuilder, Topology};
+use crate::error::{self, Failure};
+use crate::pool::WatchPool;
+use crate::scripts::{self, LuaScript};
+
+/// How many times one request is sent at most (see the module docs for when it is resent).
+pub(crate) const MAX_ATTEMPTS: u32 = 6;
+
+/// Keys asked for per `SCAN` round trip. Redis's default of 10 would make listing a large
+/// database take a round trip per ten keys; a thousand keeps each reply small (the server
+/// walks about this many hash buckets per call) while cutting round trips a hundredfold.
+pub(crate) const SCAN_COUNT: u32 = 1000;
+
+/// How many `EXEC`s of one `compare_and_swap` other writers may abort before it stops
+/// optimistic locking and runs the compare-and-swap script instead. Each abort means another
+/// client wrote the key between `WATCH` and `EXEC`; the value is re-read, and usually no
+/// longer matches. Repeated aborts take a stream of writes of the expected value itself,
+/// under which `WATCH` could starve: the script, which no write can interrupt, guarantees
+/// progress.
+const MAX_TRANSACTION_ATTEMPTS: u32 = 16;
+
+/// Reconnection attempts of the managed connection per reconnect, after the first.
+const RECONNECT_RETRIES: usize = 2;
+
+/// Connections to Redis and how long a request may take.
+pub(crate) struct Client {
+    conn: Conn,
+    request_timeout: Duration,
+    protocol: ProtocolVersion,
+}
+
+enum Conn {
+    Standalone {
+        manager: ConnectionManager,
+        watch: Box<WatchPool>,
+    },
+    Cluster(ClusterConnection),
+}
+
+impl Client {
+    /// Connects as `settings` says, preferring RESP3 (with which the managed connection learns
+    /// of a dropped connection at once and reconnects before the next request) and falling
+    /// back to RESP2 for servers without `HELLO` (before Redis 6).
+    pub(crate) async fn connect(settings: &RedisBackendBuilder) -> Result<Self, kv_trait::KvError> {
+        let attempt = async {
+            match Self::connect_with(settings, ProtocolVersion::RESP3).await {
+                Err(Failure::Redis(err)) if err.kind() == ErrorKind::RESP3NotSupported => {
+                    Self::connect_with(settings, ProtocolVersion::RESP2).await
+                }
+                other => other,
+            }
+        };
+        match tokio::time::timeout(settings.connect_timeout, attempt).await {
+            Ok(connected) => connected.map_err(error::from_connect),
+            Err(_) => Err(kv_trait::KvError::unavailable(format!(
+                "could not connect to {} within the connect timeout of {:?}",
+                settings.endpoint(),
+                settings.connect_timeout
+            ))),
+        }
+    }
+
+    async fn connect_with(
+        settings: &RedisBackendBuilder,
+        protocol: ProtocolVersion,
+    ) -> Result<Self, Failure> {
+        #[cfg(feature = "tls")]
+        if settings.tls {
+            // rustls needs a process-wide crypto provider; when the program links rustls with
+            // more than one (say, another library brings aws-lc-rs), none is chosen for it.
+            // Installing ring fails harmlessly when the program already installed one.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let conn = match settings.topology {
+            Topology::Standalone => {
+                let info = connection_info(settings, &settings.nodes[0], protocol)?;
+                let client = open_client(settings, info)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(settings.connect_timeout))
+                    .set_response_timeout(Some(settings.request_timeout))
+                    .set_number_of_retries(RECONNECT_RETRIES)
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_secs(1));
+                let manager = ConnectionManager::new_with_config(client.clone(), config).await?;
+                let dedicated = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(settings.connect_timeout))
+                    .set_response_timeout(Some(settings.request_timeout));
+                let watch = Box::new(WatchPool::new(
+                    client,
+                    dedicated,
+                    settings.pool_size,
+                    settings.connect_timeout,
+                    settings.request_timeout,
+                ));
+                Conn::Standalone { manager, watch }
+            }
+            Topology::Cluster => {
+                let seeds = settings
+                    .nodes
+                    .iter()
+                    .map(|node| connection_info(settings, node, protocol))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut builder = ClusterClientBuilder::new(seeds)
+                    .connection_timeout(settings.connect_timeout)
+                    .response_timeout(settings.request_timeout)
+                    .use_protocol(protocol)
+                    .retries(0);
+                if let Some(user) = &settings.username {
+                    builder = builder.username(user);
+                }
+                if let Some(password) = &settings.password {
+                    builder = builder.password(&password.0);
+                }
+                #[cfg(feature = "tls")]
+                if let Some(roots) = &settings.tls_roots {
+                    builder = builder.certs(redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(roots.pem().map_err(Failure::Kv)?),
+                    });
+                }
+                Conn::Cluster(builder.build()?.get_async_connection().await?)
+            }
+        };
+        Ok(Self {
+            conn,
+            request_timeout: settings.request_timeout,
+            protocol,
+        })
+    }
+
+    /// The protocol the connections speak.
+    pub(crate) fn protocol(&self) -> ProtocolVersion {
+        self.protocol
+    }
+
+    /// Sends a command that may write: resent only when the error proves it did not run.
+    pub(crate) async fn write<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Failure> {
+        self.run(false, |asking| self.send(cmd, asking)).await
+    }
+
+    /// Sends a read-only command: also resent once after a dropped connection.
+    pub(crate) async fn read<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Failure> {
+        self.run(true, |asking| self.send(cmd, asking)).await
+    }
+
+    /// Runs a script that may write: `EVALSHA`, or `EVAL` when the server does not have the
+    /// script yet (`NOSCRIPT`), which also caches it there.
+    pub(crate) async fn script<T: FromRedisValue>(
+        &self,
+        script: &LuaScript,
+        key: &[u8],
+        args: &[&[u8]],
+    ) -> Result<T, Failure> {
+        match self.write(&script.evalsha(key, args)).await {
+            Err(Failure::Redis(err))
+                if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) =>
+            {
+                self.write(&script.eval(key, args)).await
+            }
+            other => other,
+        }
+    }
+
+    /// Every key matching `pattern` (`None`: every key), from `SCAN` followed to cursor 0; in
+    /// cluster mode on every primary, concurrently. May contain duplicates (a key moved by a
+    /// rehash or a slot migration during the scan).
+    pub(crate) async fn scan(&self, pattern: Option<&[u8]>) -> Result<Vec<Vec<u8>>, Failure> {
+        match &self.conn {
+            Conn::Standalone { manager, .. } => {
+                self.scan_pages(0, pattern, |cmd| {
+                    let mut manager = manager.clone();
+                    async move { cmd.query_async(&mut manager).await }
+                })
+                .await
+            }
+            Conn::Cluster(cluster) => self.scan_cluster(cluster, pattern).await,
+        }
+    }
+
+    /// Compare-and-swap against a present value: `WATCH`/`GET`/`MULTI`/`SET`/`EXEC` on a
+    /// dedicated connection (standalone; the script after [`MAX_TRANSACTION_ATTEMPTS`]
+    /// aborted transactions) or one script on the key's primary (cluster).
+    pub(crate) async fn swap_if_equal(
+        &self,
+        key: &[u8],
+        expected: &[u8],
+        new: &[u8],
+    ) -> Result<bool, Failure> {
+        let by_script = || async {
+            let swapped: i64 = self
+                .script(&scripts::COMPARE_AND_SWAP, key, &[expected, new])
+                .await?;
+            Ok(swapped == 1)
+        };
+        let watch = match &self.conn {
+            Conn::Standalone { watch, .. } => watch,
+            Conn::Cluster(_) => return by_script().await,
+        };
+        let mut lease = watch.lease().await?;
+        let mut outcome = None;
+        for _ in 0..MAX_TRANSACTION_ATTEMPTS {
+            let current = lease.watch_and_get(key).await?;
+            if current.as_deref() != Some(expected) {
+                outcome = Some(false);
+                break;
+            }
+            if lease.set_if_unchanged(key, new).await? {
+                outcome = Some(true);
+                break;
+            }
+            // EXEC aborted: the key was written (or expired) after WATCH. Read it again.
+        }
+        lease.keep();
+        match outcome {
+            Some(swapped) => Ok(swapped),
+            None => by_script().await,
+        }
+    }
+
+    /// Sends `cmd` once: on the managed connection, or to the key's primary, or (following an
+    /// `ASK` redirection during a slot migration) as `ASKING` + `cmd` to the node named.
+    async fn send<T: FromRedisValue>(&self, cmd: &Cmd, asking: Option<Node>) -> RedisResult<T> {
+        match (&self.conn, asking) {
+            (Conn::Standalone { manager, .. }, _) => cmd.query_async(&mut manager.clone()).await,
+            (Conn::Cluster(cluster), None) => cmd.query_async(&mut cluster.clone()).await,
+            (Conn::Cluster(cluster), Some(node)) => {
+                let mut pipe = redis::pipe();
+                pipe.cmd("ASKING").add_command(cmd.clone());
+                let node = SingleNodeRoutingInfo::ByAddress {
+                    host: node.host,
+                    port: node.port,
+                };
+                let reply = cluster.clone().route_pipeline(pipe, 1, 1, node).await?;
+                let reply = reply.into_iter().next().unwrap_or(Value::Nil);
+                Ok(redis::from_redis_value(reply.extract_error()?)?)
+            }
+        }
+    }
+
+    /// Runs `attempt` under the request timeout, resending as the module docs describe. The
+    /// attempt is given the node an `ASK` redirection named, if the previous attempt got one.
+    async fn run<T, F, Fut>(&self, resend_after_drop: bool, mut attempt: F) -> Result<T, Failure>
+    where
+        F: FnMut(Option<Node>) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let mut failures = 0;
+        let mut asking = None;
+        loop {
+            let err = match tokio::time::timeout(self.request_timeout, attempt(asking.take())).await
+            {
+                Err(_) => return Err(Failure::TimedOut(self.request_timeout)),
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(err)) => err,
+            };
+            failures += 1;
+            if failures >= MAX_ATTEMPTS {
+                return Err(err.into());
+            }
+            if err.kind() == ErrorKind::Server(ServerErrorKind::Ask) {
+                if let Some(node) = redirect_target(&err) {
+                    asking = Some(node); // no wait: the target node has the key now
+                    continue;
+                }
+            }
+            let resend = error::did_not_run(&err)
+                || (resend_after_drop && failures == 1 && err.is_connection_dropped());
+            if !resend {
+                return Err(err.into());
+            }
+            // MOVED (the cluster client refreshes its slot map meanwhile), TRYAGAIN, a cluster
+            // electing a primary, a dropped connection being replaced.
+            tokio::time::sleep(Duration::from_millis(10 << failures.min(6))).await;
+        }
+    }
+
+    /// Follows one node's `SCAN` from `cursor` to cursor 0.
+    async fn scan_pages<F, Fut>(
+        &self,
+        mut cursor: u64,
+        pattern: Option<&[u8]>,
+        send: F,
+    ) -> Result<Vec<Vec<u8>>, Failure>
+    where
+        F: Fn(Cmd) -> Fut,
+        Fut: Future<Output = RedisResult<(u64, Vec<Vec<u8>>)>>,
+    {
+        let mut keys = Vec::new();
+        loop {
+            let cmd = scan_command(cursor, pattern);
+            let (next, page) = self.run(true, |_| send(cmd.clone())).await?;
+            keys.extend(page);
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+
+    /// The first `SCAN` page goes to every primary at once, which also says which primaries
+    /// there are; each primary's scan then continues on that node by address.
+    async fn scan_cluster(
+        &self,
+        cluster: &ClusterConnection,
+        pattern: Option<&[u8]>,
+    ) -> Result<Vec<Vec<u8>>, Failure> {
+        let first = scan_command(0, pattern);
+        let all_primaries = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+        let replies = self
+            .run(true, |_| {
+                let (mut cluster, first, all) =
+                    (cluster.clone(), first.clone(), all_primaries.clone());
+                async move { cluster.route_command(first, all).await }
+            })
+            .await?;
+        let Value::Map(replies) = replies else {
+            return Err(unexpected("SCAN on every primary", &replies));
+        };
+        let scans = replies.into_iter().map(|(address, reply)| async move {
+            let address: String =
+                redis::from_redis_value(address).map_err(redis::RedisError::from)?;
+            let (cursor, mut keys): (u64, Vec<Vec<u8>>) =
+                redis::from_redis_value(reply.extract_error()?).map_err(redis::RedisError::from)?;
+            if cursor != 0 {
+                let node = node_routing(&address)?;
+                let rest = self
+                    .scan_pages(cursor, pattern, |cmd| {
+                        let (mut cluster, node) = (cluster.clone(), node.clone());
+                        async move {
+                            let reply = cluster.route_command(cmd, node).await?;
+                            Ok(redis::from_redis_value(reply)?)
+                        }
+                    })
+                    .await?;
+                keys.extend(rest);
+            }
+            Ok::<_, Failure>(keys)
+        });
+        let per_node = futures::future::try_join_all(scans).await?;
+        Ok(per_node.into_iter().flatten().collect())
+    }
+}
+
+/// `SCAN cursor [MATCH pattern] COUNT n`.
+fn scan_command(cursor: u64, pattern: Option<&[u8]>) -> Cmd {
+    let mut cmd = redis::cmd("SCAN");
+    cmd.arg(cursor);
+    if let Some(pattern) = pattern {
+        cmd.arg("MATCH").arg(pattern);
+    }
+    cmd.arg("COUNT").arg(SCAN_COUNT);
+    cmd
+}
+
+/// The node an `ASK` (or `MOVED`) error names.
+fn redirect_target(err: &redis::RedisError) -> Option<Node> {
+    let (address, _slot) = err.redirect_node()?;
+    let (host, port) = address.rsplit_once(':')?;
+    Some(Node {
+        host: host.to_owned(),
+        port: port.parse().ok()?,
+    })
+}
+
+/// Routing to the node at `host:port`, as the cluster client names nodes.
+fn node_routing(address: &str) -> Result<RoutingInfo, Failure> {
+    let parsed = address
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)));
+    let (host, port) = parsed.ok_or_else(|| {
+        Failure::Kv(kv_trait::KvError::backend(format!(
+            "the cluster client named a node `{address}`, which is not host:port"
+        )))
+    })?;
+    Ok(RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+        host,
+        port,
+    }))
+}
+
+fn unexpected(what: &str, reply: &Value) -> Failure {
+    Failure::Kv(kv_trait::KvError::backend(format!(
+        "unexpected reply to {what}: {reply:?}"
+    )))
+}
+
+/// A client for one server, trusting the configured TLS roots if any.
+fn open_client(
+    settings: &RedisBackendBuilder,
+    info: ConnectionInfo,
+) -> Result<redis::Client, Failure> {
+    #[cfg(feature = "tls")]
+    if let Some(roots) = &settings.tls_roots {
+        let certificates = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(roots.pem().map_err(Failure::Kv)?),
+        };
+        return Ok(redis::Client::build_with_tls(info, certificates)?);
+    }
+    let _ = settings; // only read for TLS roots
+    Ok(redis::Client::open(info)?)
+}
+
+/// How redis-rs should reach `node` with `settings`' credentials, database and `protocol`.
+fn connection_info(
+    settings: &RedisBackendBuilder,
+    node: &Node,
+    protocol: ProtocolVersion,
+) -> RedisResult<ConnectionInfo> {
+    let addr = if settings.tls {
+        ConnectionAddr::TcpTls {
+            host: node.host.clone(),
+            port: node.port,
+            insecure: false,
+            tls_params: None,
+        }
+    } else {
+        ConnectionAddr::Tcp(node.host.clone(), node.port)
+    };
+    let mut redis = RedisConnectionInfo::default()
+        .set_db(i64::from(settings.database))
+        .set_protocol(protocol)
+        .set_lib_name("kv-redis", env!("CARGO_PKG_VERSION"));
+    if let Some(user) = &settings.username {
+        redis = redis.set_username(user);
+    }
+    if let Some(password) = &settings.password {
+        redis = redis.set_password(&password.0);
+    }
+    Ok(addr.into_connection_info()?.set_redis_settings(redis))
+}

@@ -1,0 +1,223 @@
+//! Helpers shared by the integration tests: backends in fresh namespaces on the test servers,
+//! and plain redis-rs "admin" connections to look at (and disturb) what the backend stored,
+//! the way another Redis client or `redis-cli` would.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use kv_conformance::services::redis::RedisService;
+use kv_redis::{RedisBackend, RedisBackendBuilder};
+use redis::aio::MultiplexedConnection;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ConnectionAddr, ConnectionInfo, FromRedisValue, IntoConnectionInfo, RedisResult};
+
+/// A namespace no other test uses, and not a prefix of any other (it ends with `.`).
+pub fn namespace(label: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("test-{label}-{}-{n}.", std::process::id())
+}
+
+/// A builder for `service` in namespace `ns`.
+pub fn builder(service: &RedisService, ns: &str) -> RedisBackendBuilder {
+    RedisBackend::builder(&service.url)
+        .expect("the service URL parses")
+        .namespace(ns)
+}
+
+/// A backend for `service` in namespace `ns`.
+pub async fn backend(service: &RedisService, ns: &str) -> RedisBackend {
+    builder(service, ns).build().await.expect("connect")
+}
+
+/// How to reach node `host:port` of `service` with its credentials.
+pub fn node_info(service: &RedisService, node: &str) -> ConnectionInfo {
+    let (host, port) = node.rsplit_once(':').expect("host:port");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let mut settings = redis::RedisConnectionInfo::default();
+    if let Some(user) = &service.username {
+        settings = settings.set_username(user);
+    }
+    if let Some(password) = &service.password {
+        settings = settings.set_password(password);
+    }
+    ConnectionAddr::Tcp(host.to_owned(), port.parse().expect("port"))
+        .into_connection_info()
+        .expect("connection info")
+        .set_redis_settings(settings)
+}
+
+/// Plain connections to a test server: keyed commands go to the key's node, and node-wide
+/// commands (`INFO`, `CLIENT KILL`, `ACL SETUSER`) can be sent to every node.
+pub struct Admin {
+    keyed: Keyed,
+    nodes: Vec<MultiplexedConnection>,
+    names: Vec<String>,
+}
+
+enum Keyed {
+    Standalone(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl Admin {
+    pub async fn connect(service: &RedisService) -> Self {
+        let mut nodes = Vec::new();
+        for node in &service.nodes {
+            let client = redis::Client::open(node_info(service, node)).expect("client");
+            nodes.push(
+                client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("admin connection"),
+            );
+        }
+        let keyed = if service.cluster {
+            let seeds = service.nodes.iter().map(|node| node_info(service, node));
+            let client = redis::cluster::ClusterClientBuilder::new(seeds)
+                .build()
+                .expect("cluster client");
+            Keyed::Cluster(
+                client
+                    .get_async_connection()
+                    .await
+                    .expect("cluster connection"),
+            )
+        } else {
+            Keyed::Standalone(nodes[0].clone())
+        };
+        Self {
+            keyed,
+            nodes,
+            names: service.nodes.clone(),
+        }
+    }
+
+    /// A command on the node at `host:port` (as the service names its nodes).
+    pub async fn on_node<T: FromRedisValue>(&self, node: &str, cmd: &Cmd) -> T {
+        let index = self
+            .names
+            .iter()
+            .position(|name| name == node)
+            .unwrap_or_else(|| panic!("no connection to node {node}"));
+        cmd.query_async(&mut self.nodes[index].clone())
+            .await
+            .unwrap_or_else(|err| panic!("{node}: {cmd:?}: {err}"))
+    }
+
+    /// A command about one key, sent to the node that owns it.
+    pub async fn run<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
+        match &self.keyed {
+            Keyed::Standalone(conn) => cmd.query_async(&mut conn.clone()).await,
+            Keyed::Cluster(conn) => cmd.query_async(&mut conn.clone()).await,
+        }
+    }
+
+    /// `run`, panicking on an error.
+    pub async fn must<T: FromRedisValue>(&self, cmd: &Cmd) -> T {
+        self.run(cmd)
+            .await
+            .unwrap_or_else(|err| panic!("{cmd:?}: {err}"))
+    }
+
+    /// The same command on every node, replies in node order.
+    pub async fn on_every_node<T: FromRedisValue>(&self, cmd: &Cmd) -> Vec<T> {
+        let mut replies = Vec::new();
+        for conn in &self.nodes {
+            replies.push(
+                cmd.query_async(&mut conn.clone())
+                    .await
+                    .unwrap_or_else(|err| panic!("{cmd:?}: {err}")),
+            );
+        }
+        replies
+    }
+
+    /// The number of calls of each command on every primary, summed (`INFO commandstats`).
+    /// Replicas are left out: they also count the writes they replicate, and when they do so
+    /// depends on replication lag.
+    pub async fn command_calls(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut calls = std::collections::BTreeMap::new();
+        let sections = redis::cmd("INFO")
+            .arg("replication")
+            .arg("commandstats")
+            .clone();
+        for info in self.on_every_node::<String>(&sections).await {
+            if info.lines().any(|line| line.trim() == "role:slave") {
+                continue;
+            }
+            for line in info.lines() {
+                // cmdstat_get:calls=3,usec=12,...
+                let Some((name, stats)) = line
+                    .strip_prefix("cmdstat_")
+                    .and_then(|l| l.split_once(':'))
+                else {
+                    continue;
+                };
+                let count = stats
+                    .split(',')
+                    .find_map(|field| field.strip_prefix("calls="))
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+                *calls.entry(name.to_owned()).or_default() += count;
+            }
+        }
+        calls
+    }
+}
+
+/// Runs `redis-cli ARGS...` against `service` and returns its trimmed output, or `None` when
+/// `redis-cli` is not installed.
+pub fn redis_cli(service: &RedisService, args: &[&str]) -> Option<String> {
+    let mut command = service.redis_cli()?;
+    let output = command.args(args).output().expect("run redis-cli");
+    assert!(
+        output.status.success(),
+        "redis-cli {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// The services to run a test against: the standalone server and the cluster, each when
+/// available (a missing one has already printed why).
+pub fn services() -> Vec<&'static RedisService> {
+    use kv_conformance::services::redis;
+    redis::standalone()
+        .into_iter()
+        .chain(redis::cluster())
+        .collect()
+}
+
+/// Sleeps on the executor for `ms` milliseconds.
+pub async fn sleep_ms(ms: u64) {
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
+
+/// Generates, for each `async fn name(service: &RedisService)` listed, a test `standalone::name`
+/// and a test `cluster::name` running it against that server.
+#[allow(unused_macros)] // not every test binary uses it
+macro_rules! on_standalone_and_cluster {
+    ($($check:ident),+ $(,)?) => {
+        mod standalone {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    if let Some(service) = kv_conformance::services::redis::standalone() {
+                        super::$check(service).await;
+                    }
+                }
+            )+
+        }
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    if let Some(service) = kv_conformance::services::redis::cluster() {
+                        super::$check(service).await;
+                    }
+                }
+            )+
+        }
+    };
+}

@@ -1,0 +1,56 @@
+//! The whole conformance suite against `RedisBackend`, one test per check: against a
+//! standalone server and against a Redis Cluster of three primaries and three replicas. Each
+//! check gets a fresh namespace on the shared server, the way applications share one.
+//!
+//! The servers come from `KV_REDIS_URL` / `KV_REDIS_CLUSTER_URL`, else private `redis-server`
+//! processes started for this test binary (see `kv_conformance::services::redis`).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use kv_conformance::services::redis::RedisService;
+use kv_conformance::Profile;
+use kv_redis::RedisBackend;
+use kv_trait::KvError;
+
+/// A backend on `service` in a namespace no other check of this process uses.
+async fn fresh_namespace(service: Option<&RedisService>) -> Result<RedisBackend, KvError> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let service = service.ok_or_else(|| {
+        KvError::InvalidConfig(format!(
+            "no Redis server for this test. {}",
+            kv_conformance::services::redis::HOW_TO_GET_ONE
+        ))
+    })?;
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    RedisBackend::builder(&service.url)?
+        .namespace(format!("conformance-{}-{n}", std::process::id()))
+        .build()
+        .await
+}
+
+/// The profile: 1 MiB values, 1 ms TTL granularity (the defaults), and the server's password
+/// as a secret that `Debug` must not show.
+fn profile(service: Option<&RedisService>) -> Profile {
+    let password = service.and_then(|service| service.password.clone());
+    password
+        .into_iter()
+        .fold(Profile::default(), Profile::with_secret)
+}
+
+mod standalone {
+    use kv_conformance::services::redis;
+
+    kv_conformance::conformance_tests!(
+        || super::fresh_namespace(redis::standalone()),
+        super::profile(redis::standalone())
+    );
+}
+
+mod cluster {
+    use kv_conformance::services::redis;
+
+    kv_conformance::conformance_tests!(
+        || super::fresh_namespace(redis::cluster()),
+        super::profile(redis::cluster())
+    );
+}

@@ -1,0 +1,292 @@
+//! Round trips per operation, measured: on a standalone server through a counting TCP proxy
+//! (one round trip = the client sends, then waits for the server), and on the cluster with
+//! `INFO commandstats` on every node (in cluster mode every request is one command).
+//!
+//! Run with `--nocapture` to see the tables.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use kv_conformance::services::redis as services;
+use kv_redis::RedisBackend;
+use kv_trait::KvBackend;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use common::{backend, namespace, Admin};
+
+/// A TCP proxy to `upstream` that counts round trips over all its connections: a client
+/// write that starts while no reply is awaited is a new round trip.
+struct CountingProxy {
+    port: u16,
+    round_trips: Arc<AtomicU64>,
+}
+
+impl CountingProxy {
+    async fn start(upstream: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let round_trips = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&round_trips);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(&upstream).await else {
+                    continue; // the client sees its connection closed
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                let awaiting = Arc::new(AtomicBool::new(false));
+                let (counter, waiting) = (Arc::clone(&counter), Arc::clone(&awaiting));
+                tokio::spawn(pump(client_read, server_write, move || {
+                    if !waiting.swap(true, Ordering::SeqCst) {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                }));
+                tokio::spawn(pump(server_read, client_write, move || {
+                    awaiting.store(false, Ordering::SeqCst);
+                }));
+            }
+        });
+        Self { port, round_trips }
+    }
+
+    /// Round trips made by `op`.
+    async fn count<T>(&self, op: impl std::future::Future<Output = T>) -> (u64, T) {
+        let before = self.round_trips.load(Ordering::SeqCst);
+        let result = op.await;
+        (self.round_trips.load(Ordering::SeqCst) - before, result)
+    }
+}
+
+/// Copies bytes one way, calling `on_chunk` before forwarding each chunk.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut on_chunk: impl FnMut(),
+) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    while let Ok(n) = from.read(&mut buffer).await {
+        if n == 0 {
+            break;
+        }
+        on_chunk();
+        if to.write_all(&buffer[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+fn print_table(title: &str, rows: &[(&str, u64)]) {
+    eprintln!("\n{title}");
+    for (op, n) in rows {
+        eprintln!("  {op:<55} {n}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_round_trips_per_operation() {
+    let Some(server) = services::private_standalone() else {
+        return;
+    };
+    let proxy = CountingProxy::start(server.nodes[0].clone()).await;
+    let url = format!(
+        "redis://:{}@127.0.0.1:{}?namespace=rt",
+        server.password.as_deref().unwrap_or_default(),
+        proxy.port
+    );
+    let store = RedisBackend::from_url(&url).await.unwrap();
+    let value = vec![1u8; 1024 * 1024];
+    let mut rows = Vec::new();
+    let mut measure = |name: &'static str, n: u64| rows.push((name, n));
+
+    measure("get (absent)", proxy.count(store.get("k")).await.0);
+    measure(
+        "set (1 MiB value)",
+        proxy.count(store.set("k", &value)).await.0,
+    );
+    measure("get (1 MiB value)", proxy.count(store.get("k")).await.0);
+    measure(
+        "set_with_ttl",
+        proxy
+            .count(store.set_with_ttl("t", b"v", 60_000_000_000))
+            .await
+            .0,
+    );
+    measure("exists", proxy.count(store.exists("k")).await.0);
+    measure("delete", proxy.count(store.delete("t")).await.0);
+    measure(
+        "increment (first: EVALSHA answered NOSCRIPT, then EVAL)",
+        proxy.count(store.increment("n", 1)).await.0,
+    );
+    measure("increment", proxy.count(store.increment("n", 1)).await.0);
+    measure(
+        "compare_and_swap(None) (SET NX)",
+        proxy.count(store.compare_and_swap("c", None, b"1")).await.0,
+    );
+    measure(
+        "compare_and_swap(Some) (first: opens a pooled connection)",
+        proxy
+            .count(store.compare_and_swap("c", Some(b"1"), b"2"))
+            .await
+            .0,
+    );
+    measure(
+        "compare_and_swap(Some), match (WATCH+GET; MULTI+SET+EXEC)",
+        proxy
+            .count(store.compare_and_swap("c", Some(b"2"), b"3"))
+            .await
+            .0,
+    );
+    measure(
+        "compare_and_swap(Some), mismatch (WATCH+GET)",
+        proxy
+            .count(store.compare_and_swap("c", Some(b"x"), b"4"))
+            .await
+            .0,
+    );
+    measure(
+        "compare_and_swap(Some), absent key (WATCH+GET)",
+        proxy
+            .count(store.compare_and_swap("none", Some(b"x"), b"4"))
+            .await
+            .0,
+    );
+    let listing = proxy.count(store.list_keys("")).await;
+    assert_eq!(listing.1.unwrap(), ["c", "k", "n"]);
+    measure("list_keys, 3 keys in the database", listing.0);
+
+    let many = backend(&server, "bulk").await;
+    let keys: Vec<String> = (0..5000).map(|i| i.to_string()).collect();
+    for chunk in keys.chunks(500) {
+        futures::future::try_join_all(chunk.iter().map(|key| many.set(key, b"v")))
+            .await
+            .unwrap();
+    }
+    let listing = proxy.count(store.list_keys("")).await;
+    assert_eq!(listing.1.unwrap().len(), 3);
+    measure(
+        "list_keys, 5003 keys in the database (SCAN COUNT 1000)",
+        listing.0,
+    );
+    print_table("standalone: round trips per operation", &rows);
+
+    let expected: BTreeMap<&str, u64> = rows.iter().copied().collect();
+    for (op, n) in [
+        ("get (absent)", 1),
+        ("set (1 MiB value)", 1),
+        ("get (1 MiB value)", 1),
+        ("set_with_ttl", 1),
+        ("exists", 1),
+        ("delete", 1),
+        ("increment (first: EVALSHA answered NOSCRIPT, then EVAL)", 2),
+        ("increment", 1),
+        ("compare_and_swap(None) (SET NX)", 1),
+        (
+            "compare_and_swap(Some), match (WATCH+GET; MULTI+SET+EXEC)",
+            2,
+        ),
+        ("compare_and_swap(Some), mismatch (WATCH+GET)", 1),
+        ("compare_and_swap(Some), absent key (WATCH+GET)", 1),
+        ("list_keys, 3 keys in the database", 1),
+    ] {
+        assert_eq!(expected[op], n, "{op}");
+    }
+    let pages = expected["list_keys, 5003 keys in the database (SCAN COUNT 1000)"];
+    assert!((5..=8).contains(&pages), "{pages} SCAN pages");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_commands_per_operation() {
+    let Some(service) = services::cluster() else {
+        return;
+    };
+    let store = backend(service, &namespace("rt")).await;
+    let admin = Admin::connect(service).await;
+    // The cluster may be shared with earlier tests that loaded the scripts already: forget
+    // them, so that the first script call pays its NOSCRIPT round trip here as on a fresh
+    // cluster. (Other clients just reload them.)
+    let _: Vec<String> = admin
+        .on_every_node(&redis::cmd("SCRIPT").arg("FLUSH").clone())
+        .await;
+    let mut rows: Vec<(String, u64)> = Vec::new();
+    // Counts the commands the client sent: commandstats also counts the commands a script
+    // runs inside the server (GET, INCRBY, SET), which are no round trips.
+    macro_rules! measure {
+        ($name:expr, $op:expr) => {{
+            let before = admin.command_calls().await;
+            let result = $op.await;
+            let after = admin.command_calls().await;
+            let delta = |command: &str| {
+                after.get(command).unwrap_or(&0) - before.get(command).unwrap_or(&0)
+            };
+            let scripted = delta("evalsha") > 0;
+            let mut sent: Vec<String> = Vec::new();
+            let mut total = 0;
+            // INFO calls are the measurement's own.
+            for command in after.keys().filter(|command| *command != "info") {
+                let n = delta(command);
+                let from_client = !scripted || command.starts_with("eval");
+                if n > 0 && from_client {
+                    sent.push(format!("{command}×{n}"));
+                    total += n;
+                }
+            }
+            rows.push((format!("{} ({})", $name, sent.join(", ")), total));
+            result
+        }};
+    }
+    measure!("get", store.get("k")).unwrap();
+    measure!("set", store.set("k", b"v")).unwrap();
+    measure!(
+        "set_with_ttl",
+        store.set_with_ttl("t", b"v", 60_000_000_000)
+    )
+    .unwrap();
+    measure!("exists", store.exists("k")).unwrap();
+    measure!("delete", store.delete("t")).unwrap();
+    measure!("increment, first", store.increment("n", 1)).unwrap();
+    measure!("increment", store.increment("n", 1)).unwrap();
+    measure!(
+        "compare_and_swap(None)",
+        store.compare_and_swap("c", None, b"1")
+    )
+    .unwrap();
+    measure!(
+        "compare_and_swap(Some), first",
+        store.compare_and_swap("c", Some(b"1"), b"2")
+    )
+    .unwrap();
+    measure!(
+        "compare_and_swap(Some)",
+        store.compare_and_swap("c", Some(b"2"), b"3")
+    )
+    .unwrap();
+    let listed = measure!(
+        "list_keys (one SCAN page per primary, concurrently)",
+        store.list_keys("")
+    )
+    .unwrap();
+    assert_eq!(listed, ["c", "k", "n"]);
+    let shown: Vec<(&str, u64)> = rows.iter().map(|(name, n)| (name.as_str(), *n)).collect();
+    print_table("cluster: commands sent per operation", &shown);
+    for (name, n) in &rows {
+        let expected = if name.starts_with("list_keys") {
+            3
+        } else if name.contains(", first") && name.contains("eval") {
+            // EVALSHA answered NOSCRIPT, then EVAL (which caches the script on that node).
+            2
+        } else {
+            1
+        };
+        assert_eq!(*n, expected, "{name}");
+    }
+    for key in ["k", "n", "c"] {
+        assert!(store.delete(key).await.unwrap());
+    }
+}
