@@ -1,1 +1,326 @@
-//! Finding or starting a dynamodb server for tests (work in progress).
+//! A DynamoDB endpoint for tests: `KV_DYNAMODB_ENDPOINT`, else a private moto server.
+//!
+//! ```no_run
+//! use kv_conformance::services::dynamodb;
+//!
+//! let Some(service) = dynamodb::endpoint() else {
+//!     return; // skipped loudly (or failed, under KVKIT_REQUIRE_SERVICES=1)
+//! };
+//! // A URL kv-dynamodb understands, with the dummy credentials and region the emulator takes.
+//! let url = service.url("kvkit-tests", "my-namespace");
+//! ```
+//!
+//! The order: the endpoint in `KV_DYNAMODB_ENDPOINT` (any DynamoDB-compatible emulator, e.g.
+//! DynamoDB Local); else `moto_server` from the path in `KV_MOTO_SERVER` (`ci/install-deps`
+//! sets it to a virtualenv's) or from `PATH`, started on a free loopback port and stopped when
+//! the test process exits; else [`unavailable`]. Tests never talk to real
+//! AWS: they use the dummy credentials [`ACCESS_KEY_ID`]/[`SECRET_ACCESS_KEY`] and region
+//! [`REGION`], which emulators accept.
+//!
+//! # Moto runs requests one at a time here
+//!
+//! moto serves requests on parallel threads without locking items, so two conditional writes
+//! to one item can both pass their condition: concurrent `ADD`s with
+//! `attribute_not_exists` can both create the item, losing an update. DynamoDB itself never
+//! does that (every write to an item is atomic), and the contract's concurrency checks would
+//! fail at random. So the endpoint of a moto started here is a small relay on another loopback
+//! port that reads each whole request, forwards it to moto, and waits for moto's whole answer
+//! before forwarding the next one. An endpoint from `KV_DYNAMODB_ENDPOINT` is used as given.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use super::{free_port, unavailable, wait_for_port, LocalProcess, Provider};
+
+/// Environment variable: the endpoint of a running DynamoDB-compatible service to use.
+pub const ENDPOINT_ENV: &str = "KV_DYNAMODB_ENDPOINT";
+/// Environment variable: the `moto_server` executable to start when no endpoint is given.
+pub const MOTO_SERVER_ENV: &str = "KV_MOTO_SERVER";
+/// The region tests configure (emulators accept any).
+pub const REGION: &str = "us-east-1";
+/// The dummy access key id tests configure.
+pub const ACCESS_KEY_ID: &str = "test";
+/// The dummy secret access key tests configure.
+pub const SECRET_ACCESS_KEY: &str = "test";
+
+/// How long a starting moto server may take to accept connections.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A DynamoDB-compatible endpoint that tests may use.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct DynamoDbService {
+    /// The endpoint URL, e.g. `http://127.0.0.1:43121` (for a moto started here, the relay
+    /// that serialises its requests).
+    pub endpoint: String,
+    /// Where it came from.
+    pub provider: Provider,
+    /// The server this process started, kept alive for the process's lifetime.
+    _server: Option<LocalProcess>,
+}
+
+impl DynamoDbService {
+    /// A `dynamodb://` URL for `table` and `namespace` at this endpoint, with the test
+    /// credentials and region: `dynamodb://test:test@TABLE?region=..&endpoint=..&namespace=..`.
+    pub fn url(&self, table: &str, namespace: &str) -> String {
+        format!(
+            "dynamodb://{ACCESS_KEY_ID}:{SECRET_ACCESS_KEY}@{}?region={REGION}&endpoint={}&namespace={}",
+            percent_encode(table),
+            percent_encode(&self.endpoint),
+            percent_encode(namespace)
+        )
+    }
+}
+
+/// The endpoint for this test process: found or started on first use, then shared. `None`
+/// (after a loud skip message) when there is none; panics instead under
+/// `KVKIT_REQUIRE_SERVICES`. The first call prints which provider serves it.
+pub fn endpoint() -> Option<&'static DynamoDbService> {
+    static SERVICE: OnceLock<Option<DynamoDbService>> = OnceLock::new();
+    SERVICE
+        .get_or_init(|| {
+            let service = find_or_start()?;
+            eprintln!(
+                "kv-conformance: DynamoDB at {} from {}",
+                service.endpoint, service.provider
+            );
+            Some(service)
+        })
+        .as_ref()
+}
+
+fn find_or_start() -> Option<DynamoDbService> {
+    if let Some(endpoint) = std::env::var(ENDPOINT_ENV).ok().filter(|e| !e.is_empty()) {
+        return Some(DynamoDbService {
+            endpoint,
+            provider: Provider::Environment(ENDPOINT_ENV),
+            _server: None,
+        });
+    }
+    let binary = match std::env::var_os(MOTO_SERVER_ENV).filter(|path| !path.is_empty()) {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            if !path.is_file() {
+                return unavailable(
+                    "DynamoDB emulator",
+                    &format!("${MOTO_SERVER_ENV} is {}, which is not a file", path.display()),
+                    "Point it at moto_server, or run ci/install-deps",
+                );
+            }
+            path
+        }
+        None => match super::find_binary("moto_server") {
+            Some(path) => path,
+            None => {
+                return unavailable(
+                    "DynamoDB emulator",
+                    &format!("neither ${ENDPOINT_ENV} nor ${MOTO_SERVER_ENV} is set, and moto_server is not on PATH"),
+                    "Install it with `pip install 'moto[server]'` (ci/install-deps does, in a virtualenv)",
+                )
+            }
+        },
+    };
+    start_moto(binary)
+}
+
+fn start_moto(binary: PathBuf) -> Option<DynamoDbService> {
+    let port = match free_port(u16::MAX, |_| None) {
+        Ok(port) => port,
+        Err(err) => return unavailable("DynamoDB emulator", &err.to_string(), "Free a port"),
+    };
+    let log = std::env::temp_dir().join(format!("kvkit-moto-{}-{port}.log", std::process::id()));
+    let mut command = Command::new(&binary);
+    command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    let mut server = match LocalProcess::spawn(command, &log) {
+        Ok(server) => server,
+        Err(err) => {
+            return unavailable(
+                "DynamoDB emulator",
+                &format!("cannot start {}: {err}", binary.display()),
+                "Check the moto installation (ci/install-deps)",
+            )
+        }
+    };
+    if let Err(err) = wait_for_port(port, STARTUP_TIMEOUT) {
+        let exited = if server.has_exited() {
+            " (it exited)"
+        } else {
+            ""
+        };
+        return unavailable(
+            "DynamoDB emulator",
+            &format!(
+                "{} did not start{exited}: {err}; its output is in {}",
+                binary.display(),
+                log.display()
+            ),
+            "Check the moto installation (ci/install-deps)",
+        );
+    }
+    let relay = match start_serial_relay(port) {
+        Ok(relay) => relay,
+        Err(err) => {
+            return unavailable(
+                "DynamoDB emulator",
+                &format!("cannot start the relay in front of moto: {err}"),
+                "Free a loopback port",
+            )
+        }
+    };
+    Some(DynamoDbService {
+        endpoint: format!("http://127.0.0.1:{relay}"),
+        provider: Provider::LocalBinary(binary),
+        _server: Some(server),
+    })
+}
+
+/// How long the relay waits for a client's request or moto's answer before giving up on it.
+const RELAY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Starts the relay in front of moto on `upstream` (see the module docs); returns its port.
+/// Its threads live as long as the test process.
+fn start_serial_relay(upstream: u16) -> io::Result<u16> {
+    let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
+    let port = listener.local_addr()?.port();
+    let turn = Arc::new(Mutex::new(()));
+    std::thread::Builder::new()
+        .name("moto-relay".into())
+        .spawn(move || {
+            for client in listener.incoming().flatten() {
+                let turn = Arc::clone(&turn);
+                // A failed exchange only fails that request: the client sees a closed
+                // connection, as after a network error.
+                let _ = std::thread::Builder::new()
+                    .name("moto-relay-connection".into())
+                    .spawn(move || relay_connection(client, upstream, &turn));
+            }
+        })?;
+    Ok(port)
+}
+
+/// Relays the requests of one client connection, each to a new moto connection, while
+/// holding `turn`, so that moto never runs two at once.
+fn relay_connection(client: TcpStream, upstream: u16, turn: &Mutex<()>) -> io::Result<()> {
+    client.set_read_timeout(Some(RELAY_TIMEOUT))?;
+    let mut from_client = BufReader::new(client.try_clone()?);
+    let mut to_client = client;
+    // The whole request is read before taking the turn: a slow client delays no one.
+    while let Some(request) = read_message(&mut from_client, Unsized::Empty)? {
+        let response = {
+            let _turn = turn.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut moto = TcpStream::connect(SocketAddrV4::new(Ipv4Addr::LOCALHOST, upstream))?;
+            moto.set_read_timeout(Some(RELAY_TIMEOUT))?;
+            moto.write_all(&request)?;
+            let mut from_moto = BufReader::new(moto);
+            read_message(&mut from_moto, Unsized::ToEnd)?.unwrap_or_default()
+        };
+        to_client.write_all(&response)?;
+    }
+    Ok(())
+}
+
+/// The body of an HTTP message without `Content-Length`.
+#[derive(Clone, Copy)]
+enum Unsized {
+    /// None (a request).
+    Empty,
+    /// Everything until the connection closes (a response).
+    ToEnd,
+}
+
+/// Reads one HTTP/1.1 message (head and body) as raw bytes; `None` at the end of the stream.
+/// Chunked bodies are refused: the SDK and moto send `Content-Length`.
+fn read_message(stream: &mut impl BufRead, without_length: Unsized) -> io::Result<Option<Vec<u8>>> {
+    let mut message = Vec::new();
+    let mut length = None;
+    loop {
+        let start = message.len();
+        if stream.read_until(b'\n', &mut message)? == 0 {
+            return if message.is_empty() {
+                Ok(None)
+            } else {
+                Err(io::ErrorKind::UnexpectedEof.into())
+            };
+        }
+        let line = String::from_utf8_lossy(&message[start..]).to_ascii_lowercase();
+        if let Some(value) = line.strip_prefix("content-length:") {
+            length = value.trim().parse::<usize>().ok();
+        }
+        if line.starts_with("transfer-encoding:") {
+            return Err(io::Error::other(
+                "the moto relay does not handle chunked bodies",
+            ));
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    match length {
+        Some(length) => {
+            let start = message.len();
+            message.resize(start + length, 0);
+            stream.read_exact(&mut message[start..])?;
+        }
+        None => {
+            if let Unsized::ToEnd = without_length {
+                stream.read_to_end(&mut message)?;
+            }
+        }
+    }
+    Ok(Some(message))
+}
+
+/// Percent-encodes everything but unreserved characters, for a URL component.
+fn percent_encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_relay_reads_whole_messages() {
+        let mut stream: &[u8] =
+            b"POST / HTTP/1.1\r\nContent-Length: 4\r\nX: y\r\n\r\nbodyGET / HTTP/1.1\r\n\r\n";
+        let first = read_message(&mut stream, Unsized::Empty).unwrap().unwrap();
+        assert!(first.ends_with(b"\r\n\r\nbody"));
+        let second = read_message(&mut stream, Unsized::Empty).unwrap().unwrap();
+        assert_eq!(second, b"GET / HTTP/1.1\r\n\r\n");
+        assert!(read_message(&mut stream, Unsized::Empty).unwrap().is_none());
+
+        let mut response: &[u8] = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{}";
+        let whole = read_message(&mut response, Unsized::ToEnd)
+            .unwrap()
+            .unwrap();
+        assert!(whole.ends_with(b"{}"));
+        let mut chunked: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(read_message(&mut chunked, Unsized::ToEnd).is_err());
+    }
+
+    #[test]
+    fn urls_encode_every_part() {
+        let service = DynamoDbService {
+            endpoint: "http://127.0.0.1:5000".into(),
+            provider: Provider::Environment(ENDPOINT_ENV),
+            _server: None,
+        };
+        assert_eq!(
+            service.url("kv-tests", "a/b c&é"),
+            "dynamodb://test:test@kv-tests?region=us-east-1\
+             &endpoint=http%3A%2F%2F127.0.0.1%3A5000&namespace=a%2Fb%20c%26%C3%A9"
+        );
+    }
+}

@@ -1,0 +1,596 @@
+//! `impl KvBackend for DynamoDbBackend`: validate, read the clock, then (almost always) one
+//! request per operation.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::Client;
+use kv_trait::{
+    apply_increment, async_trait, check_value_size, parse_counter, unix_deadline_ms,
+    unix_millis_now, validate_key, validate_ttl, KvBackend, KvError, MAX_KEY_BYTES,
+};
+
+use crate::config::{redact_url, DynamoDbBackendBuilder};
+use crate::encoding::{
+    self, addable_condition, binary, condition, names, number, Item, Stored, COUNTER, DEADLINE,
+    PARTITION_KEY, SORT_KEY, VALUE,
+};
+use crate::error::{from_sdk, AmbiguousWriteGuard};
+
+/// How many times `increment` tries again when another writer changed the item between its
+/// attempts; each round is one or two requests. Reaching it takes a writer that replaces the
+/// item with bytes over and over: then `increment` gives up with `Unavailable`.
+const INCREMENT_ROUNDS: u32 = 32;
+
+/// A key-value store in one DynamoDB table that keeps the whole kvkit contract.
+///
+/// Every read is strongly consistent and every conditional write decides liveness inside
+/// DynamoDB, so `increment` and `compare_and_swap` are atomic across any number of processes
+/// and machines. The crate docs and README describe the item layout and the requests each
+/// operation makes.
+///
+/// Cloning is cheap: clones share the SDK client and its connection pool.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// # // The emulator the tests use (skipped without one); on AWS the URL needs no endpoint.
+/// # let Some(service) = kv_conformance::services::dynamodb::endpoint() else { return Ok(()) };
+/// # let namespace = format!("doc-{}", std::process::id());
+/// # let url = format!("{}&create_table=true", service.url("app-kv", &namespace));
+/// use kv_dynamodb::DynamoDbBackend;
+/// use kv_trait::KvBackend;
+///
+/// // e.g. "dynamodb://app-kv?region=eu-west-1&namespace=web&create_table=true"
+/// let store = DynamoDbBackend::from_url(&url).await?;
+/// store.set_with_ttl("session/42", b"token", 30_000_000_000).await?; // 30 s
+/// assert_eq!(store.increment("visits", 1).await?, 1);
+/// assert!(store.compare_and_swap("lock", None, b"me").await?);
+/// assert_eq!(store.list_keys("").await?, ["lock", "session/42", "visits"]);
+/// # for key in ["lock", "session/42", "visits"] { store.delete(key).await?; }
+/// # Ok::<(), kv_trait::KvError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct DynamoDbBackend {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// For reads and idempotent writes: the SDK's retries as configured.
+    client: Client,
+    /// For writes that must not be repeated blindly (see `error.rs`).
+    guarded: Client,
+    table: String,
+    namespace: String,
+    /// `pk` of every item of this namespace.
+    partition: AttributeValue,
+    max_value_bytes: usize,
+    /// For `Debug` only.
+    summary: Summary,
+}
+
+/// What `Debug` shows besides table and namespace: nothing secret.
+struct Summary {
+    region: Option<String>,
+    endpoint: Option<String>,
+    credentials: &'static str,
+    max_attempts: Option<u32>,
+    timeouts: [Option<Duration>; 3],
+}
+
+impl DynamoDbBackend {
+    /// A backend over table `table` through `client`, in the empty namespace.
+    ///
+    /// The client's configuration is kept (credentials, region, endpoint, interceptors,
+    /// retries); timeouts it leaves unset get this crate's defaults. Use
+    /// [`DynamoDbBackendBuilder::client`] for a namespace or other settings. Fails with
+    /// `InvalidConfig` for an invalid table name or a client without a region.
+    ///
+    /// ```
+    /// use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+    ///
+    /// let config = aws_sdk_dynamodb::Config::builder()
+    ///     .behavior_version(BehaviorVersion::latest())
+    ///     .region(Region::new("us-east-1"))
+    ///     .endpoint_url("http://127.0.0.1:8000")
+    ///     .credentials_provider(Credentials::new("test", "test", None, None, "example"))
+    ///     .build();
+    /// let client = aws_sdk_dynamodb::Client::from_conf(config);
+    /// let store = kv_dynamodb::DynamoDbBackend::from_client(client, "app-kv")?;
+    /// assert_eq!(store.table(), "app-kv");
+    /// # Ok::<(), kv_trait::KvError>(())
+    /// ```
+    pub fn from_client(client: Client, table: impl Into<String>) -> Result<Self, KvError> {
+        DynamoDbBackendBuilder::new(table)
+            .client(client)
+            .build_from_client()
+    }
+
+    /// Opens the table a `dynamodb://TABLE?region=..&endpoint=..&namespace=..` URL names;
+    /// see [`DynamoDbBackendBuilder::from_url`] for every option. Region and credentials not
+    /// in the URL come from the standard AWS chain.
+    pub async fn from_url(url: &str) -> Result<Self, KvError> {
+        DynamoDbBackendBuilder::from_url(url)?.build().await
+    }
+
+    /// A builder for table `table`; the same as [`DynamoDbBackendBuilder::new`].
+    pub fn builder(table: impl Into<String>) -> DynamoDbBackendBuilder {
+        DynamoDbBackendBuilder::new(table)
+    }
+
+    pub(crate) fn from_parts(
+        config: aws_sdk_dynamodb::Config,
+        settings: &DynamoDbBackendBuilder,
+    ) -> Result<Self, KvError> {
+        let timeouts = config.timeout_config().map_or([None; 3], |t| {
+            [
+                t.connect_timeout(),
+                t.operation_attempt_timeout(),
+                t.operation_timeout(),
+            ]
+        });
+        let summary = Summary {
+            region: config.region().map(ToString::to_string),
+            endpoint: settings.endpoint.as_deref().map(redact_url),
+            credentials: settings.credentials_summary(),
+            max_attempts: config.retry_config().map(|r| r.max_attempts()),
+            timeouts,
+        };
+        let guarded = Client::from_conf(
+            config
+                .to_builder()
+                .retry_classifier(AmbiguousWriteGuard)
+                .build(),
+        );
+        Ok(Self {
+            shared: Arc::new(Shared {
+                client: Client::from_conf(config),
+                guarded,
+                table: settings.table.clone(),
+                partition: encoding::partition_key(&settings.namespace),
+                namespace: settings.namespace.clone(),
+                max_value_bytes: settings.max_value_bytes,
+                summary,
+            }),
+        })
+    }
+
+    /// The table this backend uses.
+    pub fn table(&self) -> &str {
+        &self.shared.table
+    }
+
+    /// The namespace this backend's keys live in (`""` unless configured).
+    pub fn namespace(&self) -> &str {
+        &self.shared.namespace
+    }
+
+    /// The longest value this backend accepts, in bytes.
+    pub fn max_value_bytes(&self) -> usize {
+        self.shared.max_value_bytes
+    }
+
+    /// The SDK client this backend sends its reads with, for what kvkit does not cover
+    /// (backups, metrics, other tables).
+    pub fn client(&self) -> &Client {
+        &self.shared.client
+    }
+
+    pub(crate) fn partition(&self) -> &AttributeValue {
+        &self.shared.partition
+    }
+
+    fn primary_key(&self, key: &str) -> Item {
+        encoding::primary_key(&self.shared.partition, key)
+    }
+
+    /// Writes `item` if `condition` holds; `false` when it did not. One `PutItem`.
+    async fn put_if(
+        &self,
+        item: Item,
+        condition: &str,
+        attributes: &[&str],
+        values: Item,
+    ) -> Result<bool, KvError> {
+        let result = self
+            .shared
+            .guarded
+            .put_item()
+            .table_name(&self.shared.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names(attributes)))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(from_sdk("PutItem", err)),
+        }
+    }
+
+    /// The whole item, read strongly consistently; `None` when there is none.
+    async fn read_item(&self, key: &str) -> Result<Option<Item>, KvError> {
+        self.shared
+            .client
+            .get_item()
+            .table_name(&self.shared.table)
+            .set_key(Some(self.primary_key(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map(|output| output.item)
+            .map_err(|err| from_sdk("GetItem", err))
+    }
+
+    /// `ADD n :delta` if the item is missing or a live counter and the sum stays in range:
+    /// `Ok(n + delta)`, or `Err(item)` with the item that blocked it (`None` if DynamoDB did
+    /// not return it). One `UpdateItem`.
+    async fn add_to_counter(
+        &self,
+        key: &str,
+        delta: i64,
+        now_ms: u64,
+    ) -> Result<Result<i64, Option<Item>>, KvError> {
+        let (condition, limit) = addable_condition(delta);
+        let mut values = Item::from([
+            (":delta".to_owned(), number(delta)),
+            (":now".to_owned(), number(now_ms)),
+        ]);
+        if let Some(limit) = limit {
+            values.insert(":limit".to_owned(), number(limit));
+        }
+        let result = self
+            .shared
+            .guarded
+            .update_item()
+            .table_name(&self.shared.table)
+            .set_key(Some(self.primary_key(key)))
+            .update_expression("ADD #n :delta")
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names(&[SORT_KEY, COUNTER, DEADLINE])))
+            .set_expression_attribute_values(Some(values))
+            // ALL_NEW, not UPDATED_NEW: `ADD 0` updates nothing, so UPDATED_NEW may omit `n`.
+            // A counter item is small (no `v`), so returning all of it costs little.
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => match output.attributes.as_ref().and_then(|a| a.get(COUNTER)) {
+                Some(AttributeValue::N(n)) => encoding::counter(n).map(Ok),
+                _ => Err(KvError::backend(
+                    "DynamoDB UpdateItem returned no counter for ReturnValues=ALL_NEW",
+                )),
+            },
+            Err(err) => match err.as_service_error() {
+                // The item only comes back on this rare path, so copying it costs little.
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    Ok(Err(failed.item.clone()))
+                }
+                _ => Err(from_sdk("UpdateItem", err)),
+            },
+        }
+    }
+
+    /// Replaces live bytes `current` by counter `next`, keeping the item's TTL. `false` when
+    /// the item changed in between. One `UpdateItem`.
+    async fn bytes_to_counter(
+        &self,
+        key: &str,
+        current: &[u8],
+        next: i64,
+        now_ms: u64,
+    ) -> Result<bool, KvError> {
+        let result = self
+            .shared
+            .guarded
+            .update_item()
+            .table_name(&self.shared.table)
+            .set_key(Some(self.primary_key(key)))
+            .update_expression("SET #n = :next REMOVE #v")
+            .condition_expression(condition::HOLDS_BYTES)
+            .set_expression_attribute_names(Some(names(&[COUNTER, VALUE, DEADLINE])))
+            .set_expression_attribute_values(Some(Item::from([
+                (":next".to_owned(), number(next)),
+                (":expected".to_owned(), binary(current)),
+                (":now".to_owned(), number(now_ms)),
+            ])))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(UpdateItemError::is_conditional_check_failed_exception) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(from_sdk("UpdateItem", err)),
+        }
+    }
+}
+
+impl DynamoDbBackend {
+    /// One strongly consistent `GetItem` of `key`, projecting `projection` (whose `#names`
+    /// stand for `attributes`, in order).
+    async fn consistent_get(
+        &self,
+        key: &str,
+        projection: &str,
+        attributes: &[&str],
+    ) -> Result<Option<HashMap<String, AttributeValue>>, KvError> {
+        let output = self
+            .shared
+            .client
+            .get_item()
+            .table_name(&self.shared.table)
+            .set_key(Some(self.primary_key(key)))
+            .consistent_read(true)
+            .projection_expression(projection)
+            .set_expression_attribute_names(Some(names(attributes)))
+            .send()
+            .await
+            .map_err(|err| from_sdk("GetItem", err))?;
+        Ok(output.item)
+    }
+}
+
+#[async_trait]
+impl KvBackend for DynamoDbBackend {
+    /// One `GetItem` (strongly consistent, projecting `v`, `n` and `exp`).
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        validate_key(key)?;
+        let now = unix_millis_now();
+        let item = self
+            .consistent_get(key, "#v, #n, #exp", &[VALUE, COUNTER, DEADLINE])
+            .await?;
+        match item {
+            Some(item) => Ok(encoding::live_value(&item, now)?.map(Stored::into_bytes)),
+            None => Ok(None),
+        }
+    }
+
+    /// One unconditional `PutItem` of the whole item (so any TTL or counter goes).
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        validate_key(key)?;
+        check_value_size(value, self.shared.max_value_bytes)?;
+        self.put(encoding::value_item(self.partition(), key, value, None))
+            .await
+    }
+
+    /// One unconditional `PutItem` with `exp` and `ttl`.
+    async fn set_with_ttl(&self, key: &str, value: &[u8], ttl_ns: u64) -> Result<(), KvError> {
+        let start = SystemTime::now();
+        validate_key(key)?;
+        check_value_size(value, self.shared.max_value_bytes)?;
+        validate_ttl(ttl_ns)?;
+        let deadline = unix_deadline_ms(start, ttl_ns);
+        self.put(encoding::value_item(
+            self.partition(),
+            key,
+            value,
+            Some(deadline),
+        ))
+        .await
+    }
+
+    /// One unconditional `DeleteItem` returning the old item, whose deadline decides the
+    /// answer: an expired leftover is removed too, and reported as `false`.
+    async fn delete(&self, key: &str) -> Result<bool, KvError> {
+        validate_key(key)?;
+        let now = unix_millis_now();
+        let output = self
+            .shared
+            .guarded
+            .delete_item()
+            .table_name(&self.shared.table)
+            .set_key(Some(self.primary_key(key)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|err| from_sdk("DeleteItem", err))?;
+        match output.attributes {
+            Some(old) if !old.is_empty() => encoding::item_is_live(&old, now),
+            _ => Ok(false),
+        }
+    }
+
+    /// One `GetItem` (strongly consistent, projecting only `sk` and `exp`).
+    async fn exists(&self, key: &str) -> Result<bool, KvError> {
+        validate_key(key)?;
+        let now = unix_millis_now();
+        match self
+            .consistent_get(key, "#sk, #exp", &[SORT_KEY, DEADLINE])
+            .await?
+        {
+            Some(item) if !item.is_empty() => encoding::item_is_live(&item, now),
+            _ => Ok(false),
+        }
+    }
+
+    /// A strongly consistent `Query` of the namespace's partition (`begins_with` on the sort
+    /// key for a non-empty prefix), one request per 1 MB page, projecting `sk` and `exp`.
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {
+        if prefix.len() > MAX_KEY_BYTES {
+            return Ok(Vec::new()); // no key is that long
+        }
+        let now = unix_millis_now();
+        let mut values = Item::from([(":pk".to_owned(), self.partition().clone())]);
+        let key_condition = if prefix.is_empty() {
+            "#pk = :pk" // begins_with refuses an empty string
+        } else {
+            values.insert(":prefix".to_owned(), AttributeValue::S(prefix.to_owned()));
+            "#pk = :pk AND begins_with(#sk, :prefix)"
+        };
+        let mut keys = Vec::new();
+        let mut start_key = None;
+        loop {
+            let page = self
+                .shared
+                .client
+                .query()
+                .table_name(&self.shared.table)
+                .consistent_read(true)
+                .key_condition_expression(key_condition)
+                .projection_expression("#sk, #exp")
+                .set_expression_attribute_names(Some(names(&[PARTITION_KEY, SORT_KEY, DEADLINE])))
+                .set_expression_attribute_values(Some(values.clone()))
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(|err| from_sdk("Query", err))?;
+            for item in page.items() {
+                if encoding::item_is_live(item, now)? {
+                    keys.push(encoding::key_of(item)?);
+                }
+            }
+            start_key = page.last_evaluated_key.filter(|key| !key.is_empty());
+            if start_key.is_none() {
+                break;
+            }
+        }
+        // DynamoDB returns sort keys in UTF-8 byte order already (that is `String` order);
+        // sorting a sorted vector is one linear pass, and guarantees it.
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    /// One `UpdateItem` (`ADD`) when the key is absent or a live counter. A live value
+    /// written as bytes, or an expired leftover, costs one more conditional write.
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        validate_key(key)?;
+        let now = unix_millis_now();
+        for round in 0..INCREMENT_ROUNDS {
+            if round > 1 {
+                // Someone keeps changing the item under us; give them a moment.
+                tokio::time::sleep(Duration::from_millis(u64::from(round))).await;
+            }
+            let blocker = match self.add_to_counter(key, delta, now).await? {
+                Ok(n) => return Ok(n),
+                Err(Some(item)) => Some(item),
+                // An emulator that does not return the item on a failed condition.
+                Err(None) => self.read_item(key).await?,
+            };
+            let live = match &blocker {
+                Some(item) => encoding::live_value(item, now)?,
+                None => None,
+            };
+            let done = match live {
+                // Absent or expired: start from zero, replacing the leftover if still there.
+                None => self
+                    .put_if(
+                        encoding::counter_item(self.partition(), key, delta),
+                        condition::ABSENT,
+                        &[SORT_KEY, DEADLINE],
+                        Item::from([(":now".to_owned(), number(now))]),
+                    )
+                    .await?
+                    .then_some(delta),
+                // The ADD was refused for its bounds only.
+                Some(Stored::Counter(n)) => match n.checked_add(delta) {
+                    Some(_) => None, // it changed since: go again
+                    None => return Err(KvError::IntegerOverflow),
+                },
+                // Bytes: counters written by `set` are converted, anything else is refused.
+                Some(Stored::Bytes(bytes)) => {
+                    let next = apply_increment(Some(&bytes), delta)?;
+                    self.bytes_to_counter(key, &bytes, next, now)
+                        .await?
+                        .then_some(next)
+                }
+            };
+            if let Some(n) = done {
+                return Ok(n);
+            }
+        }
+        Err(KvError::unavailable(format!(
+            "increment of {key:?} gave up after {INCREMENT_ROUNDS} rounds of concurrent changes"
+        )))
+    }
+
+    /// One conditional `PutItem`: `attribute_not_exists` (or expired) for `None`, value
+    /// equality on a live item for `Some`.
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, KvError> {
+        validate_key(key)?;
+        check_value_size(new, self.shared.max_value_bytes)?;
+        let now = unix_millis_now();
+        let item = encoding::value_item(self.partition(), key, new, None);
+        let mut values = Item::from([(":now".to_owned(), number(now))]);
+        match expected {
+            None => self.put_if(item, condition::ABSENT, &[SORT_KEY, DEADLINE], values),
+            // No stored value is longer than the maximum: nothing to ask.
+            Some(expected) if expected.len() > self.shared.max_value_bytes => return Ok(false),
+            Some(expected) => {
+                values.insert(":expected".to_owned(), binary(expected));
+                // A counter is stored as a Number; its bytes are its decimal form.
+                match parse_counter(expected) {
+                    Some(counter) => {
+                        values.insert(":counter".to_owned(), number(counter));
+                        self.put_if(
+                            item,
+                            condition::HOLDS_BYTES_OR_COUNTER,
+                            &[DEADLINE, VALUE, COUNTER],
+                            values,
+                        )
+                    }
+                    None => self.put_if(item, condition::HOLDS_BYTES, &[DEADLINE, VALUE], values),
+                }
+            }
+        }
+        .await
+    }
+}
+
+impl DynamoDbBackend {
+    /// One unconditional `PutItem`, retried by the SDK as configured: writing the same whole
+    /// item twice is the same as writing it once.
+    async fn put(&self, item: Item) -> Result<(), KvError> {
+        self.shared
+            .client
+            .put_item()
+            .table_name(&self.shared.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|err| from_sdk("PutItem", err))
+    }
+}
+
+impl fmt::Debug for DynamoDbBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = &self.shared;
+        let [connect, attempt, operation] = shared.summary.timeouts;
+        f.debug_struct("DynamoDbBackend")
+            .field("table", &shared.table)
+            .field("namespace", &shared.namespace)
+            .field("region", &shared.summary.region)
+            .field("endpoint", &shared.summary.endpoint)
+            .field("credentials", &shared.summary.credentials)
+            .field("max_attempts", &shared.summary.max_attempts)
+            .field("connect_timeout", &connect)
+            .field("attempt_timeout", &attempt)
+            .field("operation_timeout", &operation)
+            .field("max_value_bytes", &shared.max_value_bytes)
+            .finish_non_exhaustive()
+    }
+}
