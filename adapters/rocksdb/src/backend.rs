@@ -1,0 +1,327 @@
+//! `impl KvBackend for RocksDbBackend`: validate, then one blocking task per call.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use kv_trait::{
+    apply_increment, async_trait, check_value_size, format_counter, unix_deadline_ms,
+    unix_millis_now, validate_key, validate_ttl, KvBackend, KvError,
+};
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteOptions};
+
+use crate::config::RocksDbBackendBuilder;
+use crate::encoding::{decode, encode, namespace_prefix, prefix_end, stored_key};
+use crate::error::{from_join, from_rocksdb};
+use crate::registry::{open_shared, SharedDb};
+
+/// A key-value store in a RocksDB database directory, keeping the whole kvkit contract.
+///
+/// Cheap to clone. Every call runs on tokio's blocking threads, never on the executor's
+/// workers. Writes to one key are serialized by a striped lock (1024 stripes), so `increment`
+/// and `compare_and_swap` are atomic while operations on different keys run in parallel;
+/// reads take no lock.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use kv_trait::KvBackend;
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = kv_rocksdb::RocksDbBackend::open(dir.path().join("db")).await?;
+/// store.set("greeting", b"hello").await?;
+/// assert_eq!(store.increment("visits", 1).await?, 1);
+/// assert_eq!(store.list_keys("").await?, ["greeting", "visits"]);
+/// # Ok::<(), kv_trait::KvError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct RocksDbBackend {
+    shared: Arc<SharedDb>,
+    namespace: Arc<str>,
+    /// `namespace ++ 0x00`: every stored key of this backend starts with it.
+    prefix: Arc<[u8]>,
+    sync_writes: bool,
+    max_value_bytes: usize,
+}
+
+impl fmt::Debug for RocksDbBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RocksDbBackend")
+            .field("path", &self.shared.path())
+            .field("namespace", &self.namespace)
+            .field("sync_writes", &self.sync_writes)
+            .field("max_value_bytes", &self.max_value_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs blocking RocksDB work on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, KvError> + Send + 'static,
+) -> Result<T, KvError> {
+    tokio::task::spawn_blocking(work).await.map_err(from_join)?
+}
+
+impl RocksDbBackend {
+    /// Opens (creating if missing) the database directory at `path`, in the default namespace.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, KvError> {
+        RocksDbBackendBuilder::new(path.as_ref()).build().await
+    }
+
+    /// Opens the database a `rocksdb://` URL names (see [`RocksDbBackendBuilder::from_url`]).
+    pub async fn from_url(url: &str) -> Result<Self, KvError> {
+        RocksDbBackendBuilder::from_url(url)?.build().await
+    }
+
+    /// A builder for the other settings.
+    pub fn builder(path: impl AsRef<Path>) -> RocksDbBackendBuilder {
+        RocksDbBackendBuilder::new(path.as_ref())
+    }
+
+    pub(crate) async fn from_builder(builder: RocksDbBackendBuilder) -> Result<Self, KvError> {
+        let (sync_writes, max_value_bytes) = (builder.sync_writes, builder.max_value_bytes);
+        let namespace: Arc<str> = Arc::from(builder.namespace.as_str());
+        let shared = blocking(move || open_shared(&builder)).await?;
+        Ok(Self {
+            shared,
+            prefix: namespace_prefix(&namespace).into(),
+            namespace,
+            sync_writes,
+            max_value_bytes,
+        })
+    }
+
+    /// This backend's namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The database directory (canonical).
+    pub fn path(&self) -> &Path {
+        self.shared.path()
+    }
+
+    /// The longest value accepted, in bytes.
+    pub fn max_value_bytes(&self) -> usize {
+        self.max_value_bytes
+    }
+
+    /// Compacts the whole database now, which also drops every expired entry (of every
+    /// namespace) from disk. RocksDB does this by itself over time; call it to reclaim space
+    /// at once.
+    pub async fn compact(&self) -> Result<(), KvError> {
+        let shared = self.shared.clone();
+        blocking(move || {
+            shared.db().compact_range::<&[u8], &[u8]>(None, None);
+            Ok(())
+        })
+        .await
+    }
+
+    /// How many entries this namespace holds on disk, live or expired-but-not-yet-compacted:
+    /// what [`compact`](Self::compact) shrinks.
+    pub async fn stored_entries(&self) -> Result<u64, KvError> {
+        let (shared, prefix) = (self.shared.clone(), self.prefix.clone());
+        blocking(move || {
+            let mut count = 0;
+            for entry in scan(shared.db(), &prefix) {
+                entry?;
+                count += 1;
+            }
+            Ok(count)
+        })
+        .await
+    }
+
+    fn key(&self, key: &str) -> Vec<u8> {
+        stored_key(&self.prefix, key)
+    }
+
+    fn write_options(&self) -> WriteOptions {
+        let mut options = WriteOptions::default();
+        options.set_sync(self.sync_writes);
+        options
+    }
+
+    /// Writes `value` with `deadline` under the key's lock.
+    async fn write(&self, key: &str, value: &[u8], deadline: Option<u64>) -> Result<(), KvError> {
+        let (shared, key, stored, options) = (
+            self.shared.clone(),
+            self.key(key),
+            encode(value, deadline),
+            self.write_options(),
+        );
+        blocking(move || {
+            let _guard = shared.lock_key(&key);
+            shared
+                .db()
+                .put_opt(&key, stored, &options)
+                .map_err(from_rocksdb)
+        })
+        .await
+    }
+}
+
+/// A live entry, read back: its value and deadline (Unix ms; `None`: never).
+struct Live {
+    value: Vec<u8>,
+    deadline: Option<u64>,
+}
+
+/// The live entry at `key`, read at clock reading `now` (Unix ms).
+fn live_entry(shared: &SharedDb, key: &[u8], now: u64) -> Result<Option<Live>, KvError> {
+    let Some(stored) = shared.db().get_pinned(key).map_err(from_rocksdb)? else {
+        return Ok(None);
+    };
+    let entry = decode(&stored)?;
+    let live = entry.is_live_at(now);
+    Ok(live.then(|| Live {
+        value: entry.value.to_vec(),
+        deadline: entry.deadline,
+    }))
+}
+
+/// A raw RocksDB entry: stored key and stored value.
+type RawEntry = (Box<[u8]>, Box<[u8]>);
+
+/// Every raw entry whose key starts with `start`, in order. Stops at the first key past the
+/// prefix itself rather than trusting the iterator's bound alone.
+fn scan<'a>(
+    db: &'a rocksdb::DB,
+    start: &'a [u8],
+) -> impl Iterator<Item = Result<RawEntry, KvError>> + 'a {
+    let mut options = ReadOptions::default();
+    if let Some(end) = prefix_end(start) {
+        options.set_iterate_upper_bound(end);
+    }
+    db.iterator_opt(IteratorMode::From(start, Direction::Forward), options)
+        .map(|entry| entry.map_err(from_rocksdb))
+        .take_while(move |entry| {
+            entry
+                .as_ref()
+                .map_or(true, |(key, _)| key.starts_with(start))
+        })
+}
+
+#[async_trait]
+impl KvBackend for RocksDbBackend {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        validate_key(key)?;
+        let (now, shared, key) = (unix_millis_now(), self.shared.clone(), self.key(key));
+        blocking(move || Ok(live_entry(&shared, &key, now)?.map(|live| live.value))).await
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        validate_key(key)?;
+        check_value_size(value, self.max_value_bytes)?;
+        self.write(key, value, None).await
+    }
+
+    async fn set_with_ttl(&self, key: &str, value: &[u8], ttl_ns: u64) -> Result<(), KvError> {
+        let call_start = SystemTime::now();
+        validate_key(key)?;
+        check_value_size(value, self.max_value_bytes)?;
+        validate_ttl(ttl_ns)?;
+        self.write(key, value, Some(unix_deadline_ms(call_start, ttl_ns)))
+            .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, KvError> {
+        validate_key(key)?;
+        let (now, shared, key, options) = (
+            unix_millis_now(),
+            self.shared.clone(),
+            self.key(key),
+            self.write_options(),
+        );
+        blocking(move || {
+            let _guard = shared.lock_key(&key);
+            let was_live = live_entry(&shared, &key, now)?.is_some();
+            // An expired leftover is deleted too; it just was not a live key.
+            shared
+                .db()
+                .delete_opt(&key, &options)
+                .map_err(from_rocksdb)?;
+            Ok(was_live)
+        })
+        .await
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, KvError> {
+        validate_key(key)?;
+        let (now, shared, key) = (unix_millis_now(), self.shared.clone(), self.key(key));
+        blocking(move || Ok(live_entry(&shared, &key, now)?.is_some())).await
+    }
+
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {
+        let (now, shared, start) = (unix_millis_now(), self.shared.clone(), self.key(prefix));
+        let namespace_len = self.prefix.len();
+        blocking(move || {
+            let mut keys = Vec::new();
+            for entry in scan(shared.db(), &start) {
+                let (key, stored) = entry?;
+                if decode(&stored)?.is_live_at(now) {
+                    let key = std::str::from_utf8(&key[namespace_len..])
+                        .map_err(|_| KvError::backend("a stored key is not UTF-8"))?;
+                    keys.push(key.to_owned());
+                }
+            }
+            Ok(keys)
+        })
+        .await
+    }
+
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        validate_key(key)?;
+        let (now, shared, key, options) = (
+            unix_millis_now(),
+            self.shared.clone(),
+            self.key(key),
+            self.write_options(),
+        );
+        blocking(move || {
+            let _guard = shared.lock_key(&key);
+            let current = live_entry(&shared, &key, now)?;
+            let next = apply_increment(current.as_ref().map(|live| live.value.as_slice()), delta)?;
+            let deadline = current.and_then(|live| live.deadline);
+            let stored = encode(&format_counter(next), deadline);
+            shared
+                .db()
+                .put_opt(&key, stored, &options)
+                .map_err(from_rocksdb)?;
+            Ok(next)
+        })
+        .await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, KvError> {
+        validate_key(key)?;
+        check_value_size(new, self.max_value_bytes)?;
+        let (now, shared, key, options) = (
+            unix_millis_now(),
+            self.shared.clone(),
+            self.key(key),
+            self.write_options(),
+        );
+        let (expected, stored) = (expected.map(<[u8]>::to_vec), encode(new, None));
+        blocking(move || {
+            let _guard = shared.lock_key(&key);
+            let current = live_entry(&shared, &key, now)?;
+            if current.as_ref().map(|live| live.value.as_slice()) != expected.as_deref() {
+                return Ok(false);
+            }
+            shared
+                .db()
+                .put_opt(&key, stored, &options)
+                .map_err(from_rocksdb)?;
+            Ok(true)
+        })
+        .await
+    }
+}

@@ -1,0 +1,147 @@
+//! How keys, values, expiry and namespaces are laid out in RocksDB. The crate README shows the
+//! same layout for people reading a database with other tools.
+//!
+//! - **Key**: `namespace bytes ++ 0x00 ++ key bytes`. A namespace cannot contain NUL, so the
+//!   prefix `namespace ++ 0x00` of one namespace is never a prefix of another's, and a
+//!   namespace's keys are one contiguous range in RocksDB's bytewise order, sorted exactly as
+//!   the contract sorts them.
+//! - **Value**: `FORMAT (1 byte) ++ deadline (u64, big-endian Unix milliseconds; 0 = never)
+//!   ++ value bytes`.
+//! - **Metadata**: one entry whose key, [`FORMAT_KEY`], contains no NUL and so belongs to no
+//!   namespace; it holds the format version, so a later release can migrate an existing
+//!   database and this one refuses a newer format.
+
+use kv_trait::KvError;
+
+/// The version of this layout, stored in the database under the key `kvkit-rocksdb-format`.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// The key of the metadata entry holding [`FORMAT_VERSION`]. It has no NUL byte, so no
+/// namespaced key can equal it.
+pub(crate) const FORMAT_KEY: &[u8] = b"kvkit-rocksdb-format";
+
+/// Bytes before the user's value: the format tag and the deadline.
+const HEADER_BYTES: usize = 9;
+
+/// Separates the namespace from the key.
+const NAMESPACE_END: u8 = 0;
+
+/// The prefix every key of `namespace` starts with.
+pub(crate) fn namespace_prefix(namespace: &str) -> Vec<u8> {
+    let mut prefix = Vec::with_capacity(namespace.len() + 1);
+    prefix.extend_from_slice(namespace.as_bytes());
+    prefix.push(NAMESPACE_END);
+    prefix
+}
+
+/// The RocksDB key of `key` under the namespace `prefix`.
+pub(crate) fn stored_key(prefix: &[u8], key: &str) -> Vec<u8> {
+    [prefix, key.as_bytes()].concat()
+}
+
+/// The smallest byte string greater than every string starting with `prefix`: the upper bound
+/// of a prefix scan. `None` when there is none (all bytes 0xFF).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let last = prefix.iter().rposition(|byte| *byte != u8::MAX)?;
+    let mut end = prefix[..=last].to_vec();
+    end[last] += 1;
+    Some(end)
+}
+
+/// A stored value, decoded: its deadline (Unix ms) and the user's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stored<'a> {
+    pub(crate) deadline: Option<u64>,
+    pub(crate) value: &'a [u8],
+}
+
+impl Stored<'_> {
+    /// Whether the entry is live at `now_ms` (Unix milliseconds).
+    pub(crate) fn is_live_at(&self, now_ms: u64) -> bool {
+        self.deadline
+            .is_none_or(|deadline| kv_trait::is_live_at(deadline, now_ms))
+    }
+}
+
+/// Encodes `value` with its `deadline` (Unix ms; `None`: never expires).
+pub(crate) fn encode(value: &[u8], deadline: Option<u64>) -> Vec<u8> {
+    let mut stored = Vec::with_capacity(HEADER_BYTES + value.len());
+    stored.push(FORMAT_VERSION);
+    // A saturated deadline is far beyond any clock reading, never 0, so 0 can mean "none".
+    stored.extend_from_slice(&deadline.unwrap_or(0).to_be_bytes());
+    stored.extend_from_slice(value);
+    stored
+}
+
+/// Decodes a stored value; an error for bytes this release did not write.
+pub(crate) fn decode(stored: &[u8]) -> Result<Stored<'_>, KvError> {
+    let (header, value) = stored
+        .split_at_checked(HEADER_BYTES)
+        .filter(|(header, _)| header[0] == FORMAT_VERSION)
+        .ok_or_else(|| {
+            KvError::backend(format!(
+                "a stored value is not in kv-rocksdb format {FORMAT_VERSION}"
+            ))
+        })?;
+    let mut deadline = [0; 8];
+    deadline.copy_from_slice(&header[1..]);
+    let deadline = u64::from_be_bytes(deadline);
+    Ok(Stored {
+        deadline: (deadline != 0).then_some(deadline),
+        value,
+    })
+}
+
+/// The deadline of a raw stored value, for the compaction filter: `None` for entries that are
+/// not values (the metadata entry) or never expire.
+pub(crate) fn deadline_of(key: &[u8], stored: &[u8]) -> Option<u64> {
+    if !key.contains(&NAMESPACE_END) {
+        return None;
+    }
+    decode(stored).ok()?.deadline
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_with_and_without_deadline() {
+        for (value, deadline) in [
+            (&b""[..], None),
+            (b"v\0\xff", Some(1)),
+            (b"x", Some(u64::MAX)),
+        ] {
+            let stored = encode(value, deadline);
+            assert_eq!(decode(&stored).unwrap(), Stored { deadline, value });
+        }
+        assert!(decode(b"").is_err());
+        assert!(decode(&[2; 12]).is_err());
+    }
+
+    #[test]
+    fn namespaces_are_prefix_free_and_keys_sort_by_bytes() {
+        let a = stored_key(&namespace_prefix("a"), "b:x");
+        let ab = stored_key(&namespace_prefix("a:b"), "x");
+        assert_ne!(a, ab);
+        assert!(!ab.starts_with(&namespace_prefix("a")));
+        assert!(
+            stored_key(&namespace_prefix(""), "\u{ffff}")
+                < stored_key(&namespace_prefix(""), "\u{10000}")
+        );
+    }
+
+    #[test]
+    fn prefix_end_bounds_the_scan() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+    }
+
+    #[test]
+    fn the_filter_ignores_metadata_and_eternal_values() {
+        assert_eq!(deadline_of(FORMAT_KEY, &[FORMAT_VERSION]), None);
+        assert_eq!(deadline_of(b"ns\0k", &encode(b"v", None)), None);
+        assert_eq!(deadline_of(b"ns\0k", &encode(b"v", Some(42))), Some(42));
+    }
+}
