@@ -19,13 +19,17 @@
 //! | `memory://NAME` | the in-memory store called `NAME` in this process (made on first use) | `memory` |
 //! | `sqlite:///abs/path.db`, `sqlite://rel/path.db` | an SQLite file, created if missing | `sqlite` |
 //! | `sqlite::memory:` | a new, private in-memory SQLite database | `sqlite` |
+//! | `rocksdb:///abs/path`, `rocksdb://rel/path` | a RocksDB database directory, created if missing | `rocksdb` |
+//! | `redis://[user:pass@]host:port[/db]`, `rediss://...` | a Redis server (TLS: `redis-tls`) | `redis` |
+//! | `redis+cluster://host:port[,host:port...]`, `rediss+cluster://...` | a Redis Cluster | `redis` |
+//! | `dynamodb://TABLE?region=..&endpoint=..` | a DynamoDB table | `dynamodb` |
 //!
 //! Every URL takes `?namespace=NAME`: backends with different namespaces share the store
-//! without seeing each other's keys. Adapters take further options of their own (for SQLite:
-//! `busy_timeout_ms`, `synchronous`, `pool_size`, `max_value_bytes`). Two `open` calls on the
-//! same file or named store are two handles on one store, which is how two parts (or two
-//! processes, for files) of one application share it; `memory://` and `sqlite::memory:` are
-//! new and private on every call.
+//! without seeing each other's keys. Adapters take further options of their own (see each
+//! adapter crate's docs). Two `open` calls on the same file, directory, server or named store
+//! are two handles on one store, which is how two parts (or, for SQLite files and servers, two
+//! processes) of one application share it; `memory://` and `sqlite::memory:` are new and
+//! private on every call.
 //!
 //! An unknown scheme, a scheme whose feature is off, an unknown option or a malformed URL is
 //! [`KvError::InvalidConfig`] naming the problem.
@@ -33,6 +37,7 @@
 //! The `kvkit` binary in this package runs the conformance suite against a URL:
 //! `kvkit check sqlite:///tmp/kv.db`.
 
+mod adapters;
 mod target;
 
 use std::sync::Arc;

@@ -1,19 +1,13 @@
 //! [`Target`]: a parsed store URL, which adapter it names and how to open it.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kv_trait::url_config::StoreUrl;
 use kv_trait::{KvBackend, KvError};
-use url::Url;
 
-/// The schemes this build of kvkit can open.
-const KNOWN_SCHEMES: &[(&str, bool)] = &[
-    ("memory", cfg!(feature = "memory")),
-    ("sqlite", cfg!(feature = "sqlite")),
-];
+use crate::adapters::{for_scheme, Adapter, ADAPTERS, KNOWN};
 
 /// What a store declares about itself: what the conformance suite needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +19,7 @@ pub struct StoreInfo {
     pub ttl_granularity: Duration,
 }
 
-/// A store URL, parsed: which adapter, with which options and namespace.
+/// A store URL, parsed and checked: which adapter, with which options and namespace.
 ///
 /// ```
 /// let target = kvkit::Target::parse("sqlite:///srv/kv.db?namespace=jobs").unwrap();
@@ -36,20 +30,15 @@ pub struct StoreInfo {
 /// ```
 #[derive(Clone)]
 pub struct Target {
-    adapter: Adapter,
+    adapter: &'static Adapter,
+    url: String,
     namespace: String,
     /// The URL as given, with any password replaced, for messages.
     shown: String,
     /// Strings from the URL that must not be shown (passwords).
     secrets: Vec<String>,
-}
-
-#[derive(Clone)]
-enum Adapter {
-    #[cfg(feature = "memory")]
-    Memory { name: Option<String> },
-    #[cfg(feature = "sqlite")]
-    Sqlite { url: String },
+    /// Whether opening creates what is missing (a DynamoDB table).
+    create_missing: bool,
 }
 
 impl fmt::Debug for Target {
@@ -68,60 +57,29 @@ impl fmt::Display for Target {
 }
 
 impl Target {
-    /// Parses `url`; `InvalidConfig` naming the problem when it is not a store kvkit knows.
+    /// Parses and checks `url` without opening anything; `InvalidConfig` naming the problem
+    /// when it is not a store this build of kvkit knows.
     pub fn parse(url: &str) -> Result<Self, KvError> {
         let scheme = scheme_of(url)?;
-        let known = KNOWN_SCHEMES.iter().find(|(name, _)| *name == scheme);
-        match known {
-            None => Err(KvError::InvalidConfig(format!(
-                "unknown scheme `{scheme}` in `{}`: this kvkit opens {}",
-                redact(url),
-                enabled_schemes()
-            ))),
-            Some((_, false)) => Err(KvError::InvalidConfig(format!(
-                "`{scheme}` URLs need kvkit's `{scheme}` cargo feature, which this build lacks"
-            ))),
-            Some(_) => Self::parse_known(scheme, url),
-        }
-    }
-
-    fn parse_known(scheme: &str, url: &str) -> Result<Self, KvError> {
-        let namespace = namespace_option(scheme, url)?;
-        let adapter = match scheme {
-            #[cfg(feature = "memory")]
-            "memory" => Adapter::Memory {
-                name: memory_store_name(url)?,
-            },
-            #[cfg(feature = "sqlite")]
-            "sqlite" => {
-                // Let the adapter reject what it does not understand now, not at open.
-                kv_sqlite::SqliteBackendBuilder::from_url(url)?;
-                Adapter::Sqlite {
-                    url: url.to_owned(),
-                }
-            }
-            _ => {
-                return Err(KvError::InvalidConfig(format!(
-                    "`{scheme}` is not supported by this build"
-                )))
-            }
-        };
+        let adapter = for_scheme(scheme).ok_or_else(|| unknown_scheme(scheme, url))?;
+        (adapter.validate)(url)?;
+        let namespace = StoreUrl::parse(url, adapter.scheme)?
+            .take("namespace")
+            .unwrap_or_default();
+        let (shown, secrets) = (redact(url), password_of(url));
         Ok(Self {
             adapter,
+            url: url.to_owned(),
             namespace,
-            shown: redact(url),
-            secrets: password_of(url),
+            shown,
+            secrets,
+            create_missing: false,
         })
     }
 
     /// The URL scheme, which names the adapter (`memory`, `sqlite`, ...).
     pub fn scheme(&self) -> &'static str {
-        match self.adapter {
-            #[cfg(feature = "memory")]
-            Adapter::Memory { .. } => "memory",
-            #[cfg(feature = "sqlite")]
-            Adapter::Sqlite { .. } => "sqlite",
-        }
+        self.adapter.scheme
     }
 
     /// The namespace the URL names (`""` when it names none).
@@ -135,6 +93,13 @@ impl Target {
         self
     }
 
+    /// The same store, opened so that what is missing is created: a DynamoDB table (on-demand
+    /// billing, TTL enabled). Files and directories are created anyway.
+    pub fn creating_missing(mut self) -> Self {
+        self.create_missing = true;
+        self
+    }
+
     /// Strings in the URL that must never be shown (passwords), for `Debug` checks.
     pub fn secrets(&self) -> &[String] {
         &self.secrets
@@ -143,12 +108,7 @@ impl Target {
     /// Whether two opens of this target reach the same data (a file, a named store, a
     /// server), as opposed to a new private store each time.
     pub fn is_shared(&self) -> bool {
-        match &self.adapter {
-            #[cfg(feature = "memory")]
-            Adapter::Memory { name } => name.is_some(),
-            #[cfg(feature = "sqlite")]
-            Adapter::Sqlite { url } => !url.starts_with("sqlite::memory:"),
-        }
+        (self.adapter.shared)(&self.url)
     }
 
     /// Opens the store.
@@ -158,29 +118,12 @@ impl Target {
 
     /// Opens the store and says what it declares about itself.
     pub async fn open_with_info(&self) -> Result<(Arc<dyn KvBackend>, StoreInfo), KvError> {
-        let millisecond = Duration::from_millis(1);
-        match &self.adapter {
-            #[cfg(feature = "memory")]
-            Adapter::Memory { name } => {
-                let store = memory_store(name.as_deref()).namespace(&self.namespace);
-                let info = StoreInfo {
-                    max_value_bytes: store.max_value_bytes(),
-                    ttl_granularity: millisecond,
-                };
-                Ok((Arc::new(store), info))
-            }
-            #[cfg(feature = "sqlite")]
-            Adapter::Sqlite { url } => {
-                let builder =
-                    kv_sqlite::SqliteBackendBuilder::from_url(url)?.namespace(&self.namespace);
-                let store = builder.build().await?;
-                let info = StoreInfo {
-                    max_value_bytes: store.max_value_bytes(),
-                    ttl_granularity: millisecond,
-                };
-                Ok((Arc::new(store), info))
-            }
-        }
+        (self.adapter.open)(
+            self.url.clone(),
+            self.namespace.clone(),
+            self.create_missing,
+        )
+        .await
     }
 }
 
@@ -208,72 +151,62 @@ fn scheme_of(url: &str) -> Result<&str, KvError> {
     Ok(scheme)
 }
 
-/// The `namespace` query option, which every adapter takes.
-fn namespace_option(scheme: &str, url: &str) -> Result<String, KvError> {
-    Ok(StoreUrl::parse(url, scheme)?
-        .take("namespace")
-        .unwrap_or_default())
+fn unknown_scheme(scheme: &str, url: &str) -> KvError {
+    if let Some((_, feature)) = KNOWN
+        .iter()
+        .find(|(known, _)| known.eq_ignore_ascii_case(scheme))
+    {
+        return KvError::InvalidConfig(format!(
+            "`{scheme}` URLs need kvkit's `{feature}` cargo feature, which this build lacks"
+        ));
+    }
+    let enabled: Vec<String> = ADAPTERS
+        .iter()
+        .map(|adapter| format!("{}://", adapter.scheme))
+        .collect();
+    KvError::InvalidConfig(format!(
+        "unknown scheme `{scheme}` in `{}`: this kvkit opens {}",
+        redact(url),
+        enabled.join(", ")
+    ))
 }
 
-fn enabled_schemes() -> String {
-    let enabled: Vec<String> = KNOWN_SCHEMES
-        .iter()
-        .filter(|(_, on)| *on)
-        .map(|(name, _)| format!("{name}://"))
-        .collect();
-    enabled.join(", ")
+/// The password in `url`'s user info (`scheme://user:password@...`), if any. Parsed by hand:
+/// cluster URLs list several hosts, which general URL parsers reject.
+fn password_span(url: &str) -> Option<std::ops::Range<usize>> {
+    let authority_start = url.find("://")? + 3;
+    let authority_len = url[authority_start..]
+        .find(['/', '?', '#'])
+        .unwrap_or(url.len() - authority_start);
+    let authority = &url[authority_start..authority_start + authority_len];
+    let user_info = &authority[..authority.rfind('@')?];
+    let colon = user_info.find(':')?;
+    let start = authority_start + colon + 1;
+    Some(start..authority_start + user_info.len())
 }
 
 /// `url` with any password replaced by `***`.
 fn redact(url: &str) -> String {
-    match Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
+    match password_span(url) {
+        Some(span) if !span.is_empty() => format!("{}***{}", &url[..span.start], &url[span.end..]),
         _ => url.to_owned(),
     }
 }
 
+/// The URL's password, percent-decoded as well as raw, for `Debug` checks.
 fn password_of(url: &str) -> Vec<String> {
-    let password = Url::parse(url)
-        .ok()
-        .and_then(|u| u.password().map(str::to_owned));
-    password.into_iter().collect()
-}
-
-#[cfg(feature = "memory")]
-fn memory_store_name(url: &str) -> Result<Option<String>, KvError> {
-    let mut parsed = StoreUrl::parse(url, "memory")?;
-    parsed.take("namespace");
-    let name = parsed
-        .location()
-        .strip_prefix("//")
-        .map(str::to_owned)
-        .ok_or_else(|| {
-            KvError::InvalidConfig(format!("expected memory:// or memory://NAME, not `{url}`"))
-        })?;
-    if name.contains('/') {
-        return Err(KvError::InvalidConfig(format!(
-            "memory:// URLs name a store, not a path: `{url}`"
-        )));
-    }
-    parsed.finish(&["namespace"])?;
-    Ok((!name.is_empty()).then_some(name))
-}
-
-/// The in-memory store for `name`: a new one when unnamed, else the process's store of that name.
-#[cfg(feature = "memory")]
-fn memory_store(name: Option<&str>) -> kv_memory::MemoryBackend {
-    static NAMED: OnceLock<Mutex<HashMap<String, kv_memory::MemoryBackend>>> = OnceLock::new();
-    let Some(name) = name else {
-        return kv_memory::MemoryBackend::new();
+    let Some(span) = password_span(url).filter(|span| !span.is_empty()) else {
+        return Vec::new();
     };
-    let mut named = NAMED
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    named.entry(name.to_owned()).or_default().clone()
+    let raw = &url[span];
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .into_owned();
+    let mut secrets = vec![raw.to_owned()];
+    if decoded != raw {
+        secrets.push(decoded);
+    }
+    secrets
 }
 
 #[cfg(test)]
@@ -304,6 +237,17 @@ mod tests {
             "redis://user:***@host:6379"
         );
         assert_eq!(password_of("redis://user:hunter2@host:6379"), ["hunter2"]);
+        let cluster = "redis+cluster://:p%40ss@127.0.0.1:7000,127.0.0.1:7001/?namespace=a@b";
+        assert_eq!(
+            redact(cluster),
+            "redis+cluster://:***@127.0.0.1:7000,127.0.0.1:7001/?namespace=a@b"
+        );
+        assert_eq!(password_of(cluster), ["p%40ss", "p@ss"]);
+        assert_eq!(
+            redact("dynamodb://AKID:SECRET@table?region=x"),
+            "dynamodb://AKID:***@table?region=x"
+        );
+        assert_eq!(redact("sqlite:///tmp/a@b.db"), "sqlite:///tmp/a@b.db");
         let err = Target::parse("nosuch://user:hunter2@host")
             .unwrap_err()
             .to_string();
@@ -311,26 +255,18 @@ mod tests {
     }
 
     #[test]
-    fn the_namespace_option_is_read_once() {
-        assert_eq!(
-            namespace_option("memory", "memory://x?namespace=a%2Fb").unwrap(),
-            "a/b"
-        );
-        assert_eq!(namespace_option("memory", "memory://x").unwrap(), "");
-        assert!(namespace_option("memory", "memory://x?namespace=a&namespace=b").is_err());
+    fn the_namespace_option_is_read_from_the_url() {
+        let target = Target::parse("memory://x?namespace=a%2Fb").unwrap();
+        assert_eq!(target.namespace(), "a/b");
+        assert_eq!(Target::parse("memory://x").unwrap().namespace(), "");
+        assert!(Target::parse("memory://x?namespace=a&namespace=b").is_err());
     }
 
-    #[cfg(feature = "memory")]
     #[test]
-    fn memory_urls_take_a_name_and_a_namespace_only() {
-        assert_eq!(memory_store_name("memory://").unwrap(), None);
-        assert_eq!(
-            memory_store_name("memory://cache?namespace=x")
-                .unwrap()
-                .as_deref(),
-            Some("cache")
-        );
-        assert!(memory_store_name("memory://cache?size=3").is_err());
-        assert!(memory_store_name("memory://cache/path").is_err());
+    fn every_compiled_adapter_is_a_known_scheme() {
+        for adapter in ADAPTERS {
+            let known = KNOWN.iter().any(|(scheme, _)| *scheme == adapter.scheme);
+            assert!(known, "{}", adapter.scheme);
+        }
     }
 }

@@ -99,3 +99,73 @@ fn errors_are_one_line_with_status_2() {
         assert!(stderr.starts_with("kvkit: "), "{stderr}");
     }
 }
+
+/// `kvkit check` against the Redis server and cluster the tests share, and what it leaves.
+#[test]
+fn check_passes_on_redis_and_leaves_no_keys() {
+    use kv_conformance::services::redis;
+    for service in [redis::standalone(), redis::cluster()] {
+        let Some(service) = service else {
+            return; // announced (or failed, under KVKIT_REQUIRE_SERVICES) by `services`
+        };
+        let namespace = format!("kvkit-cli-{}", std::process::id());
+        let url = service.url_with(&format!("namespace={namespace}"));
+        let output = kvkit(&["check", &url, "--cases", "16"]);
+        let text = stdout(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{text}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if let Some(password) = &service.password {
+            assert!(
+                !text.contains(password.as_str()),
+                "the report shows the password"
+            );
+        }
+        let mut cli = service
+            .redis_cli()
+            .expect("redis-cli is installed with the server");
+        let left = cli
+            .args(["--scan", "--pattern", &format!("{namespace}*")])
+            .output()
+            .unwrap();
+        assert!(
+            left.stdout.is_empty(),
+            "left behind: {}",
+            String::from_utf8_lossy(&left.stdout)
+        );
+    }
+}
+
+/// `kvkit check` against the DynamoDB emulator creates its table when missing.
+#[test]
+fn check_passes_on_dynamodb_creating_the_table() {
+    use kv_conformance::services::dynamodb;
+    let Some(service) = dynamodb::endpoint() else {
+        return; // announced (or failed, under KVKIT_REQUIRE_SERVICES) by `services`
+    };
+    let table = format!("kvkit-cli-{}", std::process::id());
+    let url = service.url(&table, "cli");
+    let output = kvkit(&["check", &url, "--cases", "8"]);
+    let text = stdout(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// `kvkit check rocksdb://PATH`: every check opens the same path again, in its own namespace.
+#[test]
+fn check_passes_on_rocksdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "rocksdb://{}?namespace=app",
+        dir.path().join("db").display()
+    );
+    let output = kvkit(&["check", &url, "--cases", "16"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+}

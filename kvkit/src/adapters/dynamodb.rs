@@ -1,0 +1,29 @@
+//! `dynamodb://TABLE`: kv-dynamodb (region and credentials from the URL or the AWS chain).
+
+use std::sync::Arc;
+
+use kv_dynamodb::DynamoDbBackendBuilder;
+use kv_trait::KvError;
+
+use super::{Adapter, Opened, MILLISECOND};
+use crate::StoreInfo;
+
+pub(super) const ADAPTER: Adapter = Adapter {
+    scheme: "dynamodb",
+    validate: |url| DynamoDbBackendBuilder::from_url(url).map(drop),
+    open: |url, namespace, create| Box::pin(open(url, namespace, create)),
+    shared: |_| true,
+};
+
+async fn open(url: String, namespace: String, create_missing: bool) -> Result<Opened, KvError> {
+    let mut builder = DynamoDbBackendBuilder::from_url(&url)?.namespace(namespace);
+    if create_missing {
+        builder = builder.create_table(true);
+    }
+    let store = builder.build().await?;
+    let info = StoreInfo {
+        max_value_bytes: store.max_value_bytes(),
+        ttl_granularity: MILLISECOND,
+    };
+    Ok((Arc::new(store), info))
+}

@@ -1,0 +1,78 @@
+//! The stores kvkit can open: one entry per URL scheme, each in its own file and behind its
+//! own cargo feature. Adding a store is one file and one line in [`ADAPTERS`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use kv_trait::{KvBackend, KvError};
+
+#[cfg(feature = "dynamodb")]
+mod dynamodb;
+#[cfg(feature = "memory")]
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "rocksdb")]
+mod rocksdb;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+/// An opened store and what it declares about itself.
+pub(crate) type Opened = (Arc<dyn KvBackend>, crate::StoreInfo);
+
+/// How kvkit handles one URL scheme.
+#[derive(Clone, Copy)]
+pub(crate) struct Adapter {
+    /// The URL scheme, e.g. `sqlite`.
+    pub(crate) scheme: &'static str,
+    /// Checks a URL of this scheme without opening anything.
+    pub(crate) validate: fn(&str) -> Result<(), KvError>,
+    /// Opens the store at a URL, in the given namespace (overriding the URL's own), creating
+    /// what is missing (a DynamoDB table) when the flag is set.
+    pub(crate) open: fn(String, String, bool) -> BoxFuture<'static, Result<Opened, KvError>>,
+    /// Whether two opens of the URL reach the same data (rather than a new private store).
+    pub(crate) shared: fn(&str) -> bool,
+}
+
+/// The rounding every adapter here declares for TTLs.
+pub(crate) const MILLISECOND: Duration = Duration::from_millis(1);
+
+/// Every scheme kvkit knows, whether or not its feature is compiled in.
+pub(crate) const KNOWN: &[(&str, &str)] = &[
+    ("memory", "memory"),
+    ("sqlite", "sqlite"),
+    ("rocksdb", "rocksdb"),
+    ("redis", "redis"),
+    ("rediss", "redis"),
+    ("redis+cluster", "redis"),
+    ("rediss+cluster", "redis"),
+    ("dynamodb", "dynamodb"),
+];
+
+/// The adapters compiled into this build.
+pub(crate) const ADAPTERS: &[Adapter] = &[
+    #[cfg(feature = "memory")]
+    memory::ADAPTER,
+    #[cfg(feature = "sqlite")]
+    sqlite::ADAPTER,
+    #[cfg(feature = "rocksdb")]
+    rocksdb::ADAPTER,
+    #[cfg(feature = "redis")]
+    redis::ADAPTERS[0],
+    #[cfg(feature = "redis")]
+    redis::ADAPTERS[1],
+    #[cfg(feature = "redis")]
+    redis::ADAPTERS[2],
+    #[cfg(feature = "redis")]
+    redis::ADAPTERS[3],
+    #[cfg(feature = "dynamodb")]
+    dynamodb::ADAPTER,
+];
+
+/// The adapter for `scheme`, if compiled in.
+pub(crate) fn for_scheme(scheme: &str) -> Option<&'static Adapter> {
+    ADAPTERS
+        .iter()
+        .find(|adapter| adapter.scheme.eq_ignore_ascii_case(scheme))
+}

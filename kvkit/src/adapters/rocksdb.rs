@@ -1,0 +1,28 @@
+//! `rocksdb://PATH`: kv-rocksdb. Opens of one path in this process share the database.
+
+use std::sync::Arc;
+
+use kv_rocksdb::RocksDbBackendBuilder;
+use kv_trait::KvError;
+
+use super::{Adapter, Opened, MILLISECOND};
+use crate::StoreInfo;
+
+pub(super) const ADAPTER: Adapter = Adapter {
+    scheme: "rocksdb",
+    validate: |url| RocksDbBackendBuilder::from_url(url).map(drop),
+    open: |url, namespace, _| Box::pin(open(url, namespace)),
+    shared: |_| true,
+};
+
+async fn open(url: String, namespace: String) -> Result<Opened, KvError> {
+    let store = RocksDbBackendBuilder::from_url(&url)?
+        .namespace(namespace)
+        .build()
+        .await?;
+    let info = StoreInfo {
+        max_value_bytes: store.max_value_bytes(),
+        ttl_granularity: MILLISECOND,
+    };
+    Ok((Arc::new(store), info))
+}
