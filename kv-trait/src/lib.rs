@@ -128,6 +128,16 @@
 //!   RocksDB, DynamoDB), `delete` of that key removes the leftover too and still returns
 //!   `false`. So a caller that deletes every key it wrote leaves nothing behind; the
 //!   conformance kit cleans up after itself this way.
+//! - **The empty namespace of a key-prefix store.** Where a namespace is a key prefix (Redis),
+//!   the empty namespace, the default, is the raw keyspace with no prefix, so that plain data
+//!   and other Redis clients interoperate. It therefore sees every key of the database,
+//!   namespaced ones included; every two *non-empty* namespaces are isolated (prefixes are
+//!   escaped so none is a prefix of another). Stores whose namespace is a separate column or
+//!   partition (SQLite, RocksDB, DynamoDB, memory) isolate the empty namespace like any other.
+//!   The conformance kit always runs in non-empty namespaces.
+//! - **Lost replies.** `Unavailable` from `increment`, `compare_and_swap` or `delete` on a
+//!   networked store may hide a write that happened (the reply was lost); the adapters never
+//!   retry those blindly, since a resent `INCRBY` or `ADD` would count twice.
 //! - **Granularity and the clock.** Deadlines are measured on the clock of whatever decides
 //!   expiry (the process for in-process stores, the wall clock for files shared between
 //!   processes, the server for Redis). "Never much late" assumes that clock is not stepped
