@@ -32,6 +32,21 @@ fn failed(what: &str) -> impl Fn(KvError) -> Failure + '_ {
     move |err| Failure::new(format!("{what} failed: {err}"))
 }
 
+/// Checks that `key` holds `expected` through the first handle, then deletes it.
+async fn expect_final(
+    handles: &[Arc<dyn KvBackend>],
+    key: &str,
+    expected: String,
+    what: &str,
+) -> Result<(), Failure> {
+    let stored = handles[0].get(key).await.map_err(failed("get"))?;
+    handles[0].delete(key).await.map_err(failed("delete"))?;
+    if stored != Some(expected.clone().into_bytes()) {
+        return Err(Failure::mismatch(what, expected, format!("{stored:?}")));
+    }
+    Ok(())
+}
+
 /// Awaits spawned tasks, turning a panic or an error into a [`Failure`].
 async fn join_all<T>(
     tasks: Vec<tokio::task::JoinHandle<Result<T, KvError>>>,
@@ -81,16 +96,13 @@ pub async fn increments_across(
             ),
         ));
     }
-    let stored = handles[0].get(COUNTER).await.map_err(failed("get"))?;
-    handles[0].delete(COUNTER).await.map_err(failed("delete"))?;
-    if stored != Some(total.to_string().into_bytes()) {
-        return Err(Failure::mismatch(
-            "the counter after the race",
-            total,
-            format!("{stored:?}"),
-        ));
-    }
-    Ok(())
+    expect_final(
+        handles,
+        COUNTER,
+        total.to_string(),
+        "the counter after the race",
+    )
+    .await
 }
 
 /// In each of `rounds` rounds, `contenders_per_handle` tasks on each handle try to swap the
@@ -158,16 +170,13 @@ pub async fn cas_loop_counter_across(
     }
     join_all(tasks).await?;
     let total = handles.len() * tasks_per_handle * per_task;
-    let stored = handles[0].get(COUNTER).await.map_err(failed("get"))?;
-    handles[0].delete(COUNTER).await.map_err(failed("delete"))?;
-    if stored != Some(total.to_string().into_bytes()) {
-        return Err(Failure::mismatch(
-            "the get + CAS counter after the race",
-            total,
-            format!("{stored:?}"),
-        ));
-    }
-    Ok(())
+    expect_final(
+        handles,
+        COUNTER,
+        total.to_string(),
+        "the get + CAS counter after the race",
+    )
+    .await
 }
 
 /// One attempt to add 1 to [`COUNTER`] by compare-and-swap; whether it won.

@@ -1,12 +1,9 @@
 //! `dynamodb://TABLE`: kv-dynamodb (region and credentials from the URL or the AWS chain).
 
-use std::sync::Arc;
-
 use kv_dynamodb::DynamoDbBackendBuilder;
 use kv_trait::KvError;
 
-use super::{Adapter, Opened, MILLISECOND};
-use crate::StoreInfo;
+use super::{opened, Adapter, Opened};
 
 pub(super) const ADAPTER: Adapter = Adapter {
     scheme: "dynamodb",
@@ -21,9 +18,6 @@ async fn open(url: String, namespace: String, create_missing: bool) -> Result<Op
         builder = builder.create_table(true);
     }
     let store = builder.build().await?;
-    let info = StoreInfo {
-        max_value_bytes: store.max_value_bytes(),
-        ttl_granularity: MILLISECOND,
-    };
-    Ok((Arc::new(store), info))
+    let max_value_bytes = store.max_value_bytes();
+    Ok(opened(store, max_value_bytes))
 }

@@ -1,14 +1,13 @@
 //! `memory://` and `memory://NAME`: kv-memory stores, private or shared within the process.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use kv_memory::MemoryBackend;
 use kv_trait::url_config::StoreUrl;
 use kv_trait::KvError;
 
-use super::{Adapter, Opened, MILLISECOND};
-use crate::StoreInfo;
+use super::{opened, Adapter, Opened};
 
 pub(super) const ADAPTER: Adapter = Adapter {
     scheme: "memory",
@@ -19,11 +18,8 @@ pub(super) const ADAPTER: Adapter = Adapter {
 
 fn open(url: &str, namespace: &str) -> Result<Opened, KvError> {
     let store = named_store(store_name(url)?.as_deref()).namespace(namespace);
-    let info = StoreInfo {
-        max_value_bytes: store.max_value_bytes(),
-        ttl_granularity: MILLISECOND,
-    };
-    Ok((Arc::new(store), info))
+    let max_value_bytes = store.max_value_bytes();
+    Ok(opened(store, max_value_bytes))
 }
 
 /// The store name of a `memory://NAME` URL (`None` for `memory://`).

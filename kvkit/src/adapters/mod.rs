@@ -36,7 +36,17 @@ pub(crate) struct Adapter {
 }
 
 /// The rounding every adapter here declares for TTLs.
-pub(crate) const MILLISECOND: Duration = Duration::from_millis(1);
+const MILLISECOND: Duration = Duration::from_millis(1);
+
+/// An opened store with what every adapter here declares: its maximum value length, and TTLs
+/// rounded up to the millisecond.
+pub(crate) fn opened(store: impl KvBackend + 'static, max_value_bytes: usize) -> Opened {
+    let info = crate::StoreInfo {
+        max_value_bytes,
+        ttl_granularity: MILLISECOND,
+    };
+    (Arc::new(store), info)
+}
 
 /// Every scheme kvkit knows, whether or not its feature is compiled in.
 pub(crate) const KNOWN: &[(&str, &str)] = &[

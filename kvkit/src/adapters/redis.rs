@@ -1,12 +1,9 @@
 //! `redis://`, `rediss://`, `redis+cluster://` and `rediss+cluster://`: kv-redis.
 
-use std::sync::Arc;
-
 use kv_redis::RedisBackendBuilder;
 use kv_trait::KvError;
 
-use super::{Adapter, Opened, MILLISECOND};
-use crate::StoreInfo;
+use super::{opened, Adapter, Opened};
 
 const fn for_scheme(scheme: &'static str) -> Adapter {
     Adapter {
@@ -29,9 +26,6 @@ async fn open(url: String, namespace: String) -> Result<Opened, KvError> {
         .namespace(namespace)
         .build()
         .await?;
-    let info = StoreInfo {
-        max_value_bytes: store.max_value_bytes(),
-        ttl_granularity: MILLISECOND,
-    };
-    Ok((Arc::new(store), info))
+    let max_value_bytes = store.max_value_bytes();
+    Ok(opened(store, max_value_bytes))
 }

@@ -1,12 +1,9 @@
 //! `rocksdb://PATH`: kv-rocksdb. Opens of one path in this process share the database.
 
-use std::sync::Arc;
-
 use kv_rocksdb::RocksDbBackendBuilder;
 use kv_trait::KvError;
 
-use super::{Adapter, Opened, MILLISECOND};
-use crate::StoreInfo;
+use super::{opened, Adapter, Opened};
 
 pub(super) const ADAPTER: Adapter = Adapter {
     scheme: "rocksdb",
@@ -20,9 +17,6 @@ async fn open(url: String, namespace: String) -> Result<Opened, KvError> {
         .namespace(namespace)
         .build()
         .await?;
-    let info = StoreInfo {
-        max_value_bytes: store.max_value_bytes(),
-        ttl_granularity: MILLISECOND,
-    };
-    Ok((Arc::new(store), info))
+    let max_value_bytes = store.max_value_bytes();
+    Ok(opened(store, max_value_bytes))
 }
