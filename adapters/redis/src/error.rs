@@ -118,24 +118,14 @@ pub(crate) fn from_connect(failure: Failure) -> KvError {
     failure.into()
 }
 
-/// Errors after which the same request may well succeed a moment later.
+/// Errors after which the same request may well succeed a moment later: a lost or slow
+/// connection, a busy server, or anything that proves the command did not run.
 fn is_transient(err: &RedisError) -> bool {
-    if err.is_io_error() || err.is_timeout() || err.is_connection_dropped() {
-        return true;
-    }
-    matches!(
-        err.kind(),
-        ErrorKind::ClusterConnectionNotFound
-            | ErrorKind::Server(
-                ServerErrorKind::BusyLoading
-                    | ServerErrorKind::TryAgain
-                    | ServerErrorKind::ClusterDown
-                    | ServerErrorKind::MasterDown
-                    | ServerErrorKind::Moved
-                    | ServerErrorKind::Ask
-                    | ServerErrorKind::ReadOnly
-            )
-    ) || err.code() == Some("BUSY")
+    err.is_io_error()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+        || did_not_run(err)
+        || err.code() == Some("BUSY")
 }
 
 /// Errors that prove the server did not run the command, so sending it again is safe even for
