@@ -1,10 +1,14 @@
 //! `kv-services`: starts the test services once, for every test binary of a run to share.
 //!
 //! `kv-services redis redis-cluster dynamodb` finds or starts each service exactly as the tests
-//! would (see `kv_conformance::services`), prints `export NAME=VALUE` lines that point the
-//! tests at them (`KV_REDIS_URL`, `KV_REDIS_CLUSTER_URL`, `KV_DYNAMODB_ENDPOINT`), then a line
-//! `ready`, and keeps them running until it is killed (Ctrl-C, or `kill PID`); servers it
-//! started stop with it. `ci/test` runs it in the background and stops it by PID.
+//! would (see `kv_conformance::services`): from the environment, else (built with the
+//! `containers` feature, when a Docker engine answers) a container of `KV_REDIS_IMAGE`,
+//! `KV_REDIS_CLUSTER_IMAGE` or `KV_DYNAMODB_IMAGE`, else from a local binary. It prints which
+//! on standard error, then `export NAME=VALUE` lines that point the tests at them
+//! (`KV_REDIS_URL`, `KV_REDIS_CLUSTER_URL`, `KV_DYNAMODB_ENDPOINT`), then a line `ready`, and
+//! keeps them running until it is killed (Ctrl-C, or `kill PID`); servers it started stop
+//! with it, and containers it started are removed by their reapers once it is gone.
+//! `ci/test` (through `ci/lib.sh`) runs it in the background and stops it by PID.
 
 use std::process::ExitCode;
 

@@ -11,9 +11,12 @@
 //! ```
 //!
 //! The order: the endpoint in `KV_DYNAMODB_ENDPOINT` (any DynamoDB-compatible emulator, e.g.
-//! DynamoDB Local); else `moto_server` from the path in `KV_MOTO_SERVER` (`ci/install-deps`
-//! sets it to a virtualenv's) or from `PATH`, started on a free loopback port and stopped when
-//! the test process exits; else [`unavailable`]. Tests never talk to real
+//! DynamoDB Local); else, with the `containers` feature and a Docker engine that answers, a
+//! container of `KV_DYNAMODB_IMAGE` (default `amazon/dynamodb-local:latest`, or
+//! `motoserver/moto`), removed when the test process ends (see
+//! [`containers`](super::containers)); else `moto_server` from the path in `KV_MOTO_SERVER`
+//! (`ci/install-deps` sets it to a virtualenv's) or from `PATH`, started on a free loopback
+//! port and stopped when the test process exits; else [`unavailable`]. Tests never talk to real
 //! AWS: they use the dummy credentials [`ACCESS_KEY_ID`]/[`SECRET_ACCESS_KEY`] and region
 //! [`REGION`], which emulators accept.
 //!
@@ -25,16 +28,17 @@
 //! does that (every write to an item is atomic), and the contract's concurrency checks would
 //! fail at random. So the endpoint of a moto started here is a small relay on another loopback
 //! port that reads each whole request, forwards it to moto, and waits for moto's whole answer
-//! before forwarding the next one. An endpoint from `KV_DYNAMODB_ENDPOINT` is used as given.
+//! before forwarding the next one; a moto container gets one too. An endpoint from
+//! `KV_DYNAMODB_ENDPOINT`, and DynamoDB Local, are used as given.
 
 use std::io::{self, BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use super::{free_port, unavailable, wait_for_port, LocalProcess, Provider};
+use super::{free_port, unavailable, wait_for_port, LocalProcess, Provider, RunningContainer};
 
 /// Environment variable: the endpoint of a running DynamoDB-compatible service to use.
 pub const ENDPOINT_ENV: &str = "KV_DYNAMODB_ENDPOINT";
@@ -61,6 +65,8 @@ pub struct DynamoDbService {
     pub provider: Provider,
     /// The server this process started, kept alive for the process's lifetime.
     _server: Option<LocalProcess>,
+    /// The container this process started, likewise.
+    _container: Option<RunningContainer>,
 }
 
 impl DynamoDbService {
@@ -99,7 +105,19 @@ fn find_or_start() -> Option<DynamoDbService> {
             endpoint,
             provider: Provider::Environment(ENDPOINT_ENV),
             _server: None,
+            _container: None,
         });
+    }
+    match from_container() {
+        Ok(Some(service)) => return Some(service),
+        Ok(None) => {}
+        Err(why) => {
+            return unavailable(
+                "DynamoDB emulator",
+                &why,
+                "Set KV_DYNAMODB_ENDPOINT, fix KV_DYNAMODB_IMAGE / KV_CONTAINERS, or install moto",
+            )
+        }
     }
     let binary = match std::env::var_os(MOTO_SERVER_ENV).filter(|path| !path.is_empty()) {
         Some(path) => {
@@ -161,7 +179,7 @@ fn start_moto(binary: PathBuf) -> Option<DynamoDbService> {
             "Check the moto installation (ci/install-deps)",
         );
     }
-    let relay = match start_serial_relay(port) {
+    let relay = match start_serial_relay(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port).into()) {
         Ok(relay) => relay,
         Err(err) => {
             return unavailable(
@@ -175,15 +193,56 @@ fn start_moto(binary: PathBuf) -> Option<DynamoDbService> {
         endpoint: format!("http://127.0.0.1:{relay}"),
         provider: Provider::LocalBinary(binary),
         _server: Some(server),
+        _container: None,
     })
+}
+
+/// The container step (see [`containers::attempt`](super::containers)).
+#[cfg(feature = "containers")]
+fn from_container() -> Result<Option<DynamoDbService>, String> {
+    use super::containers::{attempt, wait_for_http, Ready, Service};
+    use std::net::ToSocketAddrs;
+    attempt("DynamoDB", Service::DynamoDb, |image| {
+        // moto listens on 5000, DynamoDB Local (and images like it) on 8000.
+        let port = if image.is_moto() { 5000 } else { 8000 };
+        let container = RunningContainer::start(image, &[port], None, Ready::Started)?;
+        let host = container.host().to_owned();
+        let host_port = container.host_port(port)?;
+        wait_for_http(&host, host_port, STARTUP_TIMEOUT)?;
+        let endpoint = if image.is_moto() {
+            let upstream = (host.as_str(), host_port)
+                .to_socket_addrs()
+                .map_err(|err| err.to_string())?
+                .next()
+                .ok_or_else(|| format!("{host} resolves to no address"))?;
+            let relay = start_serial_relay(upstream)
+                .map_err(|err| format!("cannot start the relay in front of moto: {err}"))?;
+            format!("http://127.0.0.1:{relay}")
+        } else {
+            format!("http://{host}:{host_port}")
+        };
+        Ok(DynamoDbService {
+            endpoint,
+            provider: Provider::Container {
+                image: image.to_string(),
+            },
+            _server: None,
+            _container: Some(container),
+        })
+    })
+}
+
+#[cfg(not(feature = "containers"))]
+fn from_container() -> Result<Option<DynamoDbService>, String> {
+    Ok(None)
 }
 
 /// How long the relay waits for a client's request or moto's answer before giving up on it.
 const RELAY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Starts the relay in front of moto on `upstream` (see the module docs); returns its port.
+/// Starts the relay in front of moto at `upstream` (see the module docs); returns its port.
 /// Its threads live as long as the test process.
-fn start_serial_relay(upstream: u16) -> io::Result<u16> {
+fn start_serial_relay(upstream: SocketAddr) -> io::Result<u16> {
     let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
     let port = listener.local_addr()?.port();
     let turn = Arc::new(Mutex::new(()));
@@ -204,7 +263,7 @@ fn start_serial_relay(upstream: u16) -> io::Result<u16> {
 
 /// Relays the requests of one client connection, each to a new moto connection, while
 /// holding `turn`, so that moto never runs two at once.
-fn relay_connection(client: TcpStream, upstream: u16, turn: &Mutex<()>) -> io::Result<()> {
+fn relay_connection(client: TcpStream, upstream: SocketAddr, turn: &Mutex<()>) -> io::Result<()> {
     client.set_read_timeout(Some(RELAY_TIMEOUT))?;
     let mut from_client = BufReader::new(client.try_clone()?);
     let mut to_client = client;
@@ -212,7 +271,7 @@ fn relay_connection(client: TcpStream, upstream: u16, turn: &Mutex<()>) -> io::R
     while let Some(request) = read_message(&mut from_client, Unsized::Empty)? {
         let response = {
             let _turn = turn.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut moto = TcpStream::connect(SocketAddrV4::new(Ipv4Addr::LOCALHOST, upstream))?;
+            let mut moto = TcpStream::connect(upstream)?;
             moto.set_read_timeout(Some(RELAY_TIMEOUT))?;
             moto.write_all(&request)?;
             let mut from_moto = BufReader::new(moto);
@@ -316,6 +375,7 @@ mod tests {
             endpoint: "http://127.0.0.1:5000".into(),
             provider: Provider::Environment(ENDPOINT_ENV),
             _server: None,
+            _container: None,
         };
         assert_eq!(
             service.url("kv-tests", "a/b c&é"),

@@ -1,16 +1,37 @@
-//! Real services for tests: find one from the environment or start a private one on loopback.
+//! Real services for tests: find one from the environment, a container, or a private server
+//! started on loopback.
 //!
 //! Behind the `services` cargo feature. Every adapter's tests in this repository get their
 //! servers here, and so can the tests of your own Redis- or DynamoDB-compatible backend.
 //!
-//! The order, for each service: a URL or endpoint from an environment variable; else a
-//! private server started from a locally installed binary on a free `127.0.0.1` port, in a
-//! temporary directory, stopped when the test process ends; else no server, which
-//! [`unavailable`] turns into a test failure when `KVKIT_REQUIRE_SERVICES` is set (as `ci/test`
-//! does) and into a loud skip otherwise.
+//! The order, for each service:
+//!
+//! 1. a URL or endpoint from an environment variable (`KV_REDIS_URL`,
+//!    `KV_REDIS_CLUSTER_URL`, `KV_DYNAMODB_ENDPOINT`);
+//! 2. with the `containers` feature (which implies `services`), a Docker container started
+//!    with testcontainers, when a Docker engine answers; the image is chosen by
+//!    `KV_REDIS_IMAGE`, `KV_REDIS_CLUSTER_IMAGE` and `KV_DYNAMODB_IMAGE`, and `KV_CONTAINERS=0`
+//!    turns containers off (see [`containers`]);
+//! 3. a private server started from a locally installed binary on a free `127.0.0.1` port, in
+//!    a temporary directory, stopped when the test process ends;
+//! 4. no server, which [`unavailable`] turns into a test failure when `KVKIT_REQUIRE_SERVICES`
+//!    is set (as `ci/test` does) and into a loud skip otherwise.
+//!
+//! Whatever serves a test process says so once on its standard error: which [`Provider`]
+//! (and which image), and where.
 
+#[cfg(feature = "containers")]
+pub mod containers;
 pub mod dynamodb;
 pub mod redis;
+
+#[cfg(feature = "containers")]
+pub(crate) use containers::RunningContainer;
+
+/// Without the `containers` feature no container is ever running: this type has no values.
+#[cfg(not(feature = "containers"))]
+#[derive(Debug)]
+pub(crate) enum RunningContainer {}
 
 use std::fmt;
 use std::io;
@@ -33,6 +54,11 @@ pub enum Provider {
     Environment(&'static str),
     /// A server this process started from the binary at this path.
     LocalBinary(PathBuf),
+    /// A Docker container this process started from this image (`containers` feature).
+    Container {
+        /// The image, e.g. `redis:7.4`.
+        image: String,
+    },
 }
 
 impl fmt::Display for Provider {
@@ -42,6 +68,7 @@ impl fmt::Display for Provider {
             Provider::LocalBinary(path) => {
                 write!(f, "a private server started from {}", path.display())
             }
+            Provider::Container { image } => write!(f, "a container of {image}"),
         }
     }
 }

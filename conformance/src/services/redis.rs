@@ -6,12 +6,18 @@
 //! 1. a URL in [`URL_ENV`] (`KV_REDIS_URL`, e.g. `redis://:pw@10.0.0.5:6379`) or
 //!    [`CLUSTER_URL_ENV`] (`KV_REDIS_CLUSTER_URL`, e.g.
 //!    `redis+cluster://10.0.0.5:7000,10.0.0.6:7000`), used as given;
-//! 2. else private `redis-server` processes started from the binaries on `PATH`, on free
+//! 2. else, with the `containers` feature and a Docker engine that answers, a container: the
+//!    standalone server from `KV_REDIS_IMAGE` (default `redis:7.4`; `valkey/valkey:8` works
+//!    too) with a random password, the cluster from `KV_REDIS_CLUSTER_IMAGE` (default
+//!    `grokzen/redis-cluster:7.0.10`, six nodes in one container, ready once every node
+//!    reports `cluster_state:ok`), removed when the test process ends (see
+//!    [`containers`](super::containers));
+//! 3. else private `redis-server` processes started from the binaries on `PATH`, on free
 //!    `127.0.0.1` ports, in a temporary directory, with a random password, and stopped when
 //!    the test process ends (see [`LocalProcess`]). The cluster is six servers with
 //!    `cluster-enabled yes`, joined by `redis-cli --cluster create --cluster-replicas 1`, ready
 //!    once every node reports `cluster_state:ok` and sees three primaries and three replicas;
-//! 3. else none: [`unavailable`] makes that a failure under `KVKIT_REQUIRE_SERVICES` (as
+//! 4. else none: [`unavailable`] makes that a failure under `KVKIT_REQUIRE_SERVICES` (as
 //!    `ci/test` sets) and a loud skip otherwise.
 //!
 //! ```no_run
@@ -31,7 +37,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::{find_binary, free_port, unavailable, wait_for_port, LocalProcess, Provider};
+use super::{
+    find_binary, free_port, unavailable, wait_for_port, LocalProcess, Provider, RunningContainer,
+};
 
 /// Environment variable: the URL of a standalone Redis server to test against.
 pub const URL_ENV: &str = "KV_REDIS_URL";
@@ -73,6 +81,7 @@ pub struct RedisService {
     /// Whether this is a Redis Cluster.
     pub cluster: bool,
     processes: Vec<LocalProcess>,
+    container: Option<RunningContainer>,
 }
 
 impl fmt::Debug for RedisService {
@@ -82,6 +91,7 @@ impl fmt::Debug for RedisService {
             .field("provider", &self.provider)
             .field("nodes", &self.nodes)
             .field("cluster", &self.cluster)
+            .field("container", &self.container)
             .field(
                 "pids",
                 &self
@@ -129,9 +139,13 @@ pub fn standalone() -> Option<&'static RedisService> {
     static SERVICE: OnceLock<Option<RedisService>> = OnceLock::new();
     SERVICE
         .get_or_init(|| {
-            let service = from_env(URL_ENV, false).or_else(|| {
-                start_or_report("Redis server", || start_private_standalone("shared"))
-            })?;
+            let service = match from_env(URL_ENV, false) {
+                Some(service) => service,
+                None => match from_container("Redis server", containers_standalone)? {
+                    Some(service) => service,
+                    None => start_or_report("Redis server", || start_private_standalone("shared"))?,
+                },
+            };
             announce("standalone Redis", &service);
             Some(service)
         })
@@ -145,8 +159,13 @@ pub fn cluster() -> Option<&'static RedisService> {
     static SERVICE: OnceLock<Option<RedisService>> = OnceLock::new();
     SERVICE
         .get_or_init(|| {
-            let service = from_env(CLUSTER_URL_ENV, true)
-                .or_else(|| start_or_report("Redis Cluster", start_private_cluster))?;
+            let service = match from_env(CLUSTER_URL_ENV, true) {
+                Some(service) => service,
+                None => match from_container("Redis Cluster", containers_cluster)? {
+                    Some(service) => service,
+                    None => start_or_report("Redis Cluster", start_private_cluster)?,
+                },
+            };
             announce("Redis Cluster", &service);
             Some(service)
         })
@@ -182,6 +201,7 @@ fn from_env(variable: &'static str, cluster: bool) -> Option<RedisService> {
         provider: Provider::Environment(variable),
         cluster,
         processes: Vec::new(),
+        container: None,
     })
 }
 
@@ -220,6 +240,7 @@ fn start_private_standalone(label: &str) -> io::Result<RedisService> {
         nodes: vec![format!("127.0.0.1:{port}")],
         cluster: false,
         processes: vec![process],
+        container: None,
     })
 }
 
@@ -275,21 +296,7 @@ fn start_private_cluster() -> io::Result<RedisService> {
         loop {
             let info = cli_output(&cli, *port, &password, &["CLUSTER", "INFO"])?;
             let nodes = cli_output(&cli, *port, &password, &["CLUSTER", "NODES"])?;
-            let count = |role: &str| {
-                nodes
-                    .lines()
-                    .filter(|line| {
-                        line.split_whitespace()
-                            .nth(2)
-                            .is_some_and(|f| f.contains(role))
-                    })
-                    .count()
-            };
-            if info.contains("cluster_state:ok")
-                && info.contains("cluster_known_nodes:6")
-                && count("master") == 3
-                && count("slave") == 3
-            {
+            if cluster_ready(&info, &nodes) {
                 break;
             }
             if Instant::now() > deadline {
@@ -313,7 +320,151 @@ fn start_private_cluster() -> io::Result<RedisService> {
         nodes,
         cluster: true,
         processes,
+        container: None,
     })
+}
+
+/// Whether a node's `CLUSTER INFO` and `CLUSTER NODES` show a healthy cluster of three
+/// primaries and three replicas.
+fn cluster_ready(info: &str, nodes: &str) -> bool {
+    let count = |role: &str| {
+        nodes
+            .lines()
+            .filter(|line| {
+                line.split_whitespace()
+                    .nth(2)
+                    .is_some_and(|f| f.contains(role))
+            })
+            .count()
+    };
+    info.contains("cluster_state:ok")
+        && info.contains("cluster_known_nodes:6")
+        && count("master") == 3
+        && count("slave") == 3
+}
+
+/// The `host:port` every node of `CLUSTER NODES` announces (`id host:port@bus flags ...`,
+/// with an optional `,hostname`), sorted.
+fn announced_nodes(nodes: &str) -> Vec<String> {
+    let mut addresses: Vec<String> = nodes
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .filter_map(|address| address.split(['@', ',']).next())
+        .filter(|address| !address.is_empty())
+        .map(str::to_owned)
+        .collect();
+    addresses.sort();
+    addresses
+}
+
+/// The container step for `service` (see [`containers`](super::containers)): `Some(found)`,
+/// `found` being `None` to go on to a local binary (always so without the `containers`
+/// feature); `None` after [`unavailable`] when the service must not come from elsewhere.
+fn from_container(
+    service: &str,
+    start: fn() -> Result<Option<RedisService>, String>,
+) -> Option<Option<RedisService>> {
+    match start() {
+        Ok(found) => Some(found),
+        Err(why) => {
+            let _: Option<()> = unavailable(service, &why, HOW_TO_GET_ONE);
+            None
+        }
+    }
+}
+
+#[cfg(feature = "containers")]
+fn containers_standalone() -> Result<Option<RedisService>, String> {
+    use super::containers::{attempt, Ready, Service};
+    attempt("standalone Redis", Service::Redis, |image| {
+        let password = random_password();
+        let args = [
+            "--requirepass",
+            &password,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ];
+        let container = RunningContainer::start(
+            image,
+            &[6379],
+            Some(args.map(str::to_owned).to_vec()),
+            Ready::Stdout("Ready to accept connections"),
+        )?;
+        let node = format!("{}:{}", container.host(), container.host_port(6379)?);
+        Ok(RedisService {
+            url: format!("redis://:{password}@{node}"),
+            provider: Provider::Container {
+                image: image.to_string(),
+            },
+            username: None,
+            password: Some(password),
+            nodes: vec![node],
+            cluster: false,
+            processes: Vec::new(),
+            container: Some(container),
+        })
+    })
+}
+
+#[cfg(feature = "containers")]
+fn containers_cluster() -> Result<Option<RedisService>, String> {
+    use super::containers::{attempt, Ready, Service};
+    attempt("Redis Cluster", Service::RedisCluster, |image| {
+        let ports = [7000, 7001, 7002, 7003, 7004, 7005];
+        let container = RunningContainer::start(image, &ports, None, Ready::Started)?;
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let mut pending = ports.to_vec();
+        let mut nodes = String::new();
+        while let Some(&port) = pending.first() {
+            let port = port.to_string();
+            let cli = |args: &[&str]| {
+                let mut command = vec!["redis-cli", "-p", &port];
+                command.extend_from_slice(args);
+                container.exec(&command)
+            };
+            // The cluster is being created while the first calls run: failures mean "not yet".
+            let info = cli(&["CLUSTER", "INFO"]).unwrap_or_default();
+            let these = cli(&["CLUSTER", "NODES"]).unwrap_or_default();
+            if cluster_ready(&info, &these) {
+                pending.remove(0);
+                nodes = these;
+                continue;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "node {port} of container {} did not report a healthy 3+3 cluster within \
+                     {STARTUP_TIMEOUT:?}",
+                    container.id()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let nodes = announced_nodes(&nodes);
+        Ok(RedisService {
+            url: format!("redis+cluster://{}", nodes.join(",")),
+            provider: Provider::Container {
+                image: image.to_string(),
+            },
+            username: None,
+            password: None,
+            nodes,
+            cluster: true,
+            processes: Vec::new(),
+            container: Some(container),
+        })
+    })
+}
+
+#[cfg(not(feature = "containers"))]
+fn containers_standalone() -> Result<Option<RedisService>, String> {
+    Ok(None)
+}
+
+#[cfg(not(feature = "containers"))]
+fn containers_cluster() -> Result<Option<RedisService>, String> {
+    Ok(None)
 }
 
 /// Starts `redis-server` on a free loopback port below `max_port` (trying again if another
@@ -555,12 +706,37 @@ mod tests {
             nodes: vec!["127.0.0.1:1".into()],
             cluster: false,
             processes: Vec::new(),
+            container: None,
         };
         assert!(!format!("{service:?}").contains("secret"));
         assert_eq!(
             service.url_with("namespace=x"),
             "redis://:secret@127.0.0.1:1?namespace=x"
         );
+    }
+
+    #[test]
+    fn cluster_health_and_addresses_come_from_cluster_nodes() {
+        let nodes = "\
+a1 172.17.0.2:7000@17000 myself,master - 0 0 1 connected 0-5460
+a2 172.17.0.2:7001@17001 master - 0 1 2 connected 5461-10922
+a3 172.17.0.2:7002@17002,node-c master - 0 1 3 connected 10923-16383
+b1 172.17.0.2:7003@17003 slave a1 0 1 1 connected
+b2 172.17.0.2:7004@17004 slave a2 0 1 2 connected
+b3 172.17.0.2:7005@17005 slave a3 0 1 3 connected
+";
+        let info = "cluster_state:ok\r\ncluster_known_nodes:6\r\n";
+        assert!(cluster_ready(info, nodes));
+        assert!(!cluster_ready(
+            "cluster_state:fail\r\ncluster_known_nodes:6",
+            nodes
+        ));
+        let early = nodes.replace("slave a3", "master -");
+        assert!(!cluster_ready(info, &early));
+        let addresses = announced_nodes(nodes);
+        assert_eq!(addresses.len(), 6);
+        assert_eq!(addresses[0], "172.17.0.2:7000");
+        assert_eq!(addresses[2], "172.17.0.2:7002");
     }
 
     #[test]

@@ -1,0 +1,51 @@
+//! kv-dynamodb against an emulator: `cargo run -p kvkit-examples --example dynamodb [ENDPOINT]`
+//! (else `KV_DYNAMODB_ENDPOINT`, else `http://127.0.0.1:8000`, DynamoDB Local's port). It uses
+//! dummy credentials, which emulators accept; on AWS, leave them and the endpoint out of the
+//! URL and let the standard AWS chain find yours.
+
+use std::process::ExitCode;
+
+use kv_dynamodb::DynamoDbBackend;
+use kv_trait::{KvBackend, KvError};
+
+async fn run(endpoint: &str) -> Result<(), KvError> {
+    let store = DynamoDbBackend::builder("kvkit-example")
+        .endpoint(endpoint)
+        .region("us-east-1")
+        .credentials("test", "test")
+        .namespace("kvkit-example")
+        .max_attempts(1)
+        .create_table(true) // create_table_if_missing() when it builds
+        .build()
+        .await?;
+
+    store.set("greeting", b"hello").await?;
+    let greeting = store.get("greeting").await?;
+    store
+        .set_with_ttl("session:42", b"token", 30_000_000_000)
+        .await?; // 30 s
+    let visits = store.increment("visits", 1).await?;
+    let leader = store.compare_and_swap("leader", None, b"node-a").await?;
+    let keys = store.list_keys("").await?;
+
+    println!(
+        "get(greeting)       = {:?}",
+        greeting.as_deref().map(String::from_utf8_lossy)
+    );
+    println!("increment(visits)   = {visits} (run me again)");
+    println!("became the leader   = {leader}");
+    println!("list_keys(\"\")       = {keys:?}");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let endpoint = kvkit_examples::address("KV_DYNAMODB_ENDPOINT", "http://127.0.0.1:8000");
+    kvkit_examples::finish(
+        run(&endpoint).await,
+        &format!("DynamoDB at {endpoint}"),
+        "Start an emulator (`docker run -p 8000:8000 amazon/dynamodb-local`, or \
+         `moto_server -p 8000`) or pass its endpoint as the first argument or in \
+         KV_DYNAMODB_ENDPOINT.",
+    )
+}

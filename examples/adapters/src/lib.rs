@@ -1,0 +1,48 @@
+//! Runnable examples of every kvkit adapter, one program each under `examples/`:
+//!
+//! ```sh
+//! cargo run -p kvkit-examples --example memory
+//! cargo run -p kvkit-examples --example sqlite  [PATH]            # default: a file in the temp dir
+//! cargo run -p kvkit-examples --example rocksdb [PATH]            # default: a directory in the temp dir
+//! cargo run -p kvkit-examples --example redis   [URL]             # or KV_REDIS_URL
+//! cargo run -p kvkit-examples --example redis_cluster [URL]       # or KV_REDIS_CLUSTER_URL
+//! cargo run -p kvkit-examples --example dynamodb [ENDPOINT]       # or KV_DYNAMODB_ENDPOINT
+//! ```
+//!
+//! Each opens its store with the adapter's own constructor, runs the same few operations
+//! (`set`, `get`, `set_with_ttl`, `increment`, `compare_and_swap`, `list_keys`) in the
+//! namespace `kvkit-example`, and prints what they did. Run one twice: the counter goes on
+//! where a durable store left it, and the second `compare_and_swap` of an absent key loses.
+//! An unreachable server ends the program with a message saying how to get one (exit code 2).
+//!
+//! This library holds the two helpers the examples share.
+
+use std::process::ExitCode;
+
+use kv_trait::KvError;
+
+/// The store's address: the first command-line argument, else the environment variable
+/// `variable`, else `default`.
+pub fn address(variable: &str, default: &str) -> String {
+    std::env::args()
+        .nth(1)
+        .or_else(|| std::env::var(variable).ok())
+        .filter(|value| !value.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// The exit code of an example: success, or (after a message on standard error) 2 when the
+/// store could not be reached, with `hint` saying how to get one, and 1 for any other error.
+pub fn finish(result: Result<(), KvError>, store: &str, hint: &str) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err @ KvError::Unavailable(_)) => {
+            eprintln!("cannot reach {store}: {err}\n{hint}");
+            ExitCode::from(2)
+        }
+        Err(err) => {
+            eprintln!("{store} failed: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
