@@ -13,6 +13,9 @@ use kv_trait::{
 };
 use rusqlite::{Transaction, TransactionBehavior};
 
+use tokio::sync::oneshot;
+
+use crate::batch::{self, QueuedWrite, WriteQueue};
 use crate::config::{Location, SqliteBackendBuilder, Synchronous};
 use crate::encoding::{self, PURGE_BATCH_ROWS};
 use crate::error::OpError;
@@ -33,9 +36,11 @@ const RECLAIM_GRACE_MS: u64 = 1_000;
 /// threads, never on the executor's; the backend works under any async executor. The pool's
 /// threads close their connections when the last clone is dropped.
 ///
-/// Every write is a single `BEGIN IMMEDIATE` transaction, so `increment` and
+/// Every write runs under the file's write lock (`BEGIN IMMEDIATE`), so `increment` and
 /// `compare_and_swap` are atomic across connections, backends and processes, and an
-/// acknowledged write has been committed to the file. TTL deadlines are wall-clock Unix
+/// acknowledged write has been committed to the file. Writes that arrive while another commit
+/// is in flight share the next transaction, one savepoint each (group commit: one sync for
+/// many writers, each write still all or nothing; see the crate docs). TTL deadlines are wall-clock Unix
 /// milliseconds (granularity 1 ms), shared by every process using the file.
 ///
 /// A call whose future is dropped before it completes still runs to completion on its
@@ -69,6 +74,8 @@ struct Shared {
     max_value_bytes: usize,
     busy_timeout: Duration,
     synchronous: Synchronous,
+    /// Writes waiting for the connection that commits them (group commit).
+    queue: Arc<WriteQueue>,
     /// Writes started through this backend, to pace reclaiming expired rows.
     writes: AtomicU64,
 }
@@ -125,6 +132,7 @@ impl SqliteBackend {
                 max_value_bytes: settings.max_value_bytes,
                 busy_timeout: settings.busy_timeout,
                 synchronous: settings.synchronous,
+                queue: Arc::default(),
                 writes: AtomicU64::new(0),
             }),
         })
@@ -194,10 +202,11 @@ impl SqliteBackend {
             .await
     }
 
-    /// Runs a write as one `BEGIN IMMEDIATE` transaction: it takes the file's write lock
-    /// before reading, so a read-modify-write cannot interleave with another writer, and the
-    /// lock is never upgraded (the upgrade is what can fail with `SQLITE_BUSY` at once).
-    /// The transaction commits when `write` returns `Ok`, and rolls back otherwise.
+    /// Runs a write in the group commit (see [`crate::batch`]): in a savepoint of a
+    /// `BEGIN IMMEDIATE` transaction that takes the file's write lock before reading, so a
+    /// read-modify-write cannot interleave with another writer, and the lock is never
+    /// upgraded (the upgrade is what can fail with `SQLITE_BUSY` at once). The write is kept
+    /// when `write` returns `Ok` and rolled back otherwise; the reply waits for the commit.
     async fn write<T, F>(&self, write: F) -> Result<T, KvError>
     where
         T: Send + 'static,
@@ -205,20 +214,41 @@ impl SqliteBackend {
     {
         let namespace = Arc::clone(&self.shared.namespace);
         let writes = self.shared.writes.fetch_add(1, Ordering::Relaxed) + 1;
-        let reclaim = writes.is_multiple_of(RECLAIM_EVERY_WRITES);
-        self.shared
+        let (reply, result) = oneshot::channel();
+        let queued = QueuedWrite {
+            reclaim: writes.is_multiple_of(RECLAIM_EVERY_WRITES),
+            run: Box::new(move |transaction| {
+                let outcome = match transaction {
+                    Some(tx) => {
+                        batch::in_savepoint(tx, |tx| write(tx, &namespace)).map_err(KvError::from)
+                    }
+                    None => Err(KvError::backend("not run")),
+                };
+                Box::new(move |committed: Result<(), &KvError>| {
+                    // The caller may have stopped waiting; the write is decided either way.
+                    let _ = reply.send(committed.map_err(batch::duplicate).and(outcome));
+                })
+            }),
+        };
+        if self.shared.queue.push(queued) {
+            self.start_writer()?;
+        }
+        result.await.map_err(|_| {
+            KvError::backend("a SQLite connection thread failed while running this operation")
+        })?
+    }
+
+    /// Puts a connection to work committing the queued writes.
+    fn start_writer(&self) -> Result<(), KvError> {
+        let queue = Arc::clone(&self.shared.queue);
+        let started = self
+            .shared
             .pool
-            .run(move |conn| {
-                let mut transaction =
-                    conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let outcome = write(&transaction, &namespace)?;
-                if reclaim {
-                    reclaim_expired(&mut transaction);
-                }
-                transaction.commit()?;
-                Ok(outcome)
-            })
-            .await
+            .spawn(move |conn| queue.drain(conn, reclaim_expired));
+        if let Err(err) = &started {
+            self.shared.queue.abandon(err);
+        }
+        started
     }
 
     /// Writes `value` at `key` with deadline `expires_at` (`None`: no TTL).

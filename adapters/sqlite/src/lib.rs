@@ -43,11 +43,18 @@
 //! - **Pool.** A fixed number of threads (4 by default) each own one connection and serve a
 //!   shared queue; operations never run on the executor's threads, and statements are
 //!   prepared once per connection and cached.
-//! - **Transactions.** Every write is one `BEGIN IMMEDIATE` transaction, which takes the
+//! - **Transactions.** Every write runs in a `BEGIN IMMEDIATE` transaction, which takes the
 //!   file's write lock up front and waits up to the busy timeout (5 s) for it. Read-modify-
 //!   write operations are therefore atomic across connections and processes, and ordinary
 //!   contention never surfaces as `SQLITE_BUSY`. Files use WAL mode, so reads do not wait
 //!   for writers.
+//! - **Group commit.** One connection of a backend writes at a time; writes that arrive
+//!   while it commits wait in a queue, and the next transaction takes all of them (up to
+//!   128), each in a savepoint of its own, with one commit (one sync) for the lot. Every
+//!   caller is answered after that commit, so an acknowledged write is as durable as before;
+//!   a write that fails is rolled back alone; a failed commit fails every write in it and
+//!   none of them happened. Many concurrent writers therefore share syncs instead of queuing
+//!   for one each.
 //! - **Expiry.** Deadlines are stored as Unix milliseconds; an expired row is invisible to
 //!   every operation at once and is deleted later: every 64th write deletes a batch of expired
 //!   rows, and [`SqliteBackend::purge_expired`] deletes all of them.
@@ -60,6 +67,7 @@
 //!   [`KvError::Backend`](kv_trait::KvError::Backend). A failed write changed nothing.
 
 mod backend;
+mod batch;
 mod config;
 mod encoding;
 mod error;

@@ -85,6 +85,16 @@ impl Pool {
         Ok(Self { jobs })
     }
 
+    /// Queues `job` for the next free connection without waiting for it.
+    pub(crate) fn spawn(
+        &self,
+        job: impl FnOnce(&mut Connection) + Send + 'static,
+    ) -> Result<(), KvError> {
+        self.jobs
+            .send(Box::new(job))
+            .map_err(|_| KvError::backend("the SQLite connection threads have stopped"))
+    }
+
     /// Runs `operation` on the next free connection and returns its result.
     pub(crate) async fn run<T, F>(&self, operation: F) -> Result<T, KvError>
     where
