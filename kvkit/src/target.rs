@@ -82,6 +82,12 @@ impl Target {
         self.adapter.scheme
     }
 
+    /// The URL as given, password included: for handing to a client, never for showing
+    /// (`Display` shows it with the password replaced).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// The namespace the URL names (`""` when it names none).
     pub fn namespace(&self) -> &str {
         &self.namespace

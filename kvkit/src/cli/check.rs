@@ -80,7 +80,7 @@ fn error(err: &dyn std::fmt::Display) -> u8 {
 }
 
 /// The URL given, or an SQLite file in a fresh temporary directory.
-fn resolve_target(
+pub(super) fn resolve_target(
     url: Option<&str>,
     scratch: &mut Option<tempfile::TempDir>,
 ) -> Result<Target, String> {

@@ -1,5 +1,6 @@
 //! Command-line arguments and dispatch.
 
+mod bench;
 mod check;
 
 use std::process::ExitCode;
@@ -28,6 +29,12 @@ enum Command {
     /// Exit status: 0 when every check passed, 1 when any failed, 2 when the run could not
     /// start (bad URL, unreachable store).
     Check(check::CheckArgs),
+    /// Run a workload against the store at URL and print throughput and latency per
+    /// operation; with --raw, alternate with the store's own client and print the ratio.
+    ///
+    /// Exit status: 0 when the run completed, 2 when it could not run (bad URL or arguments,
+    /// unreachable store, an operation failed).
+    Bench(bench::BenchArgs),
 }
 
 impl Cli {
@@ -41,6 +48,7 @@ impl Cli {
         };
         let status = match self.command {
             Command::Check(args) => runtime.block_on(check::run(args)),
+            Command::Bench(args) => runtime.block_on(bench::run(args)),
         };
         ExitCode::from(status)
     }

@@ -1,0 +1,200 @@
+//! Raw rusqlite: a two-column table in the same file, the same pragmas and pool size as the
+//! adapter, statements run with `spawn_blocking` on a checked-out connection.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::Duration;
+
+use kv_trait::url_config::StoreUrl;
+use kv_trait::{KvBackend, KvError};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::next_counter;
+use crate::cli::bench::driver::Driver;
+
+/// kv-sqlite's defaults, which the raw side matches unless the URL sets them.
+const DEFAULT_POOL: usize = 4;
+const DEFAULT_SYNCHRONOUS: &str = "FULL";
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const CREATE: &str = "CREATE TABLE IF NOT EXISTS kvkit_bench_raw (
+    key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID";
+const GET: &str = "SELECT value FROM kvkit_bench_raw WHERE key = ?1";
+const SET: &str = "INSERT INTO kvkit_bench_raw (key, value) VALUES (?1, ?2)
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+const SWAP: &str = "UPDATE kvkit_bench_raw SET value = ?3 WHERE key = ?1 AND value = ?2";
+const INSERT_NEW: &str =
+    "INSERT INTO kvkit_bench_raw (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING";
+
+/// A handful of connections to the file, each used by one statement at a time.
+pub(crate) struct RawSqlite {
+    idle: Mutex<Vec<Connection>>,
+    returned: Condvar,
+}
+
+impl RawSqlite {
+    /// Opens `url`'s file (or a private in-memory database) the way kv-sqlite does.
+    pub(crate) fn open(url: &str) -> Result<Arc<Self>, KvError> {
+        let mut parsed = StoreUrl::parse(url, "sqlite")?;
+        let memory = parsed.location().eq_ignore_ascii_case(":memory:");
+        let synchronous = parsed
+            .take("synchronous")
+            .unwrap_or_else(|| DEFAULT_SYNCHRONOUS.to_owned());
+        let pool_size = match memory {
+            // Every connection to `:memory:` is its own database.
+            true => 1,
+            false => parsed.take_number("pool_size")?.unwrap_or(DEFAULT_POOL),
+        };
+        let path = (!memory).then(|| parsed.file_path()).transpose()?;
+        let idle = (0..pool_size)
+            .map(|_| connect(path.as_ref(), &synchronous))
+            .collect::<Result<_, _>>()
+            .map_err(from_sqlite)?;
+        Ok(Arc::new(Self {
+            idle: Mutex::new(idle),
+            returned: Condvar::new(),
+        }))
+    }
+
+    /// Runs `work` on a free connection, on a blocking thread.
+    async fn with<T, F>(self: &Arc<Self>, work: F) -> Result<T, KvError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let pool = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.check_out();
+            let result = work(&mut conn);
+            pool.check_in(conn);
+            result.map_err(from_sqlite)
+        })
+        .await
+        .map_err(KvError::backend)?
+    }
+
+    fn check_out(&self) -> Connection {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(conn) = idle.pop() {
+                return conn;
+            }
+            idle = self
+                .returned
+                .wait(idle)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn check_in(&self, conn: Connection) {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(conn);
+        self.returned.notify_one();
+    }
+}
+
+fn connect(path: Option<&PathBuf>, synchronous: &str) -> rusqlite::Result<Connection> {
+    let conn = match path {
+        Some(path) => Connection::open(path)?,
+        None => Connection::open_in_memory()?,
+    };
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    if path.is_some() {
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
+        conn.pragma_update(None, "synchronous", synchronous)?;
+    }
+    conn.execute(CREATE, [])?;
+    Ok(conn)
+}
+
+fn from_sqlite(err: rusqlite::Error) -> KvError {
+    KvError::backend(err)
+}
+
+/// A wrapper so `Arc<RawSqlite>` can be the driver.
+pub(crate) struct RawSqliteDriver(pub(crate) Arc<RawSqlite>);
+
+impl Driver for RawSqliteDriver {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        let key = key.to_owned();
+        self.0
+            .with(move |conn| {
+                conn.prepare_cached(GET)?
+                    .query_row([key.as_bytes()], |row| row.get(0))
+                    .optional()
+            })
+            .await
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        let (key, value) = (key.to_owned(), value.to_vec());
+        self.0
+            .with(move |conn| {
+                conn.prepare_cached(SET)?
+                    .execute(params![key.as_bytes(), value])
+                    .map(drop)
+            })
+            .await
+    }
+
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        let key = key.to_owned();
+        let outcome = self
+            .0
+            .with(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let current: Option<Vec<u8>> = tx
+                    .prepare_cached(GET)?
+                    .query_row([key.as_bytes()], |row| row.get(0))
+                    .optional()?;
+                let Some(next) = next_counter(current.as_deref(), delta) else {
+                    return Ok(None);
+                };
+                tx.prepare_cached(SET)?
+                    .execute(params![key.as_bytes(), next.to_string().as_bytes()])?;
+                tx.commit()?;
+                Ok(Some(next))
+            })
+            .await?;
+        outcome.ok_or(KvError::NotAnInteger)
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, KvError> {
+        let (key, expected, new) = (key.to_owned(), expected.map(<[u8]>::to_vec), new.to_vec());
+        self.0
+            .with(move |conn| {
+                let changed = match expected {
+                    Some(expected) => conn.prepare_cached(SWAP)?.execute(params![
+                        key.as_bytes(),
+                        expected,
+                        new
+                    ])?,
+                    None => conn
+                        .prepare_cached(INSERT_NEW)?
+                        .execute(params![key.as_bytes(), new])?,
+                };
+                Ok(changed == 1)
+            })
+            .await
+    }
+
+    fn backend(&self) -> Option<&dyn KvBackend> {
+        None
+    }
+
+    async fn clean_up(&self, _: Vec<String>) -> Result<(), KvError> {
+        self.0
+            .with(|conn| {
+                conn.execute("DROP TABLE IF EXISTS kvkit_bench_raw", [])
+                    .map(drop)
+            })
+            .await
+    }
+}

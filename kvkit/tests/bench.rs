@@ -1,0 +1,298 @@
+//! `kvkit bench`, run as a user runs it: short runs (a few hundred operations) that check
+//! what it reports and what it leaves behind, on every store. How fast anything is, is not
+//! tested here: BENCHMARKS.md has the measured figures.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn kvkit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kvkit"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs `kvkit bench ARGS --json`, requires success, and returns the report.
+fn bench_json(args: &[&str]) -> Value {
+    let mut all = vec!["bench"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let output = kvkit(&all);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The operations of one side of a report, by name.
+fn operations<'a>(report: &'a Value, side: &str) -> &'a serde_json::Map<String, Value> {
+    report[side]["operations"].as_object().unwrap()
+}
+
+/// Checks one side's numbers hang together: counts add up to `ops` per round, latencies are
+/// ordered, throughput is positive.
+fn assert_consistent(report: &Value, side: &str, ops_per_round: u64) {
+    let rounds = report["rounds"].as_u64().unwrap();
+    let mut total = 0;
+    for (name, op) in operations(report, side) {
+        let count = op["count"].as_u64().unwrap();
+        total += count;
+        let (p50, p99, p999, max) = (
+            op["p50_us"].as_f64().unwrap(),
+            op["p99_us"].as_f64().unwrap(),
+            op["p999_us"].as_f64().unwrap(),
+            op["max_us"].as_f64().unwrap(),
+        );
+        assert!(
+            0.0 < p50 && p50 <= p99 && p99 <= p999 && p999 <= max * 1.001,
+            "{side} {name}: {op}"
+        );
+        assert!(op["ops_per_sec"].as_f64().unwrap() > 0.0, "{side} {name}");
+        assert_eq!(
+            op["round_ops_per_sec"].as_array().unwrap().len() as u64,
+            rounds
+        );
+    }
+    assert_eq!(total, ops_per_round * rounds, "{side}: {report}");
+}
+
+#[test]
+fn mixed_runs_all_eight_operations_and_counts_every_one() {
+    let report = bench_json(&[
+        "memory://",
+        "--workload",
+        "mixed",
+        "--ops",
+        "3000",
+        "--concurrency",
+        "4",
+        "--keys",
+        "300",
+        "--seed",
+        "5",
+    ]);
+    let names: Vec<&str> = operations(&report, "adapter")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for op in [
+        "get",
+        "set",
+        "set_with_ttl",
+        "delete",
+        "exists",
+        "list_keys",
+        "increment",
+        "compare_and_swap",
+    ] {
+        assert!(names.contains(&op), "{op} missing from {names:?}");
+    }
+    assert_consistent(&report, "adapter", 3000);
+    assert_eq!(report["seed"], 5);
+    assert!(report["raw"].is_null() && report["ratio"].is_null());
+}
+
+#[test]
+fn sqlite_against_raw_leaves_the_file_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.db");
+    let url = format!("sqlite://{}?namespace=app", path.display());
+    for workload in ["read-heavy", "counter", "cas"] {
+        let report = bench_json(&[
+            &url,
+            "--raw",
+            "--workload",
+            workload,
+            "--ops",
+            "400",
+            "--rounds",
+            "2",
+            "--concurrency",
+            "8",
+            "--keys",
+            "50",
+        ]);
+        assert_consistent(&report, "adapter", 400);
+        assert_consistent(&report, "raw", 400);
+        let ratio = report["ratio"]["all"].as_f64().unwrap();
+        assert!(ratio > 0.0, "{report}");
+    }
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let rows: i64 = db
+        .query_row("SELECT count(*) FROM kv_entries", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(rows, 0, "the adapter's rows were left behind");
+    let raw_tables: i64 = db
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'kvkit_bench_raw'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(raw_tables, 0, "the raw table was left behind");
+}
+
+#[test]
+fn cas_reports_retries_under_contention() {
+    let report = bench_json(&[
+        "memory://",
+        "--workload",
+        "cas",
+        "--ops",
+        "2000",
+        "--concurrency",
+        "16",
+    ]);
+    let cas = &operations(&report, "adapter")["compare_and_swap"];
+    assert_eq!(cas["count"], 2000);
+    assert!(cas["retries_per_op"].as_f64().unwrap() >= 0.0);
+}
+
+#[test]
+fn tables_and_a_chart_for_people() {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("latency.svg");
+    let url = format!("sqlite://{}", dir.path().join("b.db").display());
+    let output = kvkit(&[
+        "bench",
+        &url,
+        "--raw",
+        "--ops",
+        "300",
+        "--rounds",
+        "1",
+        "--plot",
+        chart.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    for expected in [
+        "workload read-heavy",
+        "adapter",
+        "raw client",
+        "p99.9",
+        "get",
+        "adapter / raw",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing:\n{text}");
+    }
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+    for label in ["adapter get", "raw get", "p99"] {
+        assert!(svg.contains(label), "{label} missing from the chart");
+    }
+}
+
+#[test]
+fn bad_arguments_are_one_line_with_status_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["memory://", "--raw"], "no raw client for memory://"),
+        (
+            &["sqlite::memory:", "--raw", "--workload", "mixed"],
+            "--raw compares",
+        ),
+        (&["memory://", "--concurrency", "0"], "at least 1"),
+        (&["memory://", "--duration", "0"], "--duration"),
+        (&["memory://", "--value-size", "2000000"], "maximum"),
+        (&["nosuch://x"], "unknown scheme"),
+    ];
+    for (args, expected) in cases {
+        let mut all = vec!["bench"];
+        all.extend_from_slice(args);
+        let output = kvkit(&all);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+    }
+}
+
+/// Redis, standalone and cluster, against redis-rs: nothing left behind on the server.
+#[test]
+fn redis_against_raw_leaves_no_keys() {
+    use kv_conformance::services::redis;
+    for service in [redis::standalone(), redis::cluster()] {
+        let Some(service) = service else {
+            return; // announced (or failed, under KVKIT_REQUIRE_SERVICES) by `services`
+        };
+        let namespace = format!("kvkit-bench-test-{}", std::process::id());
+        let url = service.url_with(&format!("namespace={namespace}"));
+        for workload in ["write-heavy", "cas"] {
+            let report = bench_json(&[
+                &url,
+                "--raw",
+                "--workload",
+                workload,
+                "--ops",
+                "300",
+                "--rounds",
+                "1",
+                "--keys",
+                "40",
+            ]);
+            assert_consistent(&report, "adapter", 300);
+            assert_consistent(&report, "raw", 300);
+        }
+        // The adapter's keys are under the namespace, the raw side's under `kvkit-bench-*`.
+        for pattern in [format!("{namespace}*"), "kvkit-bench-*".to_owned()] {
+            let left = service
+                .redis_cli()
+                .expect("redis-cli is installed with the server")
+                .args(["--scan", "--pattern", &pattern])
+                .output()
+                .unwrap();
+            assert!(
+                left.stdout.is_empty(),
+                "left behind: {}",
+                String::from_utf8_lossy(&left.stdout)
+            );
+        }
+    }
+}
+
+/// DynamoDB: one request per get and per set, on both sides, counted.
+#[test]
+fn dynamodb_counts_one_request_per_get_and_set() {
+    use kv_conformance::services::dynamodb;
+    let Some(service) = dynamodb::endpoint() else {
+        return; // announced (or failed, under KVKIT_REQUIRE_SERVICES) by `services`
+    };
+    let table = format!("kvkit-bench-{}", std::process::id());
+    let url = service.url(&table, "bench");
+    let report = bench_json(&[
+        &url,
+        "--raw",
+        "--workload",
+        "write-heavy",
+        "--ops",
+        "60",
+        "--rounds",
+        "1",
+        "--concurrency",
+        "2",
+        "--keys",
+        "10",
+    ]);
+    for side in ["adapter", "raw"] {
+        for (name, op) in operations(&report, side) {
+            assert_eq!(op["requests_per_op"], 1.0, "{side} {name}: {op}");
+        }
+    }
+}
+
+/// RocksDB: the raw side's database directory goes when the run ends.
+#[test]
+fn rocksdb_against_raw_removes_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let url = format!("rocksdb://{}", path.display());
+    let report = bench_json(&[&url, "--raw", "--workload", "counter", "--ops", "300"]);
+    assert_consistent(&report, "raw", 300);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers, [std::ffi::OsString::from("db")]);
+}
