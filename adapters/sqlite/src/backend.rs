@@ -15,7 +15,7 @@ use rusqlite::{Transaction, TransactionBehavior};
 
 use tokio::sync::oneshot;
 
-use crate::batch::{self, QueuedWrite, WriteQueue};
+use crate::batch::{self, Completion, QueuedWrite, Slot, WriteQueue};
 use crate::config::{Location, SqliteBackendBuilder, Synchronous};
 use crate::encoding::{self, PURGE_BATCH_ROWS};
 use crate::error::OpError;
@@ -217,17 +217,19 @@ impl SqliteBackend {
         let (reply, result) = oneshot::channel();
         let queued = QueuedWrite {
             reclaim: writes.is_multiple_of(RECLAIM_EVERY_WRITES),
-            run: Box::new(move |transaction| {
-                let outcome = match transaction {
-                    Some(tx) => {
-                        batch::in_savepoint(tx, |tx| write(tx, &namespace)).map_err(KvError::from)
-                    }
-                    None => Err(KvError::backend("not run")),
-                };
-                Box::new(move |committed: Result<(), &KvError>| {
+            run: Box::new(move |slot| {
+                let outcome = match slot {
+                    Slot::Alone(tx) => write(tx, &namespace),
+                    Slot::Shared(tx) => batch::in_savepoint(tx, |tx| write(tx, &namespace)),
+                    Slot::NotRun => Err(OpError::Kv(KvError::backend("not run"))),
+                }
+                .map_err(KvError::from);
+                let succeeded = outcome.is_ok();
+                let completion: Completion = Box::new(move |committed| {
                     // The caller may have stopped waiting; the write is decided either way.
                     let _ = reply.send(committed.map_err(batch::duplicate).and(outcome));
-                })
+                });
+                (completion, succeeded)
             }),
         };
         if self.shared.queue.push(queued) {

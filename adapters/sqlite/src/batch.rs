@@ -17,7 +17,8 @@
 //!   order they were queued; each takes effect at its batch's commit, between its call and its
 //!   reply, so every operation stays linearizable.
 //!
-//! A single writer with nothing else queued runs alone, as before, plus one savepoint.
+//! A write with nothing else queued runs alone in its transaction, without a savepoint: a
+//! failure rolls the whole transaction back, as before group commit.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -33,9 +34,18 @@ pub(crate) const MAX_BATCH: usize = 128;
 /// What to tell a write's caller once its batch has committed (`Ok`) or failed (`Err`).
 pub(crate) type Completion = Box<dyn FnOnce(Result<(), &KvError>) + Send>;
 
-/// Runs a write in its batch's transaction (`None`: the batch could not start, do nothing)
-/// and returns how to answer its caller.
-pub(crate) type RunWrite = Box<dyn FnOnce(Option<&Transaction<'_>>) -> Completion + Send>;
+/// Where a write runs.
+pub(crate) enum Slot<'a> {
+    /// Alone in its transaction: no savepoint needed, the batch rolls back if it fails.
+    Alone(&'a Transaction<'a>),
+    /// Beside other writes: it must run in a savepoint ([`in_savepoint`]).
+    Shared(&'a Transaction<'a>),
+    /// Nowhere: the batch could not start. The write does nothing.
+    NotRun,
+}
+
+/// Runs a write in its slot and returns how to answer its caller, and whether it succeeded.
+pub(crate) type RunWrite = Box<dyn FnOnce(Slot<'_>) -> (Completion, bool) + Send>;
 
 /// One queued write.
 pub(crate) struct QueuedWrite {
@@ -125,10 +135,21 @@ fn commit_batch(
         Ok(transaction) => transaction,
         Err(err) => return fail_all(batch, &KvError::from(OpError::from(err))),
     };
+    let alone = batch.len() == 1;
     let mut completions = Vec::with_capacity(batch.len());
     let mut writes = batch.into_iter();
     for write in writes.by_ref() {
-        completions.push((write.run)(Some(&transaction)));
+        let slot = match alone {
+            true => Slot::Alone(&transaction),
+            false => Slot::Shared(&transaction),
+        };
+        let (completion, succeeded) = (write.run)(slot);
+        if alone && !succeeded {
+            // Its own error is its answer; whatever it did goes with the transaction.
+            drop(transaction);
+            return completion(Ok(()));
+        }
+        completions.push(completion);
         // SQLite rolls a transaction back by itself after some errors (a full disk, an I/O
         // error). Nothing more may run then: it would run outside any transaction.
         if transaction.is_autocommit() {
@@ -172,7 +193,8 @@ pub(crate) fn duplicate(err: &KvError) -> KvError {
 
 fn fail_all(writes: Vec<QueuedWrite>, err: &KvError) {
     for write in writes {
-        (write.run)(None)(Err(err));
+        let (completion, _) = (write.run)(Slot::NotRun);
+        completion(Err(err));
     }
 }
 
