@@ -237,17 +237,8 @@ fn redis_against_raw_leaves_no_keys() {
         }
         // The adapter's keys are under the namespace, the raw side's under `kvkit-bench-*`.
         for pattern in [format!("{namespace}*"), "kvkit-bench-*".to_owned()] {
-            let left = service
-                .redis_cli()
-                .expect("redis-cli is installed with the server")
-                .args(["--scan", "--pattern", &pattern])
-                .output()
-                .unwrap();
-            assert!(
-                left.stdout.is_empty(),
-                "left behind: {}",
-                String::from_utf8_lossy(&left.stdout)
-            );
+            let left = service.keys_matching(&pattern).expect("scan the nodes");
+            assert!(left.is_empty(), "left behind: {left:?}");
         }
     }
 }

@@ -124,18 +124,10 @@ fn check_passes_on_redis_and_leaves_no_keys() {
                 "the report shows the password"
             );
         }
-        let mut cli = service
-            .redis_cli()
-            .expect("redis-cli is installed with the server");
-        let left = cli
-            .args(["--scan", "--pattern", &format!("{namespace}*")])
-            .output()
-            .unwrap();
-        assert!(
-            left.stdout.is_empty(),
-            "left behind: {}",
-            String::from_utf8_lossy(&left.stdout)
-        );
+        let left = service
+            .keys_matching(&format!("{namespace}*"))
+            .expect("scan the nodes");
+        assert!(left.is_empty(), "left behind: {left:?}");
     }
 }
 

@@ -109,13 +109,45 @@ impl RedisService {
     /// the password is not on its command line) and, for a cluster, following redirections
     /// (`-c`). `None` when `redis-cli` is not installed. Append the command's arguments.
     pub fn redis_cli(&self) -> Option<Command> {
-        let binary = find_binary("redis-cli")?;
-        let (host, port) = split_host_port(self.nodes.first()?)?;
-        let mut command = Command::new(binary);
-        command.args(["-h", &host, "-p", &port.to_string(), "--no-raw"]);
+        let mut command = self.redis_cli_for(self.nodes.first()?)?;
         if self.cluster {
             command.arg("-c");
         }
+        Some(command)
+    }
+
+    /// The keys matching `pattern` (a `SCAN MATCH` glob) on every node the service names
+    /// (in a cluster, each node holds only its own slots), deduplicated and sorted: what a
+    /// test uses to check it left nothing behind. Fails when `redis-cli` is not installed or
+    /// a node does not answer.
+    pub fn keys_matching(&self, pattern: &str) -> io::Result<Vec<String>> {
+        let mut keys = BTreeSet::new();
+        for node in &self.nodes {
+            let mut cli = self.redis_cli_for(node).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, "redis-cli is not installed")
+            })?;
+            let output = cli.args(["--scan", "--pattern", pattern]).output()?;
+            if !output.status.success() {
+                return Err(io::Error::other(format!(
+                    "redis-cli --scan on {node} failed: {}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                )));
+            }
+            keys.extend(
+                String::from_utf8_lossy(&output.stdout)
+                    .lines()
+                    .map(str::to_owned),
+            );
+        }
+        Ok(keys.into_iter().collect())
+    }
+
+    /// `redis-cli` for one node, authenticated.
+    fn redis_cli_for(&self, node: &str) -> Option<Command> {
+        let binary = find_binary("redis-cli")?;
+        let (host, port) = split_host_port(node)?;
+        let mut command = Command::new(binary);
+        command.args(["-h", &host, "-p", &port.to_string(), "--no-raw"]);
         if let Some(user) = &self.username {
             command.args(["--user", user]);
         }

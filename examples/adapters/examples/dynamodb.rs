@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use kv_dynamodb::DynamoDbBackend;
-use kv_trait::{KvBackend, KvError};
+use kv_trait::KvError;
 
 async fn run(endpoint: &str) -> Result<(), KvError> {
     let store = DynamoDbBackend::builder("kvkit-example")
@@ -19,22 +19,7 @@ async fn run(endpoint: &str) -> Result<(), KvError> {
         .build()
         .await?;
 
-    store.set("greeting", b"hello").await?;
-    let greeting = store.get("greeting").await?;
-    store
-        .set_with_ttl("session:42", b"token", 30_000_000_000)
-        .await?; // 30 s
-    let visits = store.increment("visits", 1).await?;
-    let leader = store.compare_and_swap("leader", None, b"node-a").await?;
-    let keys = store.list_keys("").await?;
-
-    println!(
-        "get(greeting)       = {:?}",
-        greeting.as_deref().map(String::from_utf8_lossy)
-    );
-    println!("increment(visits)   = {visits} (run me again)");
-    println!("became the leader   = {leader}");
-    println!("list_keys(\"\")       = {keys:?}");
+    kvkit_examples::tour(&store).await?;
     Ok(())
 }
 

@@ -15,11 +15,32 @@
 //! where a durable store left it, and the second `compare_and_swap` of an absent key loses.
 //! An unreachable server ends the program with a message saying how to get one (exit code 2).
 //!
-//! This library holds the two helpers the examples share.
+//! This library holds what the examples share: the operations ([`tour`]) and two helpers.
 
 use std::process::ExitCode;
 
-use kv_trait::KvError;
+use kv_trait::{KvBackend, KvError};
+
+/// The same few operations on any store, printing what they did: what every example runs
+/// once it has opened its store.
+pub async fn tour(store: &dyn KvBackend) -> Result<(), KvError> {
+    store.set("greeting", b"hello").await?;
+    let greeting = store.get("greeting").await?;
+    store
+        .set_with_ttl("session:42", b"token", 30_000_000_000)
+        .await?; // 30 s
+    let visits = store.increment("visits", 1).await?;
+    let leader = store.compare_and_swap("leader", None, b"node-a").await?;
+    let keys = store.list_keys("").await?;
+    println!(
+        "get(greeting)       = {:?}",
+        greeting.as_deref().map(String::from_utf8_lossy)
+    );
+    println!("increment(visits)   = {visits} (a durable store counts on when run again)");
+    println!("became the leader   = {leader}");
+    println!("list_keys(\"\")       = {keys:?}");
+    Ok(())
+}
 
 /// The store's address: the first command-line argument, else the environment variable
 /// `variable`, else `default`.
