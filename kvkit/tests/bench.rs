@@ -135,7 +135,7 @@ fn sqlite_against_raw_leaves_the_file_as_it_was() {
 }
 
 #[test]
-fn cas_reports_retries_under_contention() {
+fn cas_counts_every_update_loop_and_reports_its_retries() {
     let report = bench_json(&[
         "memory://",
         "--workload",
@@ -147,7 +147,12 @@ fn cas_reports_retries_under_contention() {
     ]);
     let cas = &operations(&report, "adapter")["compare_and_swap"];
     assert_eq!(cas["count"], 2000);
-    assert!(cas["retries_per_op"].as_f64().unwrap() >= 0.0);
+    assert_consistent(&report, "adapter", 2000);
+    // How many races are lost depends on scheduling; that the figure is reported does not.
+    assert!(
+        cas["retries_per_op"].as_f64().is_some_and(f64::is_finite),
+        "{cas}"
+    );
 }
 
 #[test]

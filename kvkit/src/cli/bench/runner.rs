@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kv_trait::KvError;
+use kv_trait::{apply_increment, format_counter, KvError};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
@@ -163,26 +163,17 @@ async fn cas_loop<D: Driver>(driver: &D, key: &str) -> Result<u64, KvError> {
     let mut retries = 0;
     loop {
         let current = driver.get(key).await?;
-        let next = match current.as_deref() {
-            None => 1,
-            Some(bytes) => parse_counter(bytes)? + 1,
-        };
-        let next = next.to_string();
+        // The counter rules of the contract: absent counts as 0, anything else must be a
+        // canonical decimal i64.
+        let next = format_counter(apply_increment(current.as_deref(), 1)?);
         if driver
-            .compare_and_swap(key, current.as_deref(), next.as_bytes())
+            .compare_and_swap(key, current.as_deref(), &next)
             .await?
         {
             return Ok(retries);
         }
         retries += 1;
     }
-}
-
-fn parse_counter(bytes: &[u8]) -> Result<i64, KvError> {
-    std::str::from_utf8(bytes)
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .ok_or(KvError::NotAnInteger)
 }
 
 fn joined(err: tokio::task::JoinError) -> KvError {
@@ -235,8 +226,11 @@ mod tests {
     }
 
     #[test]
-    fn counters_parse_like_the_contract_says() {
-        assert_eq!(parse_counter(b"-12").unwrap(), -12);
-        assert!(matches!(parse_counter(b"x"), Err(KvError::NotAnInteger)));
+    fn cas_loops_count_like_the_contract_says() {
+        assert_eq!(apply_increment(Some(b"-12"), 1).unwrap(), -11);
+        assert!(matches!(
+            apply_increment(Some(b"x"), 1),
+            Err(KvError::NotAnInteger)
+        ));
     }
 }

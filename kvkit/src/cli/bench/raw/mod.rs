@@ -19,7 +19,7 @@ use super::driver::Driver;
 /// The raw side of a comparison, whichever store it is.
 pub(crate) enum RawDriver {
     #[cfg(feature = "sqlite")]
-    Sqlite(sqlite::RawSqliteDriver),
+    Sqlite(sqlite::RawSqlite),
     #[cfg(feature = "rocksdb")]
     RocksDb(rocksdb::RawRocksDb),
     #[cfg(feature = "redis")]
@@ -46,7 +46,7 @@ impl RawDriver {
         let _ = (url, run_id, requests);
         Ok(Some(match scheme {
             #[cfg(feature = "sqlite")]
-            "sqlite" => RawDriver::Sqlite(sqlite::RawSqliteDriver(sqlite::RawSqlite::open(url)?)),
+            "sqlite" => RawDriver::Sqlite(sqlite::RawSqlite::open(url)?),
             #[cfg(feature = "rocksdb")]
             "rocksdb" => RawDriver::RocksDb(rocksdb::RawRocksDb::open(url)?),
             #[cfg(feature = "redis")]

@@ -26,15 +26,20 @@ const SWAP: &str = "UPDATE kvkit_bench_raw SET value = ?3 WHERE key = ?1 AND val
 const INSERT_NEW: &str =
     "INSERT INTO kvkit_bench_raw (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING";
 
-/// A handful of connections to the file, each used by one statement at a time.
+/// The raw SQLite side: a handful of connections to the file.
 pub(crate) struct RawSqlite {
+    pool: Arc<Pool>,
+}
+
+/// Idle connections, each checked out by one statement at a time.
+struct Pool {
     idle: Mutex<Vec<Connection>>,
     returned: Condvar,
 }
 
 impl RawSqlite {
     /// Opens `url`'s file (or a private in-memory database) the way kv-sqlite does.
-    pub(crate) fn open(url: &str) -> Result<Arc<Self>, KvError> {
+    pub(crate) fn open(url: &str) -> Result<Self, KvError> {
         let mut parsed = StoreUrl::parse(url, "sqlite")?;
         let memory = parsed.location().eq_ignore_ascii_case(":memory:");
         let synchronous = parsed
@@ -50,19 +55,21 @@ impl RawSqlite {
             .map(|_| connect(path.as_ref(), &synchronous))
             .collect::<Result<_, _>>()
             .map_err(from_sqlite)?;
-        Ok(Arc::new(Self {
-            idle: Mutex::new(idle),
-            returned: Condvar::new(),
-        }))
+        Ok(Self {
+            pool: Arc::new(Pool {
+                idle: Mutex::new(idle),
+                returned: Condvar::new(),
+            }),
+        })
     }
 
     /// Runs `work` on a free connection, on a blocking thread.
-    async fn with<T, F>(self: &Arc<Self>, work: F) -> Result<T, KvError>
+    async fn with<T, F>(&self, work: F) -> Result<T, KvError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let pool = Arc::clone(self);
+        let pool = Arc::clone(&self.pool);
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.check_out();
             let result = work(&mut conn);
@@ -72,7 +79,9 @@ impl RawSqlite {
         .await
         .map_err(KvError::backend)?
     }
+}
 
+impl Pool {
     fn check_out(&self) -> Connection {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
@@ -113,36 +122,30 @@ fn from_sqlite(err: rusqlite::Error) -> KvError {
     KvError::backend(err)
 }
 
-/// A wrapper so `Arc<RawSqlite>` can be the driver.
-pub(crate) struct RawSqliteDriver(pub(crate) Arc<RawSqlite>);
-
-impl Driver for RawSqliteDriver {
+impl Driver for RawSqlite {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         let key = key.to_owned();
-        self.0
-            .with(move |conn| {
-                conn.prepare_cached(GET)?
-                    .query_row([key.as_bytes()], |row| row.get(0))
-                    .optional()
-            })
-            .await
+        self.with(move |conn| {
+            conn.prepare_cached(GET)?
+                .query_row([key.as_bytes()], |row| row.get(0))
+                .optional()
+        })
+        .await
     }
 
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
         let (key, value) = (key.to_owned(), value.to_vec());
-        self.0
-            .with(move |conn| {
-                conn.prepare_cached(SET)?
-                    .execute(params![key.as_bytes(), value])
-                    .map(drop)
-            })
-            .await
+        self.with(move |conn| {
+            conn.prepare_cached(SET)?
+                .execute(params![key.as_bytes(), value])
+                .map(drop)
+        })
+        .await
     }
 
     async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
         let key = key.to_owned();
         let outcome = self
-            .0
             .with(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let current: Option<Vec<u8>> = tx
@@ -168,21 +171,19 @@ impl Driver for RawSqliteDriver {
         new: &[u8],
     ) -> Result<bool, KvError> {
         let (key, expected, new) = (key.to_owned(), expected.map(<[u8]>::to_vec), new.to_vec());
-        self.0
-            .with(move |conn| {
-                let changed = match expected {
-                    Some(expected) => conn.prepare_cached(SWAP)?.execute(params![
-                        key.as_bytes(),
-                        expected,
-                        new
-                    ])?,
-                    None => conn
-                        .prepare_cached(INSERT_NEW)?
-                        .execute(params![key.as_bytes(), new])?,
-                };
-                Ok(changed == 1)
-            })
-            .await
+        self.with(move |conn| {
+            let changed = match expected {
+                Some(expected) => {
+                    conn.prepare_cached(SWAP)?
+                        .execute(params![key.as_bytes(), expected, new])?
+                }
+                None => conn
+                    .prepare_cached(INSERT_NEW)?
+                    .execute(params![key.as_bytes(), new])?,
+            };
+            Ok(changed == 1)
+        })
+        .await
     }
 
     fn backend(&self) -> Option<&dyn KvBackend> {
@@ -190,11 +191,10 @@ impl Driver for RawSqliteDriver {
     }
 
     async fn clean_up(&self, _: Vec<String>) -> Result<(), KvError> {
-        self.0
-            .with(|conn| {
-                conn.execute("DROP TABLE IF EXISTS kvkit_bench_raw", [])
-                    .map(drop)
-            })
-            .await
+        self.with(|conn| {
+            conn.execute("DROP TABLE IF EXISTS kvkit_bench_raw", [])
+                .map(drop)
+        })
+        .await
     }
 }
