@@ -571,7 +571,10 @@ async fn a_hanging_operation_times_out() {
 /// A failing state-machine case is shrunk to a short sequence that still shows the fault.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_machine_failures_shrink() {
+    // A fixed seed and enough cases: with the default 64 cases and a random seed, a run now
+    // and then drew no non-canonical counter at all, and this test failed by chance.
     let outcome = suite(Fault::IncrementLenientParse)
+        .with_profile(profile().with_cases(400).with_seed(1))
         .run_check("model_state_machine")
         .await
         .unwrap();
