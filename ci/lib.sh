@@ -2,7 +2,10 @@
 # and starting the test services. ci/test and the GitHub workflow both go through these, so
 # the two cannot drift apart.
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says how far into the run it starts (seconds since the first script of the run
+# began), so a log shows what every step cost.
+export KVKIT_CI_STARTED=${KVKIT_CI_STARTED:-$(date +%s)}
+step() { printf '\n==> [%4d s] %s\n' "$(($(date +%s) - KVKIT_CI_STARTED))" "$*"; }
 
 # Installs what the build and tests need (ci/install-deps) once per run: scripts that ci/test
 # calls inherit the environment it exported.

@@ -19,7 +19,7 @@
 //! | `memory://NAME` | the in-memory store called `NAME` in this process (made on first use) | `memory` |
 //! | `sqlite:///abs/path.db`, `sqlite://rel/path.db` | an SQLite file, created if missing | `sqlite` |
 //! | `sqlite::memory:` | a new, private in-memory SQLite database | `sqlite` |
-//! | `rocksdb:///abs/path`, `rocksdb://rel/path` | a RocksDB database directory, created if missing | `rocksdb` |
+//! | `rocksdb:///abs/path`, `rocksdb://rel/path` | a RocksDB database directory, created if missing | `rocksdb` (off by default: its build needs libclang) |
 //! | `redis://[user:pass@]host:port[/db]`, `rediss://...` | a Redis server (TLS: `redis-tls`) | `redis` |
 //! | `redis+cluster://host:port[,host:port...]`, `rediss+cluster://...` | a Redis Cluster | `redis` |
 //! | `dynamodb://TABLE?region=..&endpoint=..` | a DynamoDB table | `dynamodb` |

@@ -162,8 +162,14 @@ fn unknown_scheme(scheme: &str, url: &str) -> KvError {
         .iter()
         .find(|(known, _)| known.eq_ignore_ascii_case(scheme))
     {
+        let needs = match *feature {
+            // The one feature off by default, and the one with a system requirement.
+            "rocksdb" => " (RocksDB's build needs libclang, e.g. Debian's `libclang-dev`)",
+            _ => "",
+        };
         return KvError::InvalidConfig(format!(
-            "`{scheme}` URLs need kvkit's `{feature}` cargo feature, which this build lacks"
+            "`{scheme}` URLs need kvkit's `{feature}` cargo feature, which this build lacks: \
+             build with `--features {feature}`{needs}"
         ));
     }
     let enabled: Vec<String> = ADAPTERS
@@ -266,6 +272,17 @@ mod tests {
         assert_eq!(target.namespace(), "a/b");
         assert_eq!(Target::parse("memory://x").unwrap().namespace(), "");
         assert!(Target::parse("memory://x?namespace=a&namespace=b").is_err());
+    }
+
+    #[test]
+    fn a_scheme_whose_feature_is_off_says_how_to_get_it() {
+        // Called for any scheme the build lacks; RocksDB is the one off by default.
+        let message = unknown_scheme("rocksdb", "rocksdb:///tmp/kv").to_string();
+        assert!(message.contains("`--features rocksdb`"), "{message}");
+        assert!(message.contains("libclang"), "{message}");
+        let message = unknown_scheme("DynamoDB", "dynamodb://t").to_string();
+        assert!(message.contains("`--features dynamodb`"), "{message}");
+        assert!(!message.contains("libclang"), "{message}");
     }
 
     #[test]

@@ -279,6 +279,7 @@ fn dynamodb_counts_one_request_per_get_and_set() {
 }
 
 /// RocksDB: the raw side's database directory goes when the run ends.
+#[cfg(feature = "rocksdb")] // off by default; on under ci/test's --all-features
 #[test]
 fn rocksdb_against_raw_removes_its_directory() {
     let dir = tempfile::tempdir().unwrap();

@@ -151,6 +151,7 @@ fn check_passes_on_dynamodb_creating_the_table() {
 }
 
 /// `kvkit check rocksdb://PATH`: every check opens the same path again, in its own namespace.
+#[cfg(feature = "rocksdb")] // off by default; on under ci/test's --all-features
 #[test]
 fn check_passes_on_rocksdb() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,6 @@
-//! kv-rocksdb: `cargo run -p kvkit-examples --example rocksdb [PATH]` (default: the directory
-//! `kvkit-example-rocksdb` in the temporary directory). Run it twice: the counter survives.
+//! kv-rocksdb: `cargo run -p kvkit-examples --features rocksdb --example rocksdb [PATH]`
+//! (default: the directory `kvkit-example-rocksdb` in the temporary directory; the build needs
+//! libclang). Run it twice: the counter survives.
 
 use std::process::ExitCode;
 

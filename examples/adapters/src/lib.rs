@@ -3,7 +3,7 @@
 //! ```sh
 //! cargo run -p kvkit-examples --example memory
 //! cargo run -p kvkit-examples --example sqlite  [PATH]            # default: a file in the temp dir
-//! cargo run -p kvkit-examples --example rocksdb [PATH]            # default: a directory in the temp dir
+//! cargo run -p kvkit-examples --features rocksdb --example rocksdb [PATH]  # needs libclang
 //! cargo run -p kvkit-examples --example redis   [URL]             # or KV_REDIS_URL
 //! cargo run -p kvkit-examples --example redis_cluster [URL]       # or KV_REDIS_CLUSTER_URL
 //! cargo run -p kvkit-examples --example dynamodb [ENDPOINT]       # or KV_DYNAMODB_ENDPOINT

@@ -14,9 +14,16 @@ pub(crate) const EXIT_FAILED: u8 = 1;
 /// Exit status when the run could not start: bad URL, unreachable store, bad arguments.
 pub(crate) const EXIT_ERROR: u8 = 2;
 
+/// What `kvkit --help` says about the stores a build can open.
+const STORES_HELP: &str = "\
+Stores: memory://, sqlite://, redis://, redis+cluster:// and dynamodb:// are in the default
+build; rediss:// needs the `redis-tls` feature. rocksdb:// needs the `rocksdb` feature, whose
+build needs libclang (Debian: apt-get install libclang-dev):
+  cargo install --path kvkit --features rocksdb";
+
 /// kvkit: one async interface to any key-value store, and proof that each store keeps it.
 #[derive(Debug, Parser)]
-#[command(name = "kvkit", version, about)]
+#[command(name = "kvkit", version, about, after_help = STORES_HELP)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -1,0 +1,61 @@
+# How ci/install-deps decides what is missing (sourced, not run). Each test looks for a
+# dependency the way its consumer does, so that what counts as present here is what the build
+# and the tests will find. ci/test-deps checks them on made-up directory trees.
+
+# The oldest Redis the tests support: the oldest image of the workflow's matrix.
+REDIS_MIN_VERSION=6.2
+# The DynamoDB emulator, pinned: a new moto release must not change a test run unannounced.
+MOTO_VERSION=5.2.5
+
+# libclang_found [ROOT]: whether bindgen (through clang-sys, with its `runtime` feature, as
+# librocksdb-sys uses it) would find a libclang under ROOT (default /). clang-sys searches
+# $LIBCLANG_PATH and then these directories, for `libclang.so`, `libclang-*.so`,
+# `libclang.so.*` and `libclang-*.so.*`, and skips `libclang-cpp` (Clang's C++ library, which
+# Debian installs without libclang itself and which bindgen cannot use).
+libclang_found() {
+  local root=${1:-} dir file name
+  local dirs=(/usr/local/llvm*/lib* /usr/local/lib*/*/* /usr/local/lib*/* /usr/local/lib*
+    /usr/lib*/*/* /usr/lib*/* /usr/lib*)
+  local patterns=(libclang.so libclang-*.so libclang.so.* libclang-*.so.*)
+  local searched=()
+  [ -n "${LIBCLANG_PATH:-}" ] && searched+=("$LIBCLANG_PATH")
+  for dir in "${dirs[@]}"; do
+    for dir in $root$dir; do [ -d "$dir" ] && searched+=("$dir"); done
+  done
+  for dir in "${searched[@]}"; do
+    for pattern in "${patterns[@]}"; do
+      for file in "$dir"/$pattern; do
+        name=${file##*/}
+        [ -e "$file" ] && [[ $name != *-cpp.* ]] && return 0
+      done
+    done
+  done
+  return 1
+}
+
+# version_at_least HAVE WANT: whether dotted version HAVE >= WANT.
+version_at_least() {
+  [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]
+}
+
+# redis_server_found: whether `redis-server` on PATH (the one the tests start) runs and is at
+# least REDIS_MIN_VERSION. It prints e.g. "Redis server v=7.0.15 sha=...".
+redis_server_found() {
+  local banner version
+  banner=$(redis-server --version 2>/dev/null) || return 1
+  version=$(sed -n 's/.* v=\([0-9][0-9.]*\).*/\1/p' <<<"$banner")
+  [ -n "$version" ] && version_at_least "$version" "$REDIS_MIN_VERSION"
+}
+
+# redis_cli_found: whether `redis-cli` runs (the tests create the cluster with it).
+redis_cli_found() {
+  redis-cli --version >/dev/null 2>&1
+}
+
+# moto_found VENV: whether VENV has moto_server and exactly MOTO_VERSION of moto.
+moto_found() {
+  local venv=$1
+  [ -x "$venv/bin/moto_server" ] || return 1
+  [ "$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null)" \
+    = "$MOTO_VERSION" ]
+}
