@@ -34,8 +34,9 @@
 //! An unknown scheme, a scheme whose feature is off, an unknown option or a malformed URL is
 //! [`KvError::InvalidConfig`] naming the problem.
 //!
-//! The `kvkit` binary in this package runs the conformance suite against a URL:
-//! `kvkit check sqlite:///tmp/kv.db`.
+//! This crate only opens stores: its dependencies are the adapters you enable. The `kvkit`
+//! command line, which checks a URL against the contract (`kvkit check sqlite:///tmp/kv.db`)
+//! and benchmarks it, is the `kvkit-cli` package.
 
 mod adapters;
 mod target;

@@ -19,7 +19,7 @@ const STORES_HELP: &str = "\
 Stores: memory://, sqlite://, redis://, redis+cluster:// and dynamodb:// are in the default
 build; rediss:// needs the `redis-tls` feature. rocksdb:// needs the `rocksdb` feature, whose
 build needs libclang (Debian: apt-get install libclang-dev):
-  cargo install --path kvkit --features rocksdb";
+  cargo install --path kvkit-cli --features rocksdb";
 
 /// kvkit: one async interface to any key-value store, and proof that each store keeps it.
 #[derive(Debug, Parser)]
