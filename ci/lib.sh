@@ -13,8 +13,48 @@ install_deps() {
   if [ -z "${KVKIT_DEPS_READY:-}" ]; then
     step "install what is missing (Redis, libclang, the moto DynamoDB emulator)"
     eval "$(bash ci/install-deps)"
+    use_rocksdb_cache
     export KVKIT_DEPS_READY=1
   fi
+}
+
+# RocksDB's C++ (343 files) is by far the largest part of a clean build: about 15 minutes of
+# a two-core machine, more than everything else together. The first build on a machine keeps
+# the static library librocksdb-sys made (save_rocksdb_cache); later runs, from any clone,
+# have librocksdb-sys link that library (its documented ROCKSDB_LIB_DIR and ROCKSDB_STATIC)
+# instead of compiling it again. The cache key names what the library depends on: the
+# librocksdb-sys version in Cargo.lock, the C++ compiler, and the dev profile's settings for
+# it; a change of any of them builds it again. The bindings are still generated each build.
+rocksdb_cache_dir() {
+  local version compiler profile
+  version=$(grep -A1 '^name = "librocksdb-sys"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')
+  compiler=$(c++ --version 2>/dev/null | head -n1)
+  profile=$(sed -n '/^\[profile\.dev/,/^$/p' Cargo.toml)
+  local key
+  key=$(printf '%s\n%s\n%s\n' "$version" "$compiler" "$profile" | sha256sum | cut -c1-16)
+  echo "${KVKIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kvkit}/rocksdb/$version-$key"
+}
+
+use_rocksdb_cache() {
+  local dir
+  dir=$(rocksdb_cache_dir)
+  if [ -f "$dir/librocksdb.a" ]; then
+    echo "RocksDB: linking the static library built earlier on this machine ($dir)"
+    export ROCKSDB_LIB_DIR=$dir ROCKSDB_STATIC=1
+  fi
+}
+
+# After a build that compiled RocksDB: keep its static library for the next runs.
+save_rocksdb_cache() {
+  [ -n "${ROCKSDB_LIB_DIR:-}" ] && return 0
+  local dir built
+  dir=$(rocksdb_cache_dir)
+  [ -f "$dir/librocksdb.a" ] && return 0
+  built=$(ls -t "${CARGO_TARGET_DIR:-target}"/debug/build/librocksdb-sys-*/out/librocksdb.a 2>/dev/null | head -n1)
+  [ -n "$built" ] || return 0
+  mkdir -p "$dir"
+  cp "$built" "$dir/librocksdb.a.partial" && mv "$dir/librocksdb.a.partial" "$dir/librocksdb.a"
+  echo "RocksDB: kept the static library for later runs in $dir"
 }
 
 # start_services SERVICE... (redis, redis-cluster, dynamodb): finds or starts each one once,
@@ -29,11 +69,14 @@ start_services() {
   export KVKIT_SERVICE_PID_DIR
   trap stop_services EXIT
   step "start the services: $*"
-  # The same feature set as every other cargo command: nothing rebuilds.
-  cargo build --workspace --all-features --locked --quiet --bin kv-services
+  # The same feature set as every other cargo command: nothing rebuilds. ci/bench sets
+  # KVKIT_SERVICES_PROFILE=release, the profile of everything it builds.
+  local profile=${KVKIT_SERVICES_PROFILE:-debug} release=()
+  [ "$profile" = release ] && release=(--release)
+  cargo build "${release[@]}" --workspace --all-features --locked --quiet --bin kv-services
   local target_dir=${CARGO_TARGET_DIR:-target}
   local services_log=$KVKIT_SERVICE_PID_DIR/services.out
-  "$target_dir/debug/kv-services" "$@" >"$services_log" 2>&1 &
+  "$target_dir/$profile/kv-services" "$@" >"$services_log" 2>&1 &
   echo "$!" >"$KVKIT_SERVICE_PID_DIR/kv-services.pid"
   # Up to 10 minutes: the first run of a container may pull its image.
   for _ in $(seq 6000); do

@@ -119,8 +119,6 @@ mod probe;
 mod profile;
 mod props;
 mod report;
-#[cfg(feature = "services")]
-pub mod services;
 pub mod shared_store;
 mod suite;
 
@@ -146,7 +144,7 @@ pub fn hostile_keys() -> Vec<String> {
 /// evaluated once per test. A `None` profile says the store is not available here (a server
 /// that could not be found, say): every test then returns at once, so make sure whatever
 /// decided that has announced the skip, or failed, as
-/// `services::unavailable` does (with the `services` feature). Use the macro
+/// `kv_test_services::unavailable` does. Use the macro
 /// at the top level of an integration test file or inside a module.
 #[macro_export]
 macro_rules! conformance_tests {

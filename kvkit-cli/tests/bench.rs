@@ -217,7 +217,7 @@ fn bad_arguments_are_one_line_with_status_2() {
 /// Redis, standalone and cluster, against redis-rs: nothing left behind on the server.
 #[test]
 fn redis_against_raw_leaves_no_keys() {
-    use kv_conformance::services::redis;
+    use kv_test_services::redis;
     for service in [redis::standalone(), redis::cluster()] {
         let Some(service) = service else {
             return; // announced (or failed, under KVKIT_REQUIRE_SERVICES) by `services`
@@ -251,7 +251,7 @@ fn redis_against_raw_leaves_no_keys() {
 /// DynamoDB: one request per get and per set, on both sides, counted.
 #[test]
 fn dynamodb_counts_one_request_per_get_and_set() {
-    use kv_conformance::services::dynamodb;
+    use kv_test_services::dynamodb;
     let Some(service) = dynamodb::endpoint() else {
         return; // announced (or failed, under KVKIT_REQUIRE_SERVICES) by `services`
     };

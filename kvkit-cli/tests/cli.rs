@@ -103,7 +103,7 @@ fn errors_are_one_line_with_status_2() {
 /// `kvkit check` against the Redis server and cluster the tests share, and what it leaves.
 #[test]
 fn check_passes_on_redis_and_leaves_no_keys() {
-    use kv_conformance::services::redis;
+    use kv_test_services::redis;
     for service in [redis::standalone(), redis::cluster()] {
         let Some(service) = service else {
             return; // announced (or failed, under KVKIT_REQUIRE_SERVICES) by `services`
@@ -134,7 +134,7 @@ fn check_passes_on_redis_and_leaves_no_keys() {
 /// `kvkit check` against the DynamoDB emulator creates its table when missing.
 #[test]
 fn check_passes_on_dynamodb_creating_the_table() {
-    use kv_conformance::services::dynamodb;
+    use kv_test_services::dynamodb;
     let Some(service) = dynamodb::endpoint() else {
         return; // announced (or failed, under KVKIT_REQUIRE_SERVICES) by `services`
     };

@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use kv_conformance::services::redis::{self as services, RedisService};
 use kv_redis::RedisBackend;
+use kv_test_services::redis::{self as services, RedisService};
 use kv_trait::KvBackend;
 
 use common::{backend, builder, namespace, Admin};

@@ -3,13 +3,13 @@
 //! check gets a fresh namespace on the shared server, the way applications share one.
 //!
 //! The servers come from `KV_REDIS_URL` / `KV_REDIS_CLUSTER_URL`, else private `redis-server`
-//! processes started for this test binary (see `kv_conformance::services::redis`).
+//! processes started for this test binary (see `kv_test_services::redis`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use kv_conformance::services::redis::RedisService;
 use kv_conformance::Profile;
 use kv_redis::RedisBackend;
+use kv_test_services::redis::RedisService;
 use kv_trait::KvError;
 
 /// A backend on `service` in a namespace no other check of this process uses.
@@ -18,7 +18,7 @@ async fn fresh_namespace(service: Option<&RedisService>) -> Result<RedisBackend,
     let service = service.ok_or_else(|| {
         KvError::InvalidConfig(format!(
             "no Redis server for this test. {}",
-            kv_conformance::services::redis::HOW_TO_GET_ONE
+            kv_test_services::redis::HOW_TO_GET_ONE
         ))
     })?;
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -38,7 +38,7 @@ fn profile(service: Option<&RedisService>) -> Profile {
 }
 
 mod standalone {
-    use kv_conformance::services::redis;
+    use kv_test_services::redis;
 
     kv_conformance::conformance_tests!(
         || super::fresh_namespace(redis::standalone()),
@@ -47,7 +47,7 @@ mod standalone {
 }
 
 mod cluster {
-    use kv_conformance::services::redis;
+    use kv_test_services::redis;
 
     kv_conformance::conformance_tests!(
         || super::fresh_namespace(redis::cluster()),

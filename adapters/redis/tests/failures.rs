@@ -10,9 +10,9 @@ mod common;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use kv_conformance::services::redis::{self as services, RedisService};
-use kv_conformance::services::Provider;
 use kv_redis::RedisBackend;
+use kv_test_services::redis::{self as services, RedisService};
+use kv_test_services::Provider;
 use kv_trait::{KvBackend, KvError};
 
 use common::{backend, builder, namespace, Admin};

@@ -12,7 +12,7 @@ mod common;
 
 use std::time::Instant;
 
-use kv_conformance::services::redis::RedisService;
+use kv_test_services::redis::RedisService;
 use kv_trait::{parse_counter, KvBackend, KvError};
 
 use common::{backend, namespace, redis_cli, Admin};

@@ -8,7 +8,7 @@
 #[macro_use]
 mod common;
 
-use kv_conformance::services::redis::RedisService;
+use kv_test_services::redis::RedisService;
 use kv_trait::KvBackend;
 
 use common::{backend, namespace, Admin};

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use kv_conformance::services::{self, LocalProcess};
 use kv_redis::RedisBackend;
+use kv_test_services::{self, LocalProcess};
 use kv_trait::KvBackend;
 
 fn openssl(dir: &Path, args: &[&str]) {

@@ -1,4 +1,4 @@
-//! Helpers shared by the integration tests: the emulator (from `kv_conformance::services`),
+//! Helpers shared by the integration tests: the emulator (from `kv_test_services`),
 //! one shared table per test process, fresh namespaces, SDK clients with the test credentials,
 //! and a request counter.
 #![allow(dead_code)] // each test binary uses a different subset
@@ -15,8 +15,8 @@ use aws_sdk_dynamodb::config::{
 use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
-use kv_conformance::services::dynamodb::{self, DynamoDbService};
 use kv_dynamodb::DynamoDbBackend;
+use kv_test_services::dynamodb::{self, DynamoDbService};
 
 /// The table every test of a process shares (each test in its own namespace).
 pub const TABLE: &str = "kvkit-tests";

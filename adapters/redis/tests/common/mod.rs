@@ -5,8 +5,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use kv_conformance::services::redis::RedisService;
 use kv_redis::{RedisBackend, RedisBackendBuilder};
+use kv_test_services::redis::RedisService;
 use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ConnectionAddr, ConnectionInfo, FromRedisValue, IntoConnectionInfo, RedisResult};
@@ -182,7 +182,7 @@ pub fn redis_cli(service: &RedisService, args: &[&str]) -> Option<String> {
 /// The services to run a test against: the standalone server and the cluster, each when
 /// available (a missing one has already printed why).
 pub fn services() -> Vec<&'static RedisService> {
-    use kv_conformance::services::redis;
+    use kv_test_services::redis;
     redis::standalone()
         .into_iter()
         .chain(redis::cluster())
@@ -203,7 +203,7 @@ macro_rules! on_standalone_and_cluster {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $check() {
-                    if let Some(service) = kv_conformance::services::redis::standalone() {
+                    if let Some(service) = kv_test_services::redis::standalone() {
                         super::$check(service).await;
                     }
                 }
@@ -213,7 +213,7 @@ macro_rules! on_standalone_and_cluster {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $check() {
-                    if let Some(service) = kv_conformance::services::redis::cluster() {
+                    if let Some(service) = kv_test_services::redis::cluster() {
                         super::$check(service).await;
                     }
                 }

@@ -1,14 +1,15 @@
 //! Real services for tests: find one from the environment, a container, or a private server
 //! started on loopback.
 //!
-//! Behind the `services` cargo feature. Every adapter's tests in this repository get their
-//! servers here, and so can the tests of your own Redis- or DynamoDB-compatible backend.
+//! Every adapter's tests in this repository get their servers here, and so can the tests of
+//! your own Redis- or DynamoDB-compatible backend. (The conformance kit, `kv-conformance`,
+//! checks semantics and does not depend on this crate.)
 //!
 //! The order, for each service:
 //!
 //! 1. a URL or endpoint from an environment variable (`KV_REDIS_URL`,
 //!    `KV_REDIS_CLUSTER_URL`, `KV_DYNAMODB_ENDPOINT`);
-//! 2. with the `containers` feature (which implies `services`), a Docker container started
+//! 2. with the `containers` feature, a Docker container started
 //!    with testcontainers, when a Docker engine answers; the image is chosen by
 //!    `KV_REDIS_IMAGE`, `KV_REDIS_CLUSTER_IMAGE` and `KV_DYNAMODB_IMAGE`, and `KV_CONTAINERS=0`
 //!    turns containers off (see [`containers`]);
@@ -56,7 +57,7 @@ pub enum Provider {
     LocalBinary(PathBuf),
     /// A Docker container this process started from this image (`containers` feature).
     Container {
-        /// The image, e.g. `redis:7.4`.
+        /// The image, e.g. `redis:7.4.1`.
         image: String,
     },
 }

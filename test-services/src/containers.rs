@@ -1,6 +1,6 @@
 //! Test services from Docker containers, with [`testcontainers`] (the `containers` feature).
 //!
-//! With this feature on, every service of [`services`](super) is looked for in this order:
+//! With this feature on, every service of [this crate](crate) is looked for in this order:
 //!
 //! 1. a URL or endpoint in the environment (`KV_REDIS_URL`, `KV_REDIS_CLUSTER_URL`,
 //!    `KV_DYNAMODB_ENDPOINT`), used as given;
@@ -86,14 +86,14 @@ pub const REDIS_IMAGE_ENV: &str = "KV_REDIS_IMAGE";
 /// Environment variable: the image of the Redis Cluster (see the module docs for what it must
 /// do).
 pub const REDIS_CLUSTER_IMAGE_ENV: &str = "KV_REDIS_CLUSTER_IMAGE";
-/// Environment variable: the DynamoDB emulator's image, e.g. `motoserver/moto:latest`.
+/// Environment variable: the DynamoDB emulator's image, e.g. `motoserver/moto:5.2.3`.
 pub const DYNAMODB_IMAGE_ENV: &str = "KV_DYNAMODB_IMAGE";
 /// The standalone Redis image when [`REDIS_IMAGE_ENV`] is unset.
-pub const DEFAULT_REDIS_IMAGE: &str = "redis:7.4";
+pub const DEFAULT_REDIS_IMAGE: &str = "redis:7.4.1";
 /// The Redis Cluster image when [`REDIS_CLUSTER_IMAGE_ENV`] is unset.
 pub const DEFAULT_REDIS_CLUSTER_IMAGE: &str = "grokzen/redis-cluster:7.0.10";
 /// The DynamoDB image when [`DYNAMODB_IMAGE_ENV`] is unset.
-pub const DEFAULT_DYNAMODB_IMAGE: &str = "amazon/dynamodb-local:latest";
+pub const DEFAULT_DYNAMODB_IMAGE: &str = "amazon/dynamodb-local:2.6.1";
 /// How long the engine check waits for the engine's answer, all in all.
 pub const ENGINE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The label every container started here carries, with the PID of the process that owns it.
@@ -1003,7 +1003,7 @@ mod tests {
 
     #[test]
     fn a_refused_tcp_engine_is_no_engine() {
-        let port = super::super::free_port(u16::MAX, |_| None).unwrap();
+        let port = crate::free_port(u16::MAX, |_| None).unwrap();
         let address = EngineAddress::Tcp {
             host: "127.0.0.1".into(),
             port,

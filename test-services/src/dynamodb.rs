@@ -1,7 +1,7 @@
 //! A DynamoDB endpoint for tests: `KV_DYNAMODB_ENDPOINT`, else a private moto server.
 //!
 //! ```no_run
-//! use kv_conformance::services::dynamodb;
+//! use kv_test_services::dynamodb;
 //!
 //! let Some(service) = dynamodb::endpoint() else {
 //!     return; // skipped loudly (or failed, under KVKIT_REQUIRE_SERVICES=1)
@@ -12,7 +12,7 @@
 //!
 //! The order: the endpoint in `KV_DYNAMODB_ENDPOINT` (any DynamoDB-compatible emulator, e.g.
 //! DynamoDB Local); else, with the `containers` feature and a Docker engine that answers, a
-//! container of `KV_DYNAMODB_IMAGE` (default `amazon/dynamodb-local:latest`, or
+//! container of `KV_DYNAMODB_IMAGE` (default `amazon/dynamodb-local:2.6.1`, or
 //! `motoserver/moto`), removed when the test process ends (see
 //! [`containers`](super::containers)); else `moto_server` from the path in `KV_MOTO_SERVER`
 //! (`ci/install-deps` sets it to a virtualenv's) or from `PATH`, started on a free loopback

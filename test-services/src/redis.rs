@@ -7,7 +7,7 @@
 //!    [`CLUSTER_URL_ENV`] (`KV_REDIS_CLUSTER_URL`, e.g.
 //!    `redis+cluster://10.0.0.5:7000,10.0.0.6:7000`), used as given;
 //! 2. else, with the `containers` feature and a Docker engine that answers, a container: the
-//!    standalone server from `KV_REDIS_IMAGE` (default `redis:7.4`; `valkey/valkey:8` works
+//!    standalone server from `KV_REDIS_IMAGE` (default `redis:7.4.1`; `valkey/valkey:8` works
 //!    too) with a random password, the cluster from `KV_REDIS_CLUSTER_IMAGE` (default
 //!    `grokzen/redis-cluster:7.0.10`, six nodes in one container, ready once every node
 //!    reports `cluster_state:ok`), removed when the test process ends (see
@@ -21,7 +21,7 @@
 //!    `ci/test` sets) and a loud skip otherwise.
 //!
 //! ```no_run
-//! use kv_conformance::services::redis;
+//! use kv_test_services::redis;
 //!
 //! if let Some(server) = redis::standalone() {
 //!     println!("testing against {}", server.url);

@@ -1,7 +1,7 @@
 //! `kv-services`: starts the test services once, for every test binary of a run to share.
 //!
 //! `kv-services redis redis-cluster dynamodb` finds or starts each service exactly as the tests
-//! would (see `kv_conformance::services`): from the environment, else (built with the
+//! would (see `kv_test_services`): from the environment, else (built with the
 //! `containers` feature, when a Docker engine answers) a container of `KV_REDIS_IMAGE`,
 //! `KV_REDIS_CLUSTER_IMAGE` or `KV_DYNAMODB_IMAGE`, else from a local binary. It prints which
 //! on standard error, then `export NAME=VALUE` lines that point the tests at them
@@ -12,7 +12,7 @@
 
 use std::process::ExitCode;
 
-use kv_conformance::services::{dynamodb, redis};
+use kv_test_services::{dynamodb, redis};
 
 fn main() -> ExitCode {
     for service in std::env::args().skip(1) {
