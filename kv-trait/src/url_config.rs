@@ -38,7 +38,12 @@ impl StoreUrl {
             .split_once(':')
             .filter(|(given, _)| given.eq_ignore_ascii_case(scheme))
             .map(|(_, rest)| rest)
-            .ok_or_else(|| invalid(format!("`{url}` is not a {scheme} URL")))?;
+            .ok_or_else(|| {
+                invalid(format!(
+                    "`{}` is not a {scheme} URL: the scheme must be `{scheme}`",
+                    redact(url)
+                ))
+            })?;
         if rest.contains('#') {
             return Err(invalid(format!(
                 "a {scheme}: URL has no fragment; write `#` as %23"
@@ -78,22 +83,11 @@ impl StoreUrl {
         if encoded.is_empty() {
             return Err(invalid(format!("the {scheme} URL has an empty path")));
         }
-        let malformed_escape = encoded.split('%').skip(1).any(|after| {
-            after.len() < 2 || !after.as_bytes()[..2].iter().all(u8::is_ascii_hexdigit)
-        });
-        if malformed_escape {
-            return Err(invalid(format!(
-                "the {scheme} URL path `{encoded}` has a `%` not followed by two hex digits"
-            )));
-        }
-        let decoded = percent_encoding::percent_decode_str(encoded)
-            .decode_utf8()
-            .map_err(|_| {
-                invalid(format!(
-                    "the {scheme} URL path `{encoded}` does not decode to UTF-8"
-                ))
-            })?;
-        Ok(PathBuf::from(decoded.as_ref()))
+        // Quoted as `redact` shows it: a path has no password, but a URL pasted into the wrong
+        // adapter might.
+        let quoted = redact(&format!("{scheme}://{encoded}"));
+        let decoded = percent_decode(encoded, &format!("the path of `{quoted}`"))?;
+        Ok(PathBuf::from(decoded))
     }
 
     /// Removes and returns option `name`.
@@ -105,16 +99,10 @@ impl StoreUrl {
     /// Removes option `name` and parses it as a non-negative whole number (digits only: no
     /// sign, no spaces).
     pub fn take_number<T: FromStr>(&mut self, name: &str) -> Result<Option<T>, KvError> {
-        let Some(value) = self.take(name) else {
-            return Ok(None);
-        };
-        let digits_only = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
-        let number = digits_only.then(|| value.parse().ok()).flatten();
-        number.map(Some).ok_or_else(|| {
-            invalid(format!(
-                "URL option `{name}={value}`: expected a non-negative whole number"
-            ))
-        })
+        match self.take(name) {
+            None => Ok(None),
+            Some(value) => parse_whole_number(name, &value).map(Some),
+        }
     }
 
     /// Removes option `name` and parses it as `true` or `false`.
@@ -140,6 +128,190 @@ impl StoreUrl {
             ))),
         }
     }
+}
+
+/// Splits a network URL's location (what follows `scheme:`, without the query, e.g.
+/// `//user:pass@host:6379/0`) into its user information and the rest (`host:6379/0`).
+///
+/// The user information ends at the **last** `@` of the location, so a password keeps an
+/// unencoded `@`, `/` or `:` and is never read as a host, a port or a path (which would put
+/// it into an error message). The leading `//` is optional.
+///
+/// ```
+/// use kv_trait::url_config::split_userinfo;
+///
+/// assert_eq!(split_userinfo("//u:p/w@host:1/0"), (Some("u:p/w"), "host:1/0"));
+/// assert_eq!(split_userinfo("//host"), (None, "host"));
+/// ```
+pub fn split_userinfo(location: &str) -> (Option<&str>, &str) {
+    let rest = location.strip_prefix("//").unwrap_or(location);
+    match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    }
+}
+
+/// The two spellings of a URL inside text: plain, and percent-encoded as an option value
+/// (`endpoint=http%3A%2F%2Fuser%3Apass%40host`). Each is (separator, `@`, `:`), lowercase.
+const SPELLINGS: [(&str, &str, &str); 2] = [("://", "@", ":"), ("%3a%2f%2f", "%40", "%3a")];
+
+/// Where each URL's password is in `text`: for every `://` (or its percent-encoded form), the
+/// user information runs to the last `@` before the URL ends (at `?`, `#`, `&`, whitespace or
+/// a quote), and the password is what follows its first `:`.
+fn password_spans(text: &str) -> Vec<std::ops::Range<usize>> {
+    let lower = text.to_ascii_lowercase(); // same byte offsets as `text`
+    let mut spans = Vec::new();
+    for (separator, at, colon) in SPELLINGS {
+        let mut from = 0;
+        while let Some(found) = lower[from..].find(separator) {
+            let start = from + found + separator.len();
+            let end = lower[start..]
+                .find(|c: char| {
+                    matches!(c, '?' | '#' | '&' | '`' | '\'' | '"' | '<' | '>') || c.is_whitespace()
+                })
+                .map_or(lower.len(), |offset| start + offset);
+            if let Some(at_offset) = lower[start..end].rfind(at) {
+                let userinfo = start..start + at_offset;
+                if let Some(colon_offset) = lower[userinfo.clone()].find(colon) {
+                    let password = userinfo.start + colon_offset + colon.len()..userinfo.end;
+                    if !password.is_empty() {
+                        spans.push(password);
+                    }
+                }
+            }
+            from = start;
+        }
+    }
+    spans.sort_by_key(|span| span.start);
+    spans
+}
+
+/// `text` (a URL, or a message quoting URLs) with the password of every URL in it replaced by
+/// `***`, plain or percent-encoded inside another URL's options. User names stay.
+///
+/// ```
+/// use kv_trait::url_config::redact;
+///
+/// assert_eq!(redact("redis://app:s3cret@db:6379/0"), "redis://app:***@db:6379/0");
+/// assert_eq!(
+///     redact("dynamodb://t?endpoint=http://u:pw@h:8000&region=x"),
+///     "dynamodb://t?endpoint=http://u:***@h:8000&region=x"
+/// );
+/// ```
+pub fn redact(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    let mut copied = 0;
+    for span in password_spans(text) {
+        if span.start < copied {
+            continue; // inside a password already hidden
+        }
+        shown.push_str(&text[copied..span.start]);
+        shown.push_str("***");
+        copied = span.end;
+    }
+    shown.push_str(&text[copied..]);
+    shown
+}
+
+/// Every password in `url` (of the URL itself and of URLs in its options), as written and
+/// percent-decoded: the strings that no message, `Display` or `Debug` may contain.
+pub fn passwords(url: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for span in password_spans(url) {
+        let raw = &url[span];
+        let mut forms = vec![raw.to_owned()];
+        // Decoded once (a password in the URL) and twice (one in an encoded option value).
+        let once = percent_encoding::percent_decode_str(raw)
+            .decode_utf8_lossy()
+            .into_owned();
+        let twice = percent_encoding::percent_decode_str(&once)
+            .decode_utf8_lossy()
+            .into_owned();
+        // An option value is form-decoded: `+` is a space there.
+        let spaced = once.replace('+', " ");
+        forms.extend([once, twice, spaced]);
+        for form in forms {
+            if !form.is_empty() && !found.contains(&form) {
+                found.push(form);
+            }
+        }
+    }
+    found
+}
+
+/// `err` with every string of `secrets` in its message (and the messages of its sources)
+/// replaced by `***`, as the same variant, so `Unavailable` stays retryable. For errors that
+/// may quote what a URL held: a safety net under parsers that never quote a password.
+pub fn redact_error(err: KvError, secrets: &[String]) -> KvError {
+    let hide = |text: String| {
+        secrets
+            .iter()
+            .filter(|secret| !secret.is_empty())
+            .fold(text, |text, secret| text.replace(secret.as_str(), "***"))
+    };
+    let leaks = |text: &str| {
+        secrets
+            .iter()
+            .any(|secret| !secret.is_empty() && text.contains(secret.as_str()))
+    };
+    match err {
+        KvError::InvalidConfig(message) => KvError::InvalidConfig(hide(message)),
+        KvError::QuotaExceeded(message) => KvError::QuotaExceeded(hide(message)),
+        KvError::Unavailable(source) => match error_chain(&*source) {
+            text if leaks(&text) => KvError::unavailable(hide(text)),
+            _ => KvError::Unavailable(source),
+        },
+        KvError::Backend(source) => match error_chain(&*source) {
+            text if leaks(&text) => KvError::backend(hide(text)),
+            _ => KvError::Backend(source),
+        },
+        other => other,
+    }
+}
+
+/// An error's message followed by those of its sources, as `a: b: c`.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    while let Some(source) = next {
+        text.push_str(": ");
+        text.push_str(&source.to_string());
+        next = source.source();
+    }
+    text
+}
+
+/// Parses the value of URL option `name` as a non-negative whole number of type `T`: ASCII
+/// digits only (no sign, no spaces, no empty value), in `T`'s range. Every adapter's numeric
+/// options go through here, so all of them accept exactly the same forms.
+pub fn parse_whole_number<T: FromStr>(name: &str, value: &str) -> Result<T, KvError> {
+    let digits_only = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+    let number = digits_only.then(|| value.parse().ok()).flatten();
+    number.ok_or_else(|| {
+        invalid(format!(
+            "URL option `{name}={value}`: expected a non-negative whole number"
+        ))
+    })
+}
+
+/// Percent-decodes a URL component that must be UTF-8 once decoded. `what` names the
+/// component in the error; the component itself is never quoted, since it may be a secret
+/// (a password, an access key). A `%` not followed by two hex digits is an error, not a
+/// literal `%`.
+pub fn percent_decode(component: &str, what: &str) -> Result<String, KvError> {
+    let malformed_escape = component
+        .split('%')
+        .skip(1)
+        .any(|after| after.len() < 2 || !after.as_bytes()[..2].iter().all(u8::is_ascii_hexdigit));
+    if malformed_escape {
+        return Err(invalid(format!(
+            "{what} has a `%` not followed by two hex digits"
+        )));
+    }
+    percent_encoding::percent_decode_str(component)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|_| invalid(format!("{what} does not decode to UTF-8")))
 }
 
 #[cfg(test)]
@@ -185,6 +357,72 @@ mod tests {
             err.contains("`colour`") && err.contains("namespace, n"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn numbers_are_digits_only_and_decoding_never_quotes_the_component() {
+        assert_eq!(parse_whole_number::<u32>("n", "42").unwrap(), 42);
+        for bad in ["+5", "-1", " 5", "5 ", "", "0x10", "1e3", "99999999999"] {
+            assert!(parse_whole_number::<u32>("n", bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(percent_decode("a%2Fb%20c", "x").unwrap(), "a/b c");
+        for bad in ["s3cr%et", "s3cr%e", "s3cr%ff"] {
+            let err = percent_decode(bad, "the password").unwrap_err().to_string();
+            assert!(
+                err.contains("the password") && !err.contains("s3cr"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn passwords_are_found_and_hidden_wherever_a_url_puts_them() {
+        let cases = [
+            ("redis://u:SECRET@h:1/0", "redis://u:***@h:1/0"),
+            // An unencoded `/`, `:` or `@` in the password: the last `@` ends it.
+            ("redis://u:SE/CR:E@T@h", "redis://u:***@h"),
+            (
+                "redis+cluster://:SECRET@a:1,b:2",
+                "redis+cluster://:***@a:1,b:2",
+            ),
+            ("rediss://user@h", "rediss://user@h"),
+            (
+                "kvkit: cannot open dynamodb://t?endpoint=http://u:SECRET/x@h&region=r",
+                "kvkit: cannot open dynamodb://t?endpoint=http://u:***@h&region=r",
+            ),
+            (
+                "dynamodb://t?endpoint=http%3A%2F%2Fu%3ASECRET%40h",
+                "dynamodb://t?endpoint=http%3A%2F%2Fu%3A***%40h",
+            ),
+            ("`AKID:SECRET@t` failed", "`AKID:SECRET@t` failed"),
+        ];
+        for (text, shown) in cases {
+            assert_eq!(redact(text), shown, "{text}");
+        }
+        assert_eq!(passwords("redis://u:S%2FE@h"), ["S%2FE", "S/E"]);
+        assert_eq!(
+            passwords("dynamodb://A:B@t?endpoint=http%3A%2F%2Fu%3AS%2525%40h"),
+            ["B", "S%2525", "S%25", "S%"]
+        );
+        assert!(passwords("sqlite:///tmp/a@b.db").is_empty());
+        assert_eq!(split_userinfo("//a:b@c@d/0"), (Some("a:b@c"), "d/0"));
+    }
+
+    #[test]
+    fn redacted_errors_keep_their_variant() {
+        let secrets = ["SECRET".to_owned()];
+        let err = redact_error(KvError::unavailable("dial u:SECRET@h"), &secrets);
+        assert!(
+            err.is_retryable() && !err.to_string().contains("SECRET"),
+            "{err}"
+        );
+        let err = redact_error(KvError::InvalidConfig("SECRET".into()), &secrets);
+        assert!(
+            matches!(&err, KvError::InvalidConfig(m) if m == "***"),
+            "{err:?}"
+        );
+        let err = redact_error(KvError::backend("fine"), &secrets);
+        assert_eq!(err.to_string(), "backend error: fine");
     }
 
     #[test]

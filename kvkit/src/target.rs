@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kv_trait::url_config::StoreUrl;
+use kv_trait::url_config::{passwords, redact, redact_error, StoreUrl};
 use kv_trait::{KvBackend, KvError};
 
 use crate::adapters::{for_scheme, Adapter, ADAPTERS, KNOWN};
@@ -60,13 +60,16 @@ impl Target {
     /// Parses and checks `url` without opening anything; `InvalidConfig` naming the problem
     /// when it is not a store this build of kvkit knows.
     pub fn parse(url: &str) -> Result<Self, KvError> {
+        let secrets = passwords(url);
         let scheme = scheme_of(url)?;
         let adapter = for_scheme(scheme).ok_or_else(|| unknown_scheme(scheme, url))?;
-        (adapter.validate)(url)?;
-        let namespace = StoreUrl::parse(url, adapter.scheme)?
+        // The adapters never quote a password; this makes sure of it for every message.
+        (adapter.validate)(url).map_err(|err| redact_error(err, &secrets))?;
+        let namespace = StoreUrl::parse(url, adapter.scheme)
+            .map_err(|err| redact_error(err, &secrets))?
             .take("namespace")
             .unwrap_or_default();
-        let (shown, secrets) = (redact(url), password_of(url));
+        let shown = redact(url);
         Ok(Self {
             adapter,
             url: url.to_owned(),
@@ -130,6 +133,7 @@ impl Target {
             self.create_missing,
         )
         .await
+        .map_err(|err| redact_error(err, &self.secrets))
     }
 }
 
@@ -183,44 +187,6 @@ fn unknown_scheme(scheme: &str, url: &str) -> KvError {
     ))
 }
 
-/// The password in `url`'s user info (`scheme://user:password@...`), if any. Parsed by hand:
-/// cluster URLs list several hosts, which general URL parsers reject.
-fn password_span(url: &str) -> Option<std::ops::Range<usize>> {
-    let authority_start = url.find("://")? + 3;
-    let authority_len = url[authority_start..]
-        .find(['/', '?', '#'])
-        .unwrap_or(url.len() - authority_start);
-    let authority = &url[authority_start..authority_start + authority_len];
-    let user_info = &authority[..authority.rfind('@')?];
-    let colon = user_info.find(':')?;
-    let start = authority_start + colon + 1;
-    Some(start..authority_start + user_info.len())
-}
-
-/// `url` with any password replaced by `***`.
-fn redact(url: &str) -> String {
-    match password_span(url) {
-        Some(span) if !span.is_empty() => format!("{}***{}", &url[..span.start], &url[span.end..]),
-        _ => url.to_owned(),
-    }
-}
-
-/// The URL's password, percent-decoded as well as raw, for `Debug` checks.
-fn password_of(url: &str) -> Vec<String> {
-    let Some(span) = password_span(url).filter(|span| !span.is_empty()) else {
-        return Vec::new();
-    };
-    let raw = &url[span];
-    let decoded = percent_encoding::percent_decode_str(raw)
-        .decode_utf8_lossy()
-        .into_owned();
-    let mut secrets = vec![raw.to_owned()];
-    if decoded != raw {
-        secrets.push(decoded);
-    }
-    secrets
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,27 +209,50 @@ mod tests {
     }
 
     #[test]
-    fn passwords_are_redacted_and_remembered_as_secrets() {
-        assert_eq!(
-            redact("redis://user:hunter2@host:6379"),
-            "redis://user:***@host:6379"
-        );
-        assert_eq!(password_of("redis://user:hunter2@host:6379"), ["hunter2"]);
+    fn passwords_are_hidden_and_remembered_as_secrets() {
         let cluster = "redis+cluster://:p%40ss@127.0.0.1:7000,127.0.0.1:7001/?namespace=a@b";
+        let target = Target::parse(cluster).unwrap();
         assert_eq!(
-            redact(cluster),
+            target.to_string(),
             "redis+cluster://:***@127.0.0.1:7000,127.0.0.1:7001/?namespace=a@b"
         );
-        assert_eq!(password_of(cluster), ["p%40ss", "p@ss"]);
+        assert_eq!(target.secrets(), ["p%40ss", "p@ss"]);
+        let target = Target::parse("dynamodb://AKID:SECRET@table?region=x").unwrap();
+        assert_eq!(target.to_string(), "dynamodb://AKID:***@table?region=x");
         assert_eq!(
-            redact("dynamodb://AKID:SECRET@table?region=x"),
-            "dynamodb://AKID:***@table?region=x"
+            Target::parse("sqlite:///tmp/a@b.db").unwrap().to_string(),
+            "sqlite:///tmp/a@b.db"
         );
-        assert_eq!(redact("sqlite:///tmp/a@b.db"), "sqlite:///tmp/a@b.db");
-        let err = Target::parse("nosuch://user:hunter2@host")
-            .unwrap_err()
-            .to_string();
-        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    /// The malformed URLs a review found quoting their password, and more like them.
+    #[test]
+    fn no_error_for_a_malformed_url_quotes_its_password() {
+        for url in [
+            "nosuch://user:SECRET@host",
+            "redis://u:SECRET/rest@host",
+            "redis+cluster://u:SECRET/rest@host:1",
+            "redis://u:SECRET@host:notaport",
+            "redis://u:SECRET@host/notadb",
+            "redis://u:SECRET@[::1",
+            "dynamodb://t?endpoint=http://u:SECRET/x@h",
+            "dynamodb://t?endpoint=http://u:SECRET@h&colour=blue",
+            "dynamodb://t?endpoint=ftp://u:SECRET@h",
+            "dynamodb://A:SECRET@bad%20table",
+            "dynamodb://A:SECRET@t:1",
+            "dynamodb://A:SECRET@t?endpoint=http%3A%2F%2Fu%3ASECRET%40h%3Ax",
+        ] {
+            match Target::parse(url) {
+                Err(err) => assert!(!err.to_string().contains("SECRET"), "{url}: {err}"),
+                Ok(target) => {
+                    assert!(!target.to_string().contains("SECRET"), "{url}: {target}");
+                    assert!(
+                        !format!("{target:?}").contains("SECRET"),
+                        "{url}: {target:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -16,8 +16,8 @@ use kv_trait::{
 
 use crate::config::{redact_url, DynamoDbBackendBuilder};
 use crate::encoding::{
-    self, addable_condition, binary, condition, names, number, Item, Stored, COUNTER, DEADLINE,
-    PARTITION_KEY, SORT_KEY, VALUE,
+    self, addable_condition, binary, condition, names, number, Item, Stored, AWS_MAX_VALUE_BYTES,
+    COUNTER, DEADLINE, PARTITION_KEY, SORT_KEY, VALUE,
 };
 use crate::error::{from_sdk, AmbiguousWriteGuard};
 
@@ -38,7 +38,7 @@ const INCREMENT_ROUNDS: u32 = 32;
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// # // The emulator the tests use (skipped without one); on AWS the URL needs no endpoint.
-/// # let Some(service) = kv_conformance::services::dynamodb::endpoint() else { return Ok(()) };
+/// # let Some(service) = kv_test_services::dynamodb::endpoint() else { return Ok(()) };
 /// # let namespace = format!("doc-{}", std::process::id());
 /// # let url = format!("{}&create_table=true", service.url("app-kv", &namespace));
 /// use kv_dynamodb::DynamoDbBackend;
@@ -60,9 +60,9 @@ pub struct DynamoDbBackend {
 }
 
 struct Shared {
-    /// For reads and idempotent writes: the SDK's retries as configured.
+    /// For reads (and table administration): the SDK's retries as configured.
     client: Client,
-    /// For writes that must not be repeated blindly (see `error.rs`).
+    /// For every write: none may be repeated blindly (see `error.rs`).
     guarded: Client,
     table: String,
     namespace: String,
@@ -537,8 +537,9 @@ impl KvBackend for DynamoDbBackend {
         let mut values = Item::from([(":now".to_owned(), number(now))]);
         match expected {
             None => self.put_if(item, condition::ABSENT, &[SORT_KEY, DEADLINE], values),
-            // No stored value is longer than the maximum: nothing to ask.
-            Some(expected) if expected.len() > self.shared.max_value_bytes => return Ok(false),
+            // No backend of any process can have stored a value this long: nothing to ask.
+            // (Not this backend's own maximum: another process may allow longer values.)
+            Some(expected) if expected.len() > AWS_MAX_VALUE_BYTES => return Ok(false),
             Some(expected) => {
                 values.insert(":expected".to_owned(), binary(expected));
                 // A counter is stored as a Number; its bytes are its decimal form.
@@ -561,11 +562,12 @@ impl KvBackend for DynamoDbBackend {
 }
 
 impl DynamoDbBackend {
-    /// One unconditional `PutItem`, retried by the SDK as configured: writing the same whole
-    /// item twice is the same as writing it once.
+    /// One unconditional `PutItem`, through the client that resends only requests that were
+    /// refused: resending a put whose reply was lost could undo another client's write made
+    /// in between.
     async fn put(&self, item: Item) -> Result<(), KvError> {
         self.shared
-            .client
+            .guarded
             .put_item()
             .table_name(&self.shared.table)
             .set_item(Some(item))

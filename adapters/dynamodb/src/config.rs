@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::Client;
+use kv_trait::url_config::{self, percent_decode, split_userinfo, StoreUrl};
 use kv_trait::{KvError, MIN_MAX_VALUE_BYTES};
 use url::Url;
 
@@ -32,6 +33,20 @@ pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The URL scheme [`DynamoDbBackendBuilder::from_url`] accepts.
 pub const URL_SCHEME: &str = "dynamodb";
+
+/// The options a `dynamodb://` URL takes (see [`DynamoDbBackendBuilder::from_url`]).
+const URL_OPTIONS: &[&str] = &[
+    "namespace",
+    "region",
+    "endpoint",
+    "profile",
+    "max_attempts",
+    "connect_timeout_ms",
+    "attempt_timeout_ms",
+    "operation_timeout_ms",
+    "max_value_bytes",
+    "create_table",
+];
 
 /// Where the SDK configuration comes from.
 #[derive(Clone)]
@@ -131,31 +146,30 @@ impl DynamoDbBackendBuilder {
     /// # Ok::<(), kv_trait::KvError>(())
     /// ```
     pub fn from_url(url: &str) -> Result<Self, KvError> {
-        let parsed = Url::parse(url).map_err(|err| invalid(format!("not a URL ({err})")))?;
-        if parsed.scheme() != URL_SCHEME {
-            return Err(invalid(format!(
-                "the scheme is {:?}; expected \"{URL_SCHEME}\"",
-                parsed.scheme()
-            )));
+        let mut parsed = StoreUrl::parse(url, URL_SCHEME)?;
+        let location = parsed.location();
+        if !location.starts_with("//") {
+            return Err(invalid("expected dynamodb://TABLE?options"));
         }
-        if parsed.port().is_some() {
-            return Err(invalid(
-                "a dynamodb:// URL names a table: it has no port (use ?endpoint=)",
-            ));
-        }
-        if !matches!(parsed.path(), "" | "/") {
+        // The last `@` ends the credentials, so a secret key is never read as a table name,
+        // a port or a path (and never quoted in an error).
+        let (userinfo, rest) = split_userinfo(location);
+        let table = rest.strip_suffix('/').unwrap_or(rest);
+        if table.contains('/') {
             return Err(invalid(
                 "a dynamodb:// URL has no path: write dynamodb://TABLE?options",
             ));
         }
-        if parsed.fragment().is_some() {
-            return Err(invalid("a dynamodb:// URL has no #fragment"));
+        if table.contains(':') {
+            return Err(invalid(
+                "a dynamodb:// URL names a table: it has no port (use ?endpoint=)",
+            ));
         }
-        let table = percent_decode(parsed.host_str().unwrap_or_default(), "the table name")?;
-        let mut builder = Self::new(table);
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            let key_id = percent_decode(parsed.username(), "the access key id")?;
-            let secret = percent_decode(parsed.password().unwrap_or_default(), "the secret key")?;
+        let mut builder = Self::new(percent_decode(table, "the table name")?);
+        if let Some(userinfo) = userinfo {
+            let (key_id, secret) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            let key_id = percent_decode(key_id, "the access key id")?;
+            let secret = percent_decode(secret, "the secret key")?;
             if key_id.is_empty() || secret.is_empty() {
                 return Err(invalid(
                     "credentials in the URL need both parts: ACCESS_KEY_ID:SECRET_ACCESS_KEY@",
@@ -163,14 +177,12 @@ impl DynamoDbBackendBuilder {
             }
             builder = builder.credentials(key_id, secret);
         }
-        let mut seen: Vec<String> = Vec::new();
-        for (name, value) in parsed.query_pairs() {
-            if seen.iter().any(|earlier| *earlier == name) {
-                return Err(invalid(format!("option {name:?} is given twice")));
+        for name in URL_OPTIONS {
+            if let Some(value) = parsed.take(name) {
+                builder = builder.apply_option(name, &value)?;
             }
-            seen.push(name.to_string());
-            builder = builder.apply_option(&name, &value)?;
         }
+        parsed.finish(URL_OPTIONS)?;
         Ok(builder)
     }
 
@@ -194,13 +206,8 @@ impl DynamoDbBackendBuilder {
                     )))
                 }
             }),
-            _ => {
-                return Err(invalid(format!(
-                    "unknown option {name:?} (known: namespace, region, endpoint, profile, \
-                     max_attempts, connect_timeout_ms, attempt_timeout_ms, operation_timeout_ms, \
-                     max_value_bytes, create_table)"
-                )))
-            }
+            // `from_url` only passes the names of URL_OPTIONS.
+            _ => self,
         })
     }
 
@@ -536,35 +543,11 @@ fn non_empty<'a>(name: &str, value: &'a str) -> Result<&'a str, KvError> {
 }
 
 fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, KvError> {
-    value
-        .parse()
-        .map_err(|_| invalid(format!("{name}={value:?} is not a valid number")))
+    url_config::parse_whole_number(name, value)
 }
 
 fn millis(name: &str, value: &str) -> Result<Duration, KvError> {
     number::<u64>(name, value).map(Duration::from_millis)
-}
-
-/// Percent-decodes a URL component that must be UTF-8.
-fn percent_decode(component: &str, what: &str) -> Result<String, KvError> {
-    let bytes = component.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|pair| std::str::from_utf8(pair).ok())
-                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-                .ok_or_else(|| invalid(format!("{what} has a malformed %-escape")))?;
-            decoded.push(hex);
-            i += 3;
-        } else {
-            decoded.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(decoded).map_err(|_| invalid(format!("{what} is not UTF-8")))
 }
 
 #[cfg(test)]
@@ -641,12 +624,23 @@ mod tests {
             ("dynamodb://kvs:8000", "port"),
             ("dynamodb://kvs/extra", "path"),
             ("dynamodb://kvs#frag", "fragment"),
-            ("dynamodb://kvs?colour=blue", "unknown option"),
-            ("dynamodb://kvs?region=a&region=b", "twice"),
+            ("dynamodb://kvs?colour=blue", "unknown URL option `colour`"),
+            ("dynamodb://kvs?region=a&region=b", "more than once"),
             ("dynamodb://kvs?region=", "empty"),
-            ("dynamodb://kvs?max_attempts=x", "not a valid number"),
+            ("dynamodb://kvs?max_attempts=x", "non-negative whole number"),
+            (
+                "dynamodb://kvs?max_attempts=%2B5",
+                "non-negative whole number",
+            ),
+            (
+                "dynamodb://kvs?max_value_bytes=+100000",
+                "non-negative whole number",
+            ),
             ("dynamodb://kvs?max_attempts=0", "at least 1"),
-            ("dynamodb://kvs?attempt_timeout_ms=-1", "not a valid number"),
+            (
+                "dynamodb://kvs?attempt_timeout_ms=-1",
+                "non-negative whole number",
+            ),
             ("dynamodb://kvs?operation_timeout_ms=0", "longer than zero"),
             ("dynamodb://kvs?create_table=yes", "true or false"),
             ("dynamodb://kvs?max_value_bytes=1000", "outside"),
@@ -656,7 +650,8 @@ mod tests {
             ("dynamodb://ab", "table name"),
             ("dynamodb://", "table name"),
             ("dynamodb://bad%20name", "table name"),
-            ("not a url", "not a URL"),
+            ("not a url", "not a dynamodb URL"),
+            ("dynamodb:kvs", "expected dynamodb://TABLE"),
         ] {
             let message = refused(url);
             assert!(message.contains(says), "{url}: {message:?} lacks {says:?}");

@@ -13,9 +13,10 @@
 //! # Retries of writes that are not idempotent
 //!
 //! The SDK retries failed requests (3 attempts by default), including after a timeout or an
-//! HTTP 500 whose request may already have been applied. For `set` that is harmless, but an
-//! `increment` applied twice counts twice, and a `compare_and_swap` or `delete` applied by an
-//! attempt whose reply was lost makes the retry report `false`. So those writes go through a
+//! HTTP 500 whose request may already have been applied. An `increment` applied twice counts
+//! twice, a `compare_and_swap` or `delete` applied by an attempt whose reply was lost makes the
+//! retry report `false`, and a `set` resent after another client's write undoes that write
+//! (a reader could see the old value come back). So every write goes through a
 //! client with [`AmbiguousWriteGuard`], which forbids retrying any failure except those that
 //! prove the request was not applied: throttling (DynamoDB rejects a throttled request before
 //! running it), transaction conflicts, and a refused connection. Any other failure is returned
@@ -124,8 +125,7 @@ fn classify<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Kind {
     }
 }
 
-/// The retry classifier of the client that sends writes which are not idempotent (see the
-/// module docs): lets the SDK retry only failures that prove the request was not applied.
+/// The retry classifier of the client that sends every write (see the module docs): lets the SDK retry only failures that prove the request was not applied.
 #[derive(Debug, Default)]
 pub(crate) struct AmbiguousWriteGuard;
 

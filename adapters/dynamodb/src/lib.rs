@@ -74,11 +74,11 @@
 //!
 //! Throttling, timeouts, connection failures and HTTP 5xx are
 //! [`KvError::Unavailable`](kv_trait::KvError::Unavailable) once the SDK's retries are spent;
-//! see the `error` table in the README. The SDK retries reads and unconditional puts as
-//! configured, but retries `increment`, `compare_and_swap` and `delete` only after failures
-//! that prove the request was not applied (throttling, a refused connection): a blind retry of
-//! an `ADD` could count twice. Those three may therefore return `Unavailable` for a write that
-//! did happen (a lost reply), which the contract allows.
+//! see the `error` table in the README. The SDK retries reads as configured, but retries a
+//! write only after failures that prove the request was not applied (throttling, a refused
+//! connection): a blind retry of an `ADD` could count twice, and of a put could undo another
+//! client's write. A write may therefore return `Unavailable` when it did happen (a lost
+//! reply), which the contract allows.
 
 mod backend;
 mod config;

@@ -1,8 +1,7 @@
 //! Failures, against a small fake DynamoDB endpoint on loopback (no emulator needed): a
 //! refused connection and a server that never answers are `Unavailable` within the
 //! configured timeouts; 5xx and throttling are `Unavailable` after the SDK's retries; and
-//! writes that are not idempotent are never retried after a failure that may have applied
-//! them.
+//! writes are never retried after a failure that may have applied them.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -131,7 +130,7 @@ fn assert_unavailable<T: std::fmt::Debug>(result: Result<T, KvError>, what: &str
 }
 
 #[tokio::test]
-async fn server_errors_retry_reads_and_puts_but_not_ambiguous_writes() {
+async fn server_errors_retry_reads_but_no_write() {
     let fake = FakeDynamoDb::start(Behaviour::Fail(500, "InternalServerError"));
     let store = backend(&fake.endpoint(), |b| b).await;
 
@@ -139,10 +138,16 @@ async fn server_errors_retry_reads_and_puts_but_not_ambiguous_writes() {
     assert_eq!(fake.take(), 3, "get: retried");
     assert_unavailable(store.list_keys("").await, "list_keys");
     assert_eq!(fake.take(), 3, "list_keys: retried");
-    assert_unavailable(store.set("k", b"v").await, "set");
-    assert_eq!(fake.take(), 3, "set: the same whole item again is harmless");
 
-    // The first attempt may have been applied: a retry could count twice or answer false.
+    // The first attempt may have been applied: a retry could count twice or answer false, and
+    // a put resent after another client's write would undo that write.
+    assert_unavailable(store.set("k", b"v").await, "set");
+    assert_eq!(fake.take(), 1, "set: not retried");
+    assert_unavailable(
+        store.set_with_ttl("k", b"v", 1_000_000_000).await,
+        "set_with_ttl",
+    );
+    assert_eq!(fake.take(), 1, "set_with_ttl: not retried");
     assert_unavailable(store.increment("k", 1).await, "increment");
     assert_eq!(fake.take(), 1, "increment: not retried");
     assert_unavailable(store.compare_and_swap("k", None, b"v").await, "CAS");
@@ -162,6 +167,8 @@ async fn throttled_writes_were_not_applied_so_they_are_retried() {
     assert_eq!(fake.take(), 3, "increment: retried");
     assert_unavailable(store.compare_and_swap("k", Some(b"a"), b"b").await, "CAS");
     assert_eq!(fake.take(), 3, "CAS: retried");
+    assert_unavailable(store.set("k", b"v").await, "set");
+    assert_eq!(fake.take(), 3, "set: retried");
     assert_unavailable(store.get("k").await, "get");
     assert_eq!(fake.take(), 3);
 }
@@ -188,6 +195,8 @@ async fn a_connection_dropped_mid_request_is_not_retried_for_ambiguous_writes() 
         1,
         "the request was sent: it may have been applied"
     );
+    assert_unavailable(store.set("k", b"v").await, "set");
+    assert_eq!(fake.take(), 1, "set: the same");
 }
 
 #[tokio::test]

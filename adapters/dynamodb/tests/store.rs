@@ -80,6 +80,36 @@ async fn items_are_stored_as_the_readme_says() {
     }
 }
 
+/// A backend configured for shorter values still compares against a longer value that a
+/// backend with a larger maximum (say, in another process) stored: it asks the store.
+#[tokio::test]
+async fn compare_and_swap_asks_the_store_about_values_longer_than_its_own_maximum() {
+    let Some(large) = fresh_backend("cas-long").await else {
+        return;
+    };
+    let service = common::service().unwrap();
+    let url = service.url(common::TABLE, large.namespace());
+    let small = DynamoDbBackend::from_url(&format!("{url}&max_value_bytes=65536"))
+        .await
+        .unwrap();
+    let long = vec![b'x'; 100_000];
+    large.set("k", &long).await.unwrap();
+    assert!(small
+        .compare_and_swap("k", Some(&long), b"short")
+        .await
+        .unwrap());
+    assert_eq!(
+        large.get("k").await.unwrap().as_deref(),
+        Some(&b"short"[..])
+    );
+    // Longer than any backend may store: no request needed, and no swap.
+    let impossible = vec![b'x'; kv_dynamodb::AWS_MAX_VALUE_BYTES + 1];
+    assert!(!small
+        .compare_and_swap("k", Some(&impossible), b"v")
+        .await
+        .unwrap());
+}
+
 #[tokio::test]
 async fn the_empty_namespace_is_the_bare_prefix() {
     let Some(service) = common::service() else {

@@ -47,11 +47,15 @@ impl Shard {
 
     /// Writes `entry` at `key`, replacing the old entry and its deadline.
     pub(crate) fn put(&mut self, key: &str, entry: Entry) {
-        if let Some(deadline) = entry.deadline {
-            self.deadlines.insert((deadline, key.to_owned()));
-        }
+        let new_deadline = entry.deadline;
+        // The old deadline goes first: when both are the same instant, forgetting it after
+        // indexing the new one would remove the new index entry, and the key would never
+        // expire.
         if let Some(old) = self.entries.insert(key.to_owned(), entry) {
             self.forget_deadline(key, old.deadline);
+        }
+        if let Some(deadline) = new_deadline {
+            self.deadlines.insert((deadline, key.to_owned()));
         }
     }
 
@@ -178,6 +182,26 @@ mod tests {
         assert!(shard.get("a").is_none());
         assert_eq!(shard.deadlines.len(), 0);
         assert_eq!(shard.len(), 1);
+    }
+
+    #[test]
+    fn overwriting_with_the_same_deadline_still_expires() {
+        let start = Instant::now();
+        let mut shard = Shard::default();
+        let deadline = Some(start + Duration::from_millis(5));
+        for value in [b"1", b"2"] {
+            shard.put(
+                "a",
+                Entry {
+                    value: value.to_vec(),
+                    deadline,
+                },
+            );
+        }
+        assert_eq!(shard.deadlines.len(), 1, "the deadline is indexed once");
+        shard.purge_expired(start + Duration::from_millis(5));
+        assert!(shard.get("a").is_none(), "the key expired at its deadline");
+        assert_eq!(shard.len(), 0);
     }
 
     #[test]

@@ -8,9 +8,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use kv_trait::url_config::StoreUrl;
+use kv_trait::url_config::{split_userinfo, StoreUrl};
 use kv_trait::{KvError, DEFAULT_MAX_VALUE_BYTES, MIN_MAX_VALUE_BYTES};
-use percent_encoding::percent_decode_str;
 
 use crate::RedisBackend;
 
@@ -208,15 +207,12 @@ impl RedisBackendBuilder {
             }
         };
         let mut parsed = StoreUrl::parse(url, scheme)?;
-        let rest = parsed.location().trim_start_matches("//");
-        let (authority, path) = match rest.find('/') {
+        // The last `@` ends the user information, so a password with an unencoded `@` or `/`
+        // still works, and is never parsed (and quoted) as a host, a port or a path.
+        let (userinfo, rest) = split_userinfo(parsed.location());
+        let (hosts, path) = match rest.find('/') {
             Some(slash) => rest.split_at(slash),
             None => (rest, ""),
-        };
-        // The last `@` ends the user information, so an unencoded `@` in a password still works.
-        let (userinfo, hosts) = match authority.rfind('@') {
-            Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
-            None => (None, authority),
         };
 
         let nodes = hosts
@@ -513,14 +509,7 @@ fn parse_database(path: &str) -> Result<u32, KvError> {
 }
 
 fn decode_userinfo(text: &str, what: &str) -> Result<String, KvError> {
-    percent_decode_str(text)
-        .decode_utf8()
-        .map(|decoded| decoded.into_owned())
-        .map_err(|_| {
-            invalid(format!(
-                "the {what} in the URL is not UTF-8 once percent-decoded"
-            ))
-        })
+    kv_trait::url_config::percent_decode(text, &format!("the {what} in the URL"))
 }
 
 /// Percent-encodes what would break a URL's user information (for [`RedisBackendBuilder::endpoint`]).
@@ -676,7 +665,8 @@ mod tests {
             ("redis://h?pool_size=257", "between 1 and"),
             ("redis://h?max_value_bytes=1000", "between 65536"),
             ("redis://h?request_timeout_ms=0", "request_timeout"),
-            ("redis://u:%FF@h", "not UTF-8"),
+            ("redis://u:%FF@h", "does not decode to UTF-8"),
+            ("redis://u:%zz@h", "not followed by two hex digits"),
             ("redis://h?tls_ca_file=ca.pem", "need a TLS URL"),
         ] {
             let message = rejects(url);

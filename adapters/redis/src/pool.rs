@@ -55,12 +55,14 @@ impl WatchPool {
 
     /// A connection for this call alone: an idle one, or a new one. Waits while `pool_size`
     /// calls hold one.
+    /// The wait for a slot is bounded by the request timeout: a call never waits forever
+    /// behind others that hang.
     pub(crate) async fn lease(&self) -> Result<Lease<'_>, Failure> {
-        let slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| Failure::Kv(kv_trait::KvError::backend("the WATCH pool is closed")))?;
+        let slot = match tokio::time::timeout(self.request_timeout, self.slots.acquire()).await {
+            Err(_) => return Err(Failure::TimedOut(self.request_timeout)),
+            Ok(slot) => slot
+                .map_err(|_| Failure::Kv(kv_trait::KvError::backend("the WATCH pool is closed")))?,
+        };
         let idle = self
             .idle
             .lock()
@@ -88,6 +90,20 @@ impl WatchPool {
             Err(_) => Err(Failure::TimedOut(self.connect_timeout)),
         }
     }
+}
+
+/// What an `EXEC` reply says: `None` (nil) when the transaction was aborted, else one reply
+/// per queued command. A command can fail inside a committed transaction (Redis runs the
+/// rest): its reply is then an error, and the swap did not happen. (redis-rs 1.8 already turns
+/// such a reply into an error of the whole pipeline; this does not depend on it.)
+fn exec_outcome(reply: Option<Vec<Value>>) -> Result<bool, Failure> {
+    let Some(replies) = reply else {
+        return Ok(false);
+    };
+    for reply in replies {
+        reply.extract_error()?;
+    }
+    Ok(true)
 }
 
 /// One call's exclusive use of a pooled connection. Dropping it closes the connection;
@@ -153,7 +169,7 @@ impl Lease<'_> {
         self.watching = false;
         match reply {
             Err(_) => Err(Failure::TimedOut(self.pool.request_timeout)),
-            Ok(reply) => Ok(reply?.is_some()),
+            Ok(reply) => exec_outcome(reply?),
         }
     }
 
@@ -168,5 +184,42 @@ impl Lease<'_> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(idle);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call waiting for a connection gives up after the request timeout when every
+    /// connection of the pool stays leased (here by a call that never finishes).
+    #[tokio::test]
+    async fn waiting_for_a_watch_connection_times_out() {
+        let Some(service) = kv_test_services::redis::standalone() else {
+            return; // announced (or failed, under KVKIT_REQUIRE_SERVICES) by the services
+        };
+        let client = Client::open(service.url.as_str()).unwrap();
+        let timeout = Duration::from_millis(200);
+        let pool = WatchPool::new(client, AsyncConnectionConfig::new(), 1, timeout, timeout);
+        let held = pool.lease().await.unwrap();
+        let started = std::time::Instant::now();
+        let waited = pool.lease().await.map(|_| ());
+        assert!(
+            matches!(waited, Err(Failure::TimedOut(t)) if t == timeout),
+            "{waited:?}"
+        );
+        let elapsed = started.elapsed();
+        assert!(elapsed >= timeout && elapsed < timeout * 10, "{elapsed:?}");
+        drop(held);
+        assert!(pool.lease().await.is_ok(), "the slot is free again");
+    }
+
+    #[test]
+    fn an_error_inside_exec_is_not_a_swap() {
+        assert!(!exec_outcome(None).unwrap(), "nil EXEC: aborted");
+        assert!(exec_outcome(Some(vec![Value::Okay])).unwrap());
+        let failed = redis::parse_redis_value(b"-OOM command not allowed\r\n").unwrap();
+        let err = exec_outcome(Some(vec![failed])).map(|_| ()).unwrap_err();
+        assert!(matches!(err, Failure::Redis(_)), "{err:?}");
     }
 }
