@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use kv_redis::RedisBackend;
-use kv_test_services::{self, LocalProcess};
+use kv_test_services::LocalProcess;
 use kv_trait::KvBackend;
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -85,10 +85,10 @@ fn make_certificates(dir: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rediss_urls_connect_with_a_private_ca() {
     let (Some(server), Some(_)) = (
-        services::find_binary("redis-server"),
-        services::find_binary("openssl"),
+        kv_test_services::find_binary("redis-server"),
+        kv_test_services::find_binary("openssl"),
     ) else {
-        let _: Option<()> = services::unavailable(
+        let _: Option<()> = kv_test_services::unavailable(
             "TLS Redis server",
             "redis-server or openssl is missing",
             "install redis-server and openssl",
@@ -97,7 +97,7 @@ async fn rediss_urls_connect_with_a_private_ca() {
     };
     let dir = tempfile::tempdir().unwrap();
     make_certificates(dir.path());
-    let port = services::free_port(u16::MAX, |_| None).unwrap();
+    let port = kv_test_services::free_port(u16::MAX, |_| None).unwrap();
     let mut command = Command::new(server);
     command
         .current_dir(dir.path())
@@ -125,7 +125,7 @@ async fn rediss_urls_connect_with_a_private_ca() {
             "tls-pw",
         ]);
     let _process = LocalProcess::spawn(command, &dir.path().join("redis.log")).unwrap();
-    services::wait_for_port(port, Duration::from_secs(10)).unwrap();
+    kv_test_services::wait_for_port(port, Duration::from_secs(10)).unwrap();
 
     let ca = dir.path().join("ca.pem");
     for host in ["127.0.0.1", "localhost"] {
