@@ -469,9 +469,21 @@ async fn the_largest_value_fits_under_the_longest_key_and_namespace_with_a_ttl()
             "{result:?}"
         );
     }
-    // An expected value longer than any stored one cannot match: no request either.
+    // An expected value longer than this backend's maximum may have been stored by a backend
+    // with a larger one: the store is asked.
     assert!(!store
         .compare_and_swap(&key, Some(&too_large), b"x")
+        .await
+        .unwrap());
+    assert_eq!(
+        counter.take(),
+        vec!["PutItem".to_owned()],
+        "one conditional put"
+    );
+    // Longer than any backend may store: it cannot match, and no request is made.
+    let impossible = vec![0; kv_dynamodb::AWS_MAX_VALUE_BYTES + 1];
+    assert!(!store
+        .compare_and_swap(&key, Some(&impossible), b"x")
         .await
         .unwrap());
     assert_eq!(

@@ -2,15 +2,20 @@
 //!
 //! RocksDB lets one process open a path once. A second `open` of the same path in this
 //! process (another namespace, or `kvkit::open` of the same URL twice) must therefore share
-//! the database already open; the registry maps canonical paths to the open databases. The
-//! last handle to go closes the database, under the registry's lock, so that an open racing
-//! with that close waits for it instead of tripping over RocksDB's lock file.
+//! the database already open; the registry maps canonical paths to the open databases.
+//!
+//! When the last handle goes, the database is closed (which waits for RocksDB's background
+//! work) off the executor, on tokio's blocking pool when a runtime is running, and without
+//! the registry's lock; the registry forgets the path only once it is closed. An open of the
+//! same path meanwhile sees a database nobody holds and waits (at most [`CLOSE_WAIT`]) for
+//! that close, instead of tripping over RocksDB's lock file.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
 use kv_trait::{unix_millis_now, KvError};
 use rocksdb::compaction_filter::Decision;
@@ -53,22 +58,64 @@ impl SharedDb {
 
 impl Drop for SharedDb {
     fn drop(&mut self) {
-        let mut open = registry();
+        let Some(db) = self.db.take() else { return };
+        let closing = Closing {
+            db: Some(db),
+            path: self.path.clone(),
+        };
+        // Closing waits for background work: not on an executor's worker thread.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(closing))),
+            Err(_) => drop(closing),
+        }
+    }
+}
+
+/// A database whose last handle is gone. Dropping it closes the database, then lets the
+/// registry forget the path and wakes the opens waiting for it. A guard rather than a
+/// function, so that this happens even when a shutting-down runtime drops the task unrun.
+struct Closing {
+    db: Option<DB>,
+    path: PathBuf,
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
         drop(self.db.take());
+        let registry = registry();
+        let mut open = registry.lock();
         if open
             .get(&self.path)
             .is_some_and(|entry| entry.strong_count() == 0)
         {
             open.remove(&self.path);
         }
+        registry.closed.notify_all();
     }
 }
 
-fn registry() -> MutexGuard<'static, HashMap<PathBuf, Weak<SharedDb>>> {
-    static OPEN: OnceLock<Mutex<HashMap<PathBuf, Weak<SharedDb>>>> = OnceLock::new();
-    OPEN.get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
+/// How long an open waits for another handle's close of the same path before giving up.
+pub(crate) const CLOSE_WAIT: Duration = Duration::from_secs(60);
+
+/// Each open path's database (weakly: the backends hold it), and a condition signalled
+/// whenever a database has finished closing.
+struct Registry {
+    open: Mutex<HashMap<PathBuf, Weak<SharedDb>>>,
+    closed: Condvar,
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, HashMap<PathBuf, Weak<SharedDb>>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(|| Registry {
+        open: Mutex::default(),
+        closed: Condvar::new(),
+    })
 }
 
 /// The database at `builder.path`: the one this process has open, or a newly opened one.
@@ -85,9 +132,26 @@ pub(crate) fn open_shared(builder: &RocksDbBackendBuilder) -> Result<Arc<SharedD
             builder.path.display()
         ))
     })?;
-    let mut open = registry();
-    if let Some(shared) = open.get(&path).and_then(Weak::upgrade) {
-        return Ok(shared);
+    let registry = registry();
+    let mut open = registry.lock();
+    let deadline = Instant::now() + CLOSE_WAIT;
+    while let Some(entry) = open.get(&path) {
+        if let Some(shared) = entry.upgrade() {
+            return Ok(shared);
+        }
+        // Its last handle is gone and it is being closed: wait until it is.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(KvError::unavailable(format!(
+                "the RocksDB database at {} is still closing after {CLOSE_WAIT:?}",
+                path.display()
+            )));
+        }
+        open = registry
+            .closed
+            .wait_timeout(open, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
     }
     let db = DB::open(&options(builder), &path).map_err(from_rocksdb)?;
     check_format(&db, &path)?;
@@ -142,5 +206,35 @@ fn check_format(db: &DB, path: &Path) -> Result<(), KvError> {
             )))
         }
         None => db.put(FORMAT_KEY, [FORMAT_VERSION]).map_err(from_rocksdb),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An open that runs while the last handle of the same path is being dropped gets a
+    /// database: the one still open, or a new one once the old one is closed, never
+    /// RocksDB's "lock held" error. The test holds the registry's lock while another thread
+    /// drops the last handle, then opens as soon as it lets go.
+    #[test]
+    fn an_open_racing_with_the_last_drop_waits_for_the_close() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let builder = RocksDbBackendBuilder::new(dir.path().join("db"));
+        for round in 0..10 {
+            let shared = open_shared(&builder).expect("first open");
+            let held = registry().lock();
+            let dropper = std::thread::spawn(move || drop(shared));
+            // Let the dropper reach the registry's lock with the last handle gone.
+            std::thread::sleep(Duration::from_millis(20));
+            drop(held);
+            let reopened = open_shared(&builder);
+            dropper.join().expect("dropper");
+            let reopened = reopened.unwrap_or_else(|err| panic!("round {round}: {err}"));
+            reopened
+                .db()
+                .put(b"k", b"v")
+                .expect("the reopened database is usable");
+        }
     }
 }
