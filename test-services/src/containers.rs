@@ -820,9 +820,9 @@ mod tests {
     fn images_default_per_service() {
         let none = vars(&[]);
         for (service, repository, tag) in [
-            (Service::Redis, "redis", "7.4"),
+            (Service::Redis, "redis", "7.4.1"),
             (Service::RedisCluster, "grokzen/redis-cluster", "7.0.10"),
-            (Service::DynamoDb, "amazon/dynamodb-local", "latest"),
+            (Service::DynamoDb, "amazon/dynamodb-local", "2.6.1"),
         ] {
             let choice = choose_image(service, &none).unwrap();
             assert_eq!(choice.chosen_by, None);

@@ -519,7 +519,9 @@ fn validate_table_name(table: &str) -> Result<(), KvError> {
 
 /// An endpoint as it may be shown: without user name, password, query or fragment.
 pub(crate) fn redact_url(endpoint: &str) -> String {
-    match Url::parse(endpoint) {
+    // The shared redactor first: it finds a password that holds a `/`, which `Url` would
+    // read as a path and show.
+    match Url::parse(&url_config::redact(endpoint)) {
         Ok(mut url) => {
             let _ = url.set_username("");
             let _ = url.set_password(None);

@@ -4,9 +4,9 @@
 //! process (another namespace, or `kvkit::open` of the same URL twice) must therefore share
 //! the database already open; the registry maps canonical paths to the open databases.
 //!
-//! When the last handle goes, the database is closed (which waits for RocksDB's background
-//! work) off the executor, on tokio's blocking pool when a runtime is running, and without
-//! the registry's lock; the registry forgets the path only once it is closed. An open of the
+//! When the last handle goes, the database is closed before the drop returns (which waits for
+//! RocksDB's background work), without the registry's lock; the registry forgets the path
+//! only once it is closed. An open of the
 //! same path meanwhile sees a database nobody holds and waits (at most [`CLOSE_WAIT`]) for
 //! that close, instead of tripping over RocksDB's lock file.
 
@@ -63,17 +63,14 @@ impl Drop for SharedDb {
             db: Some(db),
             path: self.path.clone(),
         };
-        // Closing waits for background work: not on an executor's worker thread.
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(closing))),
-            Err(_) => drop(closing),
-        }
+        // Closed here, before the drop returns, so that whoever drops the last handle may
+        // open the path with anything else at once; but without the registry's lock.
+        drop(closing);
     }
 }
 
 /// A database whose last handle is gone. Dropping it closes the database, then lets the
-/// registry forget the path and wakes the opens waiting for it. A guard rather than a
-/// function, so that this happens even when a shutting-down runtime drops the task unrun.
+/// registry forget the path and wakes the opens waiting for it.
 struct Closing {
     db: Option<DB>,
     path: PathBuf,
