@@ -162,15 +162,11 @@ fn scheme_of(url: &str) -> Result<&str, KvError> {
 }
 
 fn unknown_scheme(scheme: &str, url: &str) -> KvError {
-    if let Some((_, feature)) = KNOWN
+    if let Some((_, feature, needs)) = KNOWN
         .iter()
-        .find(|(known, _)| known.eq_ignore_ascii_case(scheme))
+        .find(|(known, _, _)| known.eq_ignore_ascii_case(scheme))
     {
-        let needs = match *feature {
-            // The one feature off by default, and the one with a system requirement.
-            "rocksdb" => " (RocksDB's build needs libclang, e.g. Debian's `libclang-dev`)",
-            _ => "",
-        };
+        let needs = needs.map_or(String::new(), |needs| format!(" (its build needs {needs})"));
         return KvError::InvalidConfig(format!(
             "`{scheme}` URLs need kvkit's `{feature}` cargo feature, which this build lacks: \
              build with `--features {feature}`{needs}"
@@ -277,7 +273,7 @@ mod tests {
     #[test]
     fn every_compiled_adapter_is_a_known_scheme() {
         for adapter in ADAPTERS {
-            let known = KNOWN.iter().any(|(scheme, _)| *scheme == adapter.scheme);
+            let known = KNOWN.iter().any(|(scheme, _, _)| *scheme == adapter.scheme);
             assert!(known, "{}", adapter.scheme);
         }
     }

@@ -37,6 +37,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use kv_trait::url_config::{percent_decode, redact, split_userinfo};
+
 use super::{
     find_binary, free_port, unavailable, wait_for_port, LocalProcess, Provider, RunningContainer,
 };
@@ -623,22 +625,26 @@ fn random_password() -> String {
     format!("kvkit-{a:016x}{b:016x}")
 }
 
-/// The user-information part of a URL (between `://` and the last `@` before the path).
+/// The user-information part of a URL, found as every kvkit parser finds it (the last `@`
+/// before the query).
 fn userinfo(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    Some(&authority[..authority.rfind('@')?])
+    let location = url.split_once("://")?.1.split(['?', '#']).next()?;
+    split_userinfo(location).0
 }
 
 fn username_in(url: &str) -> Option<String> {
     let info = userinfo(url)?;
     let user = info.split_once(':').map_or(info, |(user, _)| user);
-    (!user.is_empty()).then(|| percent_decode(user))
+    percent_decode(user, "the user name")
+        .ok()
+        .filter(|user| !user.is_empty())
 }
 
 fn password_in(url: &str) -> Option<String> {
     let password = userinfo(url)?.split_once(':')?.1;
-    (!password.is_empty()).then(|| percent_decode(password))
+    percent_decode(password, "the password")
+        .ok()
+        .filter(|password| !password.is_empty())
 }
 
 fn nodes_in(url: &str) -> Vec<String> {
@@ -666,40 +672,6 @@ fn split_host_port(node: &str) -> Option<(String, u16)> {
     let (host, port) = node.rsplit_once(':')?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     Some((host.to_owned(), port.parse().ok()?))
-}
-
-/// `url` with its password replaced by `***`.
-fn redact(url: &str) -> String {
-    match userinfo(url).and_then(|info| Some((info, info.split_once(':')?.1))) {
-        Some((info, password)) if !password.is_empty() => {
-            let user = &info[..info.len() - password.len()];
-            url.replacen(info, &format!("{user}***"), 1)
-        }
-        _ => url.to_owned(),
-    }
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                decoded.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                decoded.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 #[cfg(test)]

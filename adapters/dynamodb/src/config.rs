@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::Client;
-use kv_trait::url_config::{self, percent_decode, split_userinfo, StoreUrl};
+use kv_trait::url_config::{self, parse_whole_number, percent_decode, split_userinfo, StoreUrl};
 use kv_trait::{KvError, MIN_MAX_VALUE_BYTES};
 use url::Url;
 
@@ -192,11 +192,11 @@ impl DynamoDbBackendBuilder {
             "region" => self.region(non_empty(name, value)?),
             "endpoint" => self.endpoint(non_empty(name, value)?),
             "profile" => self.profile(non_empty(name, value)?),
-            "max_attempts" => self.max_attempts(number(name, value)?),
+            "max_attempts" => self.max_attempts(parse_whole_number(name, value)?),
             "connect_timeout_ms" => self.connect_timeout(millis(name, value)?),
             "attempt_timeout_ms" => self.attempt_timeout(millis(name, value)?),
             "operation_timeout_ms" => self.operation_timeout(millis(name, value)?),
-            "max_value_bytes" => self.max_value_bytes(number(name, value)?),
+            "max_value_bytes" => self.max_value_bytes(parse_whole_number(name, value)?),
             "create_table" => self.create_table(match value {
                 "true" => true,
                 "false" => false,
@@ -544,12 +544,8 @@ fn non_empty<'a>(name: &str, value: &'a str) -> Result<&'a str, KvError> {
     Ok(value)
 }
 
-fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, KvError> {
-    url_config::parse_whole_number(name, value)
-}
-
 fn millis(name: &str, value: &str) -> Result<Duration, KvError> {
-    number::<u64>(name, value).map(Duration::from_millis)
+    parse_whole_number::<u64>(name, value).map(Duration::from_millis)
 }
 
 #[cfg(test)]

@@ -48,16 +48,21 @@ pub(crate) fn opened(store: impl KvBackend + 'static, max_value_bytes: usize) ->
     (Arc::new(store), info)
 }
 
-/// Every scheme kvkit knows, whether or not its feature is compiled in.
-pub(crate) const KNOWN: &[(&str, &str)] = &[
-    ("memory", "memory"),
-    ("sqlite", "sqlite"),
-    ("rocksdb", "rocksdb"),
-    ("redis", "redis"),
-    ("rediss", "redis"),
-    ("redis+cluster", "redis"),
-    ("rediss+cluster", "redis"),
-    ("dynamodb", "dynamodb"),
+/// Every scheme kvkit knows, whether or not its feature is compiled in: the scheme, its cargo
+/// feature, and what that feature's build needs beyond Rust and a C compiler.
+pub(crate) const KNOWN: &[(&str, &str, Option<&str>)] = &[
+    ("memory", "memory", None),
+    ("sqlite", "sqlite", None),
+    (
+        "rocksdb",
+        "rocksdb",
+        Some("libclang, e.g. Debian's `libclang-dev`"),
+    ),
+    ("redis", "redis", None),
+    ("rediss", "redis", None),
+    ("redis+cluster", "redis", None),
+    ("rediss+cluster", "redis", None),
+    ("dynamodb", "dynamodb", None),
 ];
 
 /// The adapters compiled into this build.
