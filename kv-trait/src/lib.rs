@@ -1,11 +1,35 @@
 //! The `KvBackend` trait: one async interface to any key-value store, and the contract every
 //! kvkit adapter keeps.
 //!
-//! This crate holds the trait, its error type [`KvError`], and the small helpers that make the
-//! contract's rules the same in every adapter: [`validate_key`], [`check_value_size`],
-//! [`validate_ttl`] and the deadline arithmetic, and the counter encoding
-//! ([`parse_counter`], [`format_counter`], [`apply_increment`]). The `kv-conformance` crate
-//! checks a backend against every rule below.
+//! This crate holds the trait, its error type [`KvError`], and the shared core every adapter is
+//! built on: the [`store`] module's [`Store`](store::Store) trait of already-validated
+//! operations, which [`impl_kv_backend!`] turns into a `KvBackend` that validates and traces
+//! every call; the clock ([`unix_millis_now`], [`monotonic_now`], [`store::Ttl`]'s
+//! deadlines); the counter encoding ([`parse_counter`], [`format_counter`],
+//! [`apply_increment`]); and [`url_config`], the one URL parser and secret redactor. The
+//! `kv-conformance` crate checks a backend against every rule below.
+//!
+//! # Writing a backend
+//!
+//! Implement [`store::Store`] and write `kv_trait::impl_kv_backend!(YourStore);`. Your
+//! operations then receive a [`store::Key`], a [`store::Value`] and a [`store::Ttl`] that
+//! already passed the rules below, in the contract's order, and each call gets a `tracing`
+//! span. (Implementing `KvBackend` by hand is possible too; then every rule is yours to
+//! check.)
+//!
+//! # Tracing
+//!
+//! Every operation of a backend built this way runs in a `tracing` span named `kv`, at
+//! `DEBUG` level, with the fields `store` (`"sqlite"`, `"redis"`...), `op` (`"get"`,
+//! `"compare_and_swap"`...) and `namespace`; a failed operation adds a `DEBUG` event with the
+//! error and whether it is retryable. Keys, values and secrets are never recorded. Adapters add
+//! events for the decisions that matter (retries, reconnects, cluster redirects, aborted
+//! transactions, batch sizes); their crate docs list them. Nothing is printed unless the
+//! application installs a subscriber, for example with `tracing-subscriber`:
+//!
+//! ```text
+//! tracing_subscriber::fmt().with_env_filter("kv_trait=debug,kv_sqlite=debug").init();
+//! ```
 //!
 //! ```
 //! use kv_trait::{KvBackend, KvError};
@@ -54,8 +78,9 @@
 //!   later. `ttl_ns == 0` fails with `InvalidTtl(0)`. Any other value, up to `u64::MAX`, is
 //!   accepted; a deadline beyond what the store can represent saturates to "effectively never":
 //!   no overflow, no error, no immediate expiry.
-//! - *Never early*: a read that starts before `call_start + ttl_ns` sees the key (`call_start`
-//!   is when the `set_with_ttl` call began).
+//! - *Never early*: a read that ends before `call_start + ttl_ns` sees the key (`call_start`
+//!   is when the `set_with_ttl` call began). A read still running at the deadline may go
+//!   either way; see "the clock" under the decisions below.
 //! - *Never much late*: a read that starts after `call_end + ttl_ns + granularity` does not see
 //!   it, where `granularity` is the backend's declared rounding (at most 1 ms for the adapters
 //!   here). Rounding of the TTL is always upward.
@@ -138,6 +163,15 @@
 //! - **Lost replies.** `Unavailable` from `increment`, `compare_and_swap` or `delete` on a
 //!   networked store may hide a write that happened (the reply was lost); the adapters never
 //!   retry those blindly, since a resent `INCRBY` or `ADD` would count twice.
+//! - **When the clock is read.** The contract first said a read that *starts* before the
+//!   deadline sees the key. Taken literally, a read that waited (for a lock, a queue, a retry)
+//!   past the deadline would have to judge liveness by a clock read before it waited, and
+//!   could then return a value that had already expired for every other operation: not
+//!   linearizable. So a store reads the clock at the moment it decides, after any wait, and
+//!   "never early" covers reads that *end* before `call_start + ttl_ns` (which is what the
+//!   conformance kit has always checked). Deadlines are read the same way, where the write
+//!   takes effect: later than `call_start`, so never early, and before the call returns, so
+//!   never much late. The [`store`] module is the one place adapters read a clock.
 //! - **Granularity and the clock.** Deadlines are measured on the clock of whatever decides
 //!   expiry (the process for in-process stores, the wall clock for files shared between
 //!   processes, the server for Redis). "Never much late" assumes that clock is not stepped
@@ -148,6 +182,7 @@
 mod counter;
 mod error;
 mod key;
+pub mod store;
 mod ttl;
 pub mod url_config;
 mod value;
@@ -160,6 +195,7 @@ pub use async_trait::async_trait;
 pub use counter::{apply_increment, format_counter, parse_counter};
 pub use error::{BoxError, KvError};
 pub use key::{validate_key, MAX_KEY_BYTES};
+pub use store::monotonic_now;
 pub use ttl::{
     instant_deadline, is_live_at, round_up_ttl, ttl_millis_ceil, unix_deadline_ms, unix_millis,
     unix_millis_now, validate_ttl, NEVER_UNIX_MS,

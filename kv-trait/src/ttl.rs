@@ -75,7 +75,7 @@ pub fn unix_millis(time: SystemTime) -> u64 {
 
 /// The current wall-clock time in Unix milliseconds, rounded down.
 pub fn unix_millis_now() -> u64 {
-    unix_millis(SystemTime::now())
+    unix_millis(crate::store::wall_now())
 }
 
 /// The wall-clock deadline, in Unix milliseconds, of a TTL that started at `start`.

@@ -1,17 +1,17 @@
-//! `impl KvBackend for DynamoDbBackend`: validate, read the clock, then (almost always) one
-//! request per operation.
+//! `impl Store for DynamoDbBackend`: (almost always) one request per operation. `kv_trait`
+//! validates every input before it gets here.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
+use kv_trait::store::{Key, Store, Ttl, Value};
 use kv_trait::{
-    apply_increment, async_trait, check_value_size, parse_counter, unix_deadline_ms,
-    unix_millis_now, validate_key, validate_ttl, KvBackend, KvError, MAX_KEY_BYTES,
+    apply_increment, async_trait, parse_counter, unix_millis_now, KvError, MAX_KEY_BYTES,
 };
 
 use crate::config::{redact_url, DynamoDbBackendBuilder};
@@ -348,86 +348,83 @@ impl DynamoDbBackend {
     }
 }
 
+/// Where the clock is read: a read judges liveness by the clock read once the reply is in
+/// hand (so an SDK retry's wait cannot leave it stale); a conditional write sends the clock
+/// read just before its request, for DynamoDB to compare with the item's deadline.
 #[async_trait]
-impl KvBackend for DynamoDbBackend {
+impl Store for DynamoDbBackend {
+    const KIND: &'static str = "dynamodb";
+
+    fn max_value_bytes(&self) -> usize {
+        self.shared.max_value_bytes
+    }
+
+    fn namespace_name(&self) -> &str {
+        &self.shared.namespace
+    }
+
     /// One `GetItem` (strongly consistent, projecting `v`, `n` and `exp`).
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        validate_key(key)?;
-        let now = unix_millis_now();
+    async fn read(&self, key: Key<'_>) -> Result<Option<Vec<u8>>, KvError> {
         let item = self
-            .consistent_get(key, "#v, #n, #exp", &[VALUE, COUNTER, DEADLINE])
+            .consistent_get(&key, "#v, #n, #exp", &[VALUE, COUNTER, DEADLINE])
             .await?;
         match item {
-            Some(item) => Ok(encoding::live_value(&item, now)?.map(Stored::into_bytes)),
+            Some(item) => {
+                Ok(encoding::live_value(&item, unix_millis_now())?.map(Stored::into_bytes))
+            }
             None => Ok(None),
         }
     }
 
-    /// One unconditional `PutItem` of the whole item (so any TTL or counter goes).
-    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        validate_key(key)?;
-        check_value_size(value, self.shared.max_value_bytes)?;
-        self.put(encoding::value_item(self.partition(), key, value, None))
-            .await
-    }
-
-    /// One unconditional `PutItem` with `exp` and `ttl`.
-    async fn set_with_ttl(&self, key: &str, value: &[u8], ttl_ns: u64) -> Result<(), KvError> {
-        let start = SystemTime::now();
-        validate_key(key)?;
-        check_value_size(value, self.shared.max_value_bytes)?;
-        validate_ttl(ttl_ns)?;
-        let deadline = unix_deadline_ms(start, ttl_ns);
+    /// One unconditional `PutItem` of the whole item (so any TTL or counter goes), with `exp`
+    /// and `ttl` for a TTL.
+    async fn write(&self, key: Key<'_>, value: Value<'_>, ttl: Option<Ttl>) -> Result<(), KvError> {
+        let deadline = ttl.map(Ttl::unix_deadline_ms);
         self.put(encoding::value_item(
             self.partition(),
-            key,
-            value,
-            Some(deadline),
+            &key,
+            &value,
+            deadline,
         ))
         .await
     }
 
     /// One unconditional `DeleteItem` returning the old item, whose deadline decides the
     /// answer: an expired leftover is removed too, and reported as `false`.
-    async fn delete(&self, key: &str) -> Result<bool, KvError> {
-        validate_key(key)?;
-        let now = unix_millis_now();
+    async fn remove(&self, key: Key<'_>) -> Result<bool, KvError> {
         let output = self
             .shared
             .guarded
             .delete_item()
             .table_name(&self.shared.table)
-            .set_key(Some(self.primary_key(key)))
+            .set_key(Some(self.primary_key(&key)))
             .return_values(ReturnValue::AllOld)
             .send()
             .await
             .map_err(|err| from_sdk("DeleteItem", err))?;
         match output.attributes {
-            Some(old) if !old.is_empty() => encoding::item_is_live(&old, now),
+            Some(old) if !old.is_empty() => encoding::item_is_live(&old, unix_millis_now()),
             _ => Ok(false),
         }
     }
 
     /// One `GetItem` (strongly consistent, projecting only `sk` and `exp`).
-    async fn exists(&self, key: &str) -> Result<bool, KvError> {
-        validate_key(key)?;
-        let now = unix_millis_now();
+    async fn contains(&self, key: Key<'_>) -> Result<bool, KvError> {
         match self
-            .consistent_get(key, "#sk, #exp", &[SORT_KEY, DEADLINE])
+            .consistent_get(&key, "#sk, #exp", &[SORT_KEY, DEADLINE])
             .await?
         {
-            Some(item) if !item.is_empty() => encoding::item_is_live(&item, now),
+            Some(item) if !item.is_empty() => encoding::item_is_live(&item, unix_millis_now()),
             _ => Ok(false),
         }
     }
 
     /// A strongly consistent `Query` of the namespace's partition (`begins_with` on the sort
     /// key for a non-empty prefix), one request per 1 MB page, projecting `sk` and `exp`.
-    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, KvError> {
         if prefix.len() > MAX_KEY_BYTES {
             return Ok(Vec::new()); // no key is that long
         }
-        let now = unix_millis_now();
         let mut values = Item::from([(":pk".to_owned(), self.partition().clone())]);
         let key_condition = if prefix.is_empty() {
             "#pk = :pk" // begins_with refuses an empty string
@@ -452,6 +449,7 @@ impl KvBackend for DynamoDbBackend {
                 .send()
                 .await
                 .map_err(|err| from_sdk("Query", err))?;
+            let now = unix_millis_now();
             for item in page.items() {
                 if encoding::item_is_live(item, now)? {
                     keys.push(encoding::key_of(item)?);
@@ -471,14 +469,16 @@ impl KvBackend for DynamoDbBackend {
 
     /// One `UpdateItem` (`ADD`) when the key is absent or a live counter. A live value
     /// written as bytes, or an expired leftover, costs one more conditional write.
-    async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
-        validate_key(key)?;
-        let now = unix_millis_now();
+    async fn add(&self, key: Key<'_>, delta: i64) -> Result<i64, KvError> {
+        let key = key.as_str();
         for round in 0..INCREMENT_ROUNDS {
             if round > 1 {
                 // Someone keeps changing the item under us; give them a moment.
                 tokio::time::sleep(Duration::from_millis(u64::from(round))).await;
             }
+            // Each round reads the clock afresh: after the pause, and after the last round's
+            // requests, an earlier reading could call an expired item live.
+            let now = unix_millis_now();
             let blocker = match self.add_to_counter(key, delta, now).await? {
                 Ok(n) => return Ok(n),
                 Err(Some(item)) => Some(item),
@@ -524,16 +524,14 @@ impl KvBackend for DynamoDbBackend {
 
     /// One conditional `PutItem`: `attribute_not_exists` (or expired) for `None`, value
     /// equality on a live item for `Some`.
-    async fn compare_and_swap(
+    async fn swap_if(
         &self,
-        key: &str,
+        key: Key<'_>,
         expected: Option<&[u8]>,
-        new: &[u8],
+        new: Value<'_>,
     ) -> Result<bool, KvError> {
-        validate_key(key)?;
-        check_value_size(new, self.shared.max_value_bytes)?;
+        let item = encoding::value_item(self.partition(), &key, &new, None);
         let now = unix_millis_now();
-        let item = encoding::value_item(self.partition(), key, new, None);
         let mut values = Item::from([(":now".to_owned(), number(now))]);
         match expected {
             None => self.put_if(item, condition::ABSENT, &[SORT_KEY, DEADLINE], values),
@@ -560,6 +558,8 @@ impl KvBackend for DynamoDbBackend {
         .await
     }
 }
+
+kv_trait::impl_kv_backend!(DynamoDbBackend);
 
 impl DynamoDbBackend {
     /// One unconditional `PutItem`, through the client that resends only requests that were

@@ -1,7 +1,7 @@
 //! Creating the table: on-demand billing, the key schema of `encoding`, DynamoDB TTL on the
 //! `ttl` attribute.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
@@ -114,7 +114,7 @@ impl DynamoDbBackend {
     }
 
     async fn wait_until_active(&self) -> Result<(), KvError> {
-        let deadline = Instant::now() + TABLE_READY_TIMEOUT;
+        let deadline = kv_trait::monotonic_now() + TABLE_READY_TIMEOUT;
         let mut pause = Duration::from_millis(200);
         loop {
             let status = self
@@ -131,7 +131,7 @@ impl DynamoDbBackend {
                     )))
                 }
             }
-            if Instant::now() >= deadline {
+            if kv_trait::monotonic_now() >= deadline {
                 return Err(KvError::unavailable(format!(
                     "table {} did not become ACTIVE within {TABLE_READY_TIMEOUT:?}",
                     self.table()

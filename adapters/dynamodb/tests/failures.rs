@@ -3,6 +3,11 @@
 //! configured timeouts; 5xx and throttling are `Unavailable` after the SDK's retries; and
 //! writes are never retried after a failure that may have applied them.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the tests time themselves; no store decision reads this clock"
+)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,14 +1,11 @@
-//! `impl KvBackend for MemoryBackend`: validate, then one short critical section per call.
+//! `impl Store for MemoryBackend`: one short critical section per call, the clock read under
+//! the shard's lock. `kv_trait` validates every input before it gets here.
 
+use kv_trait::store::{Key, Store, Ttl, Value};
+use kv_trait::{apply_increment, async_trait, format_counter, KvError};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
-
-use kv_trait::{
-    apply_increment, async_trait, check_value_size, format_counter, instant_deadline, validate_key,
-    validate_ttl, KvBackend, KvError,
-};
 
 use crate::config::MemoryBackendBuilder;
 use crate::store::{Entry, ShardedStore};
@@ -137,80 +134,74 @@ impl MemoryBackend {
     /// Not needed for correctness or to bound memory under ordinary use (each access reclaims
     /// its shard's expired entries); useful after a burst of short-lived keys.
     pub fn purge_expired(&self) -> usize {
-        self.store.purge_all(Instant::now())
-    }
-
-    fn write(&self, key: &str, value: &[u8], deadline: Option<Instant>) {
-        let entry = Entry {
-            value: value.to_vec(),
-            deadline,
-        };
-        self.store.shard_for(key, Instant::now()).put(key, entry);
+        self.store.purge_all()
     }
 }
 
 #[async_trait]
-impl KvBackend for MemoryBackend {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        validate_key(key)?;
-        let shard = self.store.shard_for(key, Instant::now());
-        Ok(shard.get(key).map(|entry| entry.value.clone()))
+impl Store for MemoryBackend {
+    const KIND: &'static str = "memory";
+
+    fn max_value_bytes(&self) -> usize {
+        self.max_value_bytes
     }
 
-    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        validate_key(key)?;
-        check_value_size(value, self.max_value_bytes)?;
-        self.write(key, value, None);
+    fn namespace_name(&self) -> &str {
+        &self.namespace
+    }
+
+    async fn read(&self, key: Key<'_>) -> Result<Option<Vec<u8>>, KvError> {
+        let shard = self.store.shard_for(&key);
+        Ok(shard.get(&key).map(|entry| entry.value.clone()))
+    }
+
+    async fn write(&self, key: Key<'_>, value: Value<'_>, ttl: Option<Ttl>) -> Result<(), KvError> {
+        let mut shard = self.store.shard_for(&key);
+        // Under the shard's lock, where the write takes effect.
+        let deadline = ttl.and_then(Ttl::instant_deadline);
+        shard.put(
+            &key,
+            Entry {
+                value: value.to_vec(),
+                deadline,
+            },
+        );
         Ok(())
     }
 
-    async fn set_with_ttl(&self, key: &str, value: &[u8], ttl_ns: u64) -> Result<(), KvError> {
-        let call_start = Instant::now();
-        validate_key(key)?;
-        check_value_size(value, self.max_value_bytes)?;
-        validate_ttl(ttl_ns)?;
-        self.write(key, value, instant_deadline(call_start, ttl_ns));
-        Ok(())
+    async fn remove(&self, key: Key<'_>) -> Result<bool, KvError> {
+        Ok(self.store.shard_for(&key).remove(&key))
     }
 
-    async fn delete(&self, key: &str) -> Result<bool, KvError> {
-        validate_key(key)?;
-        Ok(self.store.shard_for(key, Instant::now()).remove(key))
+    async fn contains(&self, key: Key<'_>) -> Result<bool, KvError> {
+        Ok(self.store.shard_for(&key).get(&key).is_some())
     }
 
-    async fn exists(&self, key: &str) -> Result<bool, KvError> {
-        validate_key(key)?;
-        Ok(self.store.shard_for(key, Instant::now()).get(key).is_some())
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, KvError> {
+        Ok(self.store.keys_with_prefix(prefix))
     }
 
-    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {
-        Ok(self.store.keys_with_prefix(prefix, Instant::now()))
-    }
-
-    async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
-        validate_key(key)?;
-        let mut shard = self.store.shard_for(key, Instant::now());
-        let current = shard.get(key).map(|entry| entry.value.as_slice());
+    async fn add(&self, key: Key<'_>, delta: i64) -> Result<i64, KvError> {
+        let mut shard = self.store.shard_for(&key);
+        let current = shard.get(&key).map(|entry| entry.value.as_slice());
         let next = apply_increment(current, delta)?;
-        shard.replace_value(key, format_counter(next));
+        shard.replace_value(&key, format_counter(next));
         Ok(next)
     }
 
-    async fn compare_and_swap(
+    async fn swap_if(
         &self,
-        key: &str,
+        key: Key<'_>,
         expected: Option<&[u8]>,
-        new: &[u8],
+        new: Value<'_>,
     ) -> Result<bool, KvError> {
-        validate_key(key)?;
-        check_value_size(new, self.max_value_bytes)?;
-        let mut shard = self.store.shard_for(key, Instant::now());
-        let current = shard.get(key).map(|entry| entry.value.as_slice());
+        let mut shard = self.store.shard_for(&key);
+        let current = shard.get(&key).map(|entry| entry.value.as_slice());
         if current != expected {
             return Ok(false);
         }
         shard.put(
-            key,
+            &key,
             Entry {
                 value: new.to_vec(),
                 deadline: None,
@@ -219,3 +210,5 @@ impl KvBackend for MemoryBackend {
         Ok(true)
     }
 }
+
+kv_trait::impl_kv_backend!(MemoryBackend);

@@ -13,6 +13,8 @@ use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
+use kv_trait::monotonic_now;
+
 /// One stored value and the moment it expires (`None`: never).
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
@@ -122,35 +124,38 @@ impl ShardedStore {
     }
 
     /// Locks the shard that holds `key`, with its expired entries already dropped.
-    pub(crate) fn shard_for(&self, key: &str, now: Instant) -> MutexGuard<'_, Shard> {
+    pub(crate) fn shard_for(&self, key: &str) -> MutexGuard<'_, Shard> {
         let index = (self.hasher.hash_one(key) % self.shards.len() as u64) as usize;
-        lock_purged(&self.shards[index], now)
+        lock_purged(&self.shards[index])
     }
 
     /// Every live key starting with `prefix`, sorted by bytes.
-    pub(crate) fn keys_with_prefix(&self, prefix: &str, now: Instant) -> Vec<String> {
+    pub(crate) fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
         let mut keys = Vec::new();
         for shard in self.shards.iter() {
-            lock_purged(shard, now).collect_prefixed(prefix, &mut keys);
+            lock_purged(shard).collect_prefixed(prefix, &mut keys);
         }
         keys.sort_unstable();
         keys
     }
 
     /// Drops every expired entry in every shard; returns how many entries remain.
-    pub(crate) fn purge_all(&self, now: Instant) -> usize {
+    pub(crate) fn purge_all(&self) -> usize {
         self.shards
             .iter()
-            .map(|shard| lock_purged(shard, now).len())
+            .map(|shard| lock_purged(shard).len())
             .sum()
     }
 }
 
-/// Locks a shard, ignoring poisoning: no code path here panics while holding the lock, and a
-/// shard's invariants hold after every statement that mutates it.
-fn lock_purged(shard: &Mutex<Shard>, now: Instant) -> MutexGuard<'_, Shard> {
+/// Locks a shard and drops its expired entries, judged by the clock read once the lock is
+/// held: a caller that waited for the lock must not see a key that expired while it waited.
+///
+/// Poisoning is ignored: no code path here panics while holding the lock, and a shard's
+/// invariants hold after every statement that mutates it.
+fn lock_purged(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     let mut guard = shard.lock().unwrap_or_else(PoisonError::into_inner);
-    guard.purge_expired(now);
+    guard.purge_expired(monotonic_now());
     guard
 }
 
@@ -160,8 +165,32 @@ mod tests {
     use std::time::Duration;
 
     #[test]
+    fn liveness_is_judged_after_the_lock_is_taken() {
+        let store = ShardedStore::new(1);
+        store.shard_for("k").put(
+            "k",
+            Entry {
+                value: b"v".to_vec(),
+                deadline: Some(monotonic_now() + Duration::from_millis(30)),
+            },
+        );
+        // Another caller holds the shard past the deadline; the waiting one, though it
+        // started before the deadline, decides after it and must find the key gone.
+        let held = store.shard_for("other");
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| store.shard_for("k").get("k").is_some());
+            std::thread::sleep(Duration::from_millis(60));
+            drop(held);
+            assert!(
+                !waiter.join().unwrap(),
+                "judged on the clock read before the wait"
+            );
+        });
+    }
+
+    #[test]
     fn expired_entries_leave_both_maps() {
-        let start = Instant::now();
+        let start = monotonic_now();
         let mut shard = Shard::default();
         let soon = Some(start + Duration::from_millis(5));
         shard.put(
@@ -186,7 +215,7 @@ mod tests {
 
     #[test]
     fn overwriting_with_the_same_deadline_still_expires() {
-        let start = Instant::now();
+        let start = monotonic_now();
         let mut shard = Shard::default();
         let deadline = Some(start + Duration::from_millis(5));
         for value in [b"1", b"2"] {
@@ -206,7 +235,7 @@ mod tests {
 
     #[test]
     fn overwriting_forgets_the_old_deadline() {
-        let start = Instant::now();
+        let start = monotonic_now();
         let mut shard = Shard::default();
         let soon = Some(start + Duration::from_millis(5));
         shard.put(

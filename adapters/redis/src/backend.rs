@@ -1,12 +1,13 @@
-//! `impl KvBackend for RedisBackend`: validate, encode the key, one Redis command (or script),
-//! decode or map the error.
+//! `impl Store for RedisBackend`: encode the key, one Redis command (or script), decode or map
+//! the error. `kv_trait` validates every input before it gets here.
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kv_trait::{async_trait, check_value_size, validate_key, validate_ttl, KvBackend, KvError};
+use kv_trait::store::{Key, Store, Ttl, Value};
+use kv_trait::{async_trait, KvError};
 use redis::ProtocolVersion;
 
 use crate::client::Client;
@@ -117,9 +118,8 @@ impl RedisBackend {
         self.shared.keyspace.key(key)
     }
 
-    fn key(&self, key: &str) -> Result<Vec<u8>, KvError> {
-        validate_key(key)?;
-        Ok(self.shared.keyspace.key(key))
+    fn key(&self, key: &str) -> Vec<u8> {
+        self.shared.keyspace.key(key)
     }
 
     fn client(&self) -> &Client {
@@ -149,56 +149,53 @@ impl fmt::Debug for RedisBackend {
     }
 }
 
+/// The server's clock decides every expiry: TTLs travel as relative `PX` milliseconds.
 #[async_trait]
-impl KvBackend for RedisBackend {
+impl Store for RedisBackend {
+    const KIND: &'static str = "redis";
+
+    fn max_value_bytes(&self) -> usize {
+        self.shared.max_value_bytes
+    }
+
+    fn namespace_name(&self) -> &str {
+        &self.shared.namespace
+    }
+
     /// `GET`: one round trip.
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        let key = self.key(key)?;
+    async fn read(&self, key: Key<'_>) -> Result<Option<Vec<u8>>, KvError> {
+        let key = self.key(&key);
         Ok(self.client().read(redis::cmd("GET").arg(key)).await?)
     }
 
-    /// `SET key value`, which also removes any TTL: one round trip.
-    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        let key = self.key(key)?;
-        check_value_size(value, self.shared.max_value_bytes)?;
-        Ok(self
-            .client()
-            .write(redis::cmd("SET").arg(key).arg(value))
-            .await?)
-    }
-
-    /// `SET key value PX ms`, the TTL rounded up to whole milliseconds: one round trip.
-    async fn set_with_ttl(&self, key: &str, value: &[u8], ttl_ns: u64) -> Result<(), KvError> {
-        let key = self.key(key)?;
-        check_value_size(value, self.shared.max_value_bytes)?;
-        validate_ttl(ttl_ns)?;
-        let px = encoding::expiry_millis(ttl_ns);
-        let cmd = redis::cmd("SET")
-            .arg(key)
-            .arg(value)
-            .arg("PX")
-            .arg(px)
-            .to_owned();
+    /// `SET key value` (which also removes any TTL) or `SET key value PX ms`, the TTL rounded
+    /// up to whole milliseconds: one round trip.
+    async fn write(&self, key: Key<'_>, value: Value<'_>, ttl: Option<Ttl>) -> Result<(), KvError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(&key)).arg(value.as_bytes());
+        if let Some(ttl) = ttl {
+            cmd.arg("PX").arg(encoding::expiry_millis(ttl));
+        }
         Ok(self.client().write(&cmd).await?)
     }
 
     /// `DEL`: one round trip. An expired key is already absent to Redis, so it counts 0.
-    async fn delete(&self, key: &str) -> Result<bool, KvError> {
-        let key = self.key(key)?;
+    async fn remove(&self, key: Key<'_>) -> Result<bool, KvError> {
+        let key = self.key(&key);
         let removed: i64 = self.client().write(redis::cmd("DEL").arg(key)).await?;
         Ok(removed > 0)
     }
 
     /// `EXISTS`: one round trip.
-    async fn exists(&self, key: &str) -> Result<bool, KvError> {
-        let key = self.key(key)?;
+    async fn contains(&self, key: Key<'_>) -> Result<bool, KvError> {
+        let key = self.key(&key);
         let found: i64 = self.client().read(redis::cmd("EXISTS").arg(key)).await?;
         Ok(found > 0)
     }
 
     /// `SCAN MATCH <escaped prefix>* COUNT 1000` followed to cursor 0 (on every primary in
     /// cluster mode); then namespace stripped, duplicates removed, sorted.
-    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, KvError> {
         let keyspace = &self.shared.keyspace;
         let found = self
             .client()
@@ -212,8 +209,8 @@ impl KvBackend for RedisBackend {
     }
 
     /// The increment script (a canonical-form check, then `INCRBY`): one round trip.
-    async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
-        let key = self.key(key)?;
+    async fn add(&self, key: Key<'_>, delta: i64) -> Result<i64, KvError> {
+        let key = self.key(&key);
         let delta = delta.to_string();
         self.client()
             .script(&scripts::INCREMENT, &key, &[delta.as_bytes()])
@@ -224,19 +221,24 @@ impl KvBackend for RedisBackend {
     /// `expected = None`: `SET key new NX`, one round trip. `expected = Some(_)`: a `WATCH`
     /// transaction on a dedicated connection (standalone, two round trips) or a script on the
     /// key's primary (cluster, one round trip).
-    async fn compare_and_swap(
+    async fn swap_if(
         &self,
-        key: &str,
+        key: Key<'_>,
         expected: Option<&[u8]>,
-        new: &[u8],
+        new: Value<'_>,
     ) -> Result<bool, KvError> {
-        let key = self.key(key)?;
-        check_value_size(new, self.shared.max_value_bytes)?;
+        let key = self.key(&key);
         let Some(expected) = expected else {
-            let cmd = redis::cmd("SET").arg(&key).arg(new).arg("NX").to_owned();
+            let cmd = redis::cmd("SET")
+                .arg(&key)
+                .arg(new.as_bytes())
+                .arg("NX")
+                .to_owned();
             let written: Option<()> = self.client().write(&cmd).await?;
             return Ok(written.is_some());
         };
-        Ok(self.client().swap_if_equal(&key, expected, new).await?)
+        Ok(self.client().swap_if_equal(&key, expected, &new).await?)
     }
 }
+
+kv_trait::impl_kv_backend!(RedisBackend);

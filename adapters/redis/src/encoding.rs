@@ -18,7 +18,7 @@
 //! Keys and values always travel as separate protocol arguments (binary-safe bulk strings),
 //! never spliced into a script or command text.
 
-use kv_trait::ttl_millis_ceil;
+use kv_trait::store::Ttl;
 
 /// The Redis key prefix of namespace `namespace`: `""` for the empty namespace, otherwise the
 /// namespace with `\` written as `\\` and `:` as `\:`, then `:`.
@@ -54,9 +54,10 @@ pub fn namespace_prefix(namespace: &str) -> String {
 /// so this only keeps the arithmetic total: beyond it a TTL saturates, as the contract asks.
 pub(crate) const MAX_EXPIRY_MS: u64 = (i64::MAX / 2) as u64;
 
-/// The `PX` argument for a TTL of `ttl_ns` nanoseconds: rounded up, at least 1, saturated.
-pub(crate) fn expiry_millis(ttl_ns: u64) -> u64 {
-    ttl_millis_ceil(ttl_ns).min(MAX_EXPIRY_MS)
+/// The `PX` argument for `ttl`: rounded up, at least 1, saturated. Relative, so the server's
+/// clock decides, when the command runs.
+pub(crate) fn expiry_millis(ttl: Ttl) -> u64 {
+    ttl.millis_ceil().min(MAX_EXPIRY_MS)
 }
 
 /// One backend's view of the keyspace: its namespace prefix.
@@ -209,10 +210,11 @@ mod tests {
 
     #[test]
     fn expiry_rounds_up_and_saturates() {
-        assert_eq!(expiry_millis(1), 1);
-        assert_eq!(expiry_millis(1_000_000), 1);
-        assert_eq!(expiry_millis(1_000_001), 2);
-        assert_eq!(expiry_millis(u64::MAX), 18_446_744_073_710);
-        assert!(expiry_millis(u64::MAX) < MAX_EXPIRY_MS);
+        let ttl = |ns| Ttl::from_nanos(ns).unwrap();
+        assert_eq!(expiry_millis(ttl(1)), 1);
+        assert_eq!(expiry_millis(ttl(1_000_000)), 1);
+        assert_eq!(expiry_millis(ttl(1_000_001)), 2);
+        assert_eq!(expiry_millis(ttl(u64::MAX)), 18_446_744_073_710);
+        assert!(expiry_millis(ttl(u64::MAX)) < MAX_EXPIRY_MS);
     }
 }

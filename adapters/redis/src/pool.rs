@@ -202,7 +202,7 @@ mod tests {
         let timeout = Duration::from_millis(200);
         let pool = WatchPool::new(client, AsyncConnectionConfig::new(), 1, timeout, timeout);
         let held = pool.lease().await.unwrap();
-        let started = std::time::Instant::now();
+        let started = kv_trait::monotonic_now();
         let waited = pool.lease().await.map(|_| ());
         assert!(
             matches!(waited, Err(Failure::TimedOut(t)) if t == timeout),

@@ -1,6 +1,10 @@
 //! When Redis is slow, gone, or refuses: bounded timeouts that give `Unavailable`, connections
 //! replaced without rebuilding the backend, and configuration errors for bad credentials.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the tests time themselves; no store decision reads this clock"
+)]
 // The checks are plain async fns that the generated #[test]s call; like tests, they unwrap.
 #![allow(clippy::unwrap_used)]
 

@@ -4,6 +4,10 @@
 //!
 //! Every test runs against the standalone server and against the cluster.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the tests time themselves; no store decision reads this clock"
+)]
 // The checks are plain async fns that the generated #[test]s call; like tests, they unwrap.
 #![allow(clippy::unwrap_used)]
 

@@ -1,18 +1,15 @@
-//! `impl KvBackend for RocksDbBackend`: validate, then one blocking task per call.
+//! `impl Store for RocksDbBackend`: one blocking task per call, which reads the clock after
+//! taking the key's lock. `kv_trait` validates every input before it gets here.
 
+use kv_trait::store::{Key, Store, Ttl, Value};
+use kv_trait::{apply_increment, async_trait, format_counter, unix_millis_now, KvError};
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteOptions};
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
-
-use kv_trait::{
-    apply_increment, async_trait, check_value_size, format_counter, unix_deadline_ms,
-    unix_millis_now, validate_key, validate_ttl, KvBackend, KvError,
-};
-use rocksdb::{Direction, IteratorMode, ReadOptions, WriteOptions};
 
 use crate::config::RocksDbBackendBuilder;
-use crate::encoding::{decode, encode, namespace_prefix, prefix_end, stored_key};
+use crate::encoding::{decode, encode, namespace_prefix, prefix_end, set_deadline, stored_key};
 use crate::error::{from_join, from_rocksdb};
 use crate::registry::{open_shared, SharedDb};
 
@@ -143,24 +140,6 @@ impl RocksDbBackend {
         options.set_sync(self.sync_writes);
         options
     }
-
-    /// Writes `value` with `deadline` under the key's lock.
-    async fn write(&self, key: &str, value: &[u8], deadline: Option<u64>) -> Result<(), KvError> {
-        let (shared, key, stored, options) = (
-            self.shared.clone(),
-            self.key(key),
-            encode(value, deadline),
-            self.write_options(),
-        );
-        blocking(move || {
-            let _guard = shared.lock_key(&key);
-            shared
-                .db()
-                .put_opt(&key, stored, &options)
-                .map_err(from_rocksdb)
-        })
-        .await
-    }
 }
 
 /// A live entry, read back: its value and deadline (Unix ms; `None`: never).
@@ -169,13 +148,13 @@ struct Live {
     deadline: Option<u64>,
 }
 
-/// The live entry at `key`, read at clock reading `now` (Unix ms).
-fn live_entry(shared: &SharedDb, key: &[u8], now: u64) -> Result<Option<Live>, KvError> {
+/// The live entry at `key`, judged by the clock read once the entry is in hand.
+fn live_entry(shared: &SharedDb, key: &[u8]) -> Result<Option<Live>, KvError> {
     let Some(stored) = shared.db().get_pinned(key).map_err(from_rocksdb)? else {
         return Ok(None);
     };
     let entry = decode(&stored)?;
-    let live = entry.is_live_at(now);
+    let live = entry.is_live_at(unix_millis_now());
     Ok(live.then(|| Live {
         value: entry.value.to_vec(),
         deadline: entry.deadline,
@@ -204,40 +183,48 @@ fn scan<'a>(
         })
 }
 
+/// Each operation reads the clock on its blocking thread, after taking the key's lock: the
+/// moment it decides.
 #[async_trait]
-impl KvBackend for RocksDbBackend {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        validate_key(key)?;
-        let (now, shared, key) = (unix_millis_now(), self.shared.clone(), self.key(key));
-        blocking(move || Ok(live_entry(&shared, &key, now)?.map(|live| live.value))).await
+impl Store for RocksDbBackend {
+    const KIND: &'static str = "rocksdb";
+
+    fn max_value_bytes(&self) -> usize {
+        self.max_value_bytes
     }
 
-    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        validate_key(key)?;
-        check_value_size(value, self.max_value_bytes)?;
-        self.write(key, value, None).await
+    fn namespace_name(&self) -> &str {
+        &self.namespace
     }
 
-    async fn set_with_ttl(&self, key: &str, value: &[u8], ttl_ns: u64) -> Result<(), KvError> {
-        let call_start = SystemTime::now();
-        validate_key(key)?;
-        check_value_size(value, self.max_value_bytes)?;
-        validate_ttl(ttl_ns)?;
-        self.write(key, value, Some(unix_deadline_ms(call_start, ttl_ns)))
-            .await
+    async fn read(&self, key: Key<'_>) -> Result<Option<Vec<u8>>, KvError> {
+        let (shared, key) = (self.shared.clone(), self.key(&key));
+        blocking(move || Ok(live_entry(&shared, &key)?.map(|live| live.value))).await
     }
 
-    async fn delete(&self, key: &str) -> Result<bool, KvError> {
-        validate_key(key)?;
-        let (now, shared, key, options) = (
-            unix_millis_now(),
+    async fn write(&self, key: Key<'_>, value: Value<'_>, ttl: Option<Ttl>) -> Result<(), KvError> {
+        let (shared, key, mut stored, options) = (
             self.shared.clone(),
-            self.key(key),
+            self.key(&key),
+            encode(&value, None),
             self.write_options(),
         );
         blocking(move || {
             let _guard = shared.lock_key(&key);
-            let was_live = live_entry(&shared, &key, now)?.is_some();
+            set_deadline(&mut stored, ttl.map(Ttl::unix_deadline_ms));
+            shared
+                .db()
+                .put_opt(&key, stored, &options)
+                .map_err(from_rocksdb)
+        })
+        .await
+    }
+
+    async fn remove(&self, key: Key<'_>) -> Result<bool, KvError> {
+        let (shared, key, options) = (self.shared.clone(), self.key(&key), self.write_options());
+        blocking(move || {
+            let _guard = shared.lock_key(&key);
+            let was_live = live_entry(&shared, &key)?.is_some();
             // An expired leftover is deleted too; it just was not a live key.
             shared
                 .db()
@@ -248,16 +235,16 @@ impl KvBackend for RocksDbBackend {
         .await
     }
 
-    async fn exists(&self, key: &str) -> Result<bool, KvError> {
-        validate_key(key)?;
-        let (now, shared, key) = (unix_millis_now(), self.shared.clone(), self.key(key));
-        blocking(move || Ok(live_entry(&shared, &key, now)?.is_some())).await
+    async fn contains(&self, key: Key<'_>) -> Result<bool, KvError> {
+        let (shared, key) = (self.shared.clone(), self.key(&key));
+        blocking(move || Ok(live_entry(&shared, &key)?.is_some())).await
     }
 
-    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {
-        let (now, shared, start) = (unix_millis_now(), self.shared.clone(), self.key(prefix));
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, KvError> {
+        let (shared, start) = (self.shared.clone(), self.key(prefix));
         let namespace_len = self.prefix.len();
         blocking(move || {
+            let now = unix_millis_now();
             let mut keys = Vec::new();
             for entry in scan(shared.db(), &start) {
                 let (key, stored) = entry?;
@@ -272,17 +259,11 @@ impl KvBackend for RocksDbBackend {
         .await
     }
 
-    async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
-        validate_key(key)?;
-        let (now, shared, key, options) = (
-            unix_millis_now(),
-            self.shared.clone(),
-            self.key(key),
-            self.write_options(),
-        );
+    async fn add(&self, key: Key<'_>, delta: i64) -> Result<i64, KvError> {
+        let (shared, key, options) = (self.shared.clone(), self.key(&key), self.write_options());
         blocking(move || {
             let _guard = shared.lock_key(&key);
-            let current = live_entry(&shared, &key, now)?;
+            let current = live_entry(&shared, &key)?;
             let next = apply_increment(current.as_ref().map(|live| live.value.as_slice()), delta)?;
             let deadline = current.and_then(|live| live.deadline);
             let stored = encode(&format_counter(next), deadline);
@@ -295,24 +276,17 @@ impl KvBackend for RocksDbBackend {
         .await
     }
 
-    async fn compare_and_swap(
+    async fn swap_if(
         &self,
-        key: &str,
+        key: Key<'_>,
         expected: Option<&[u8]>,
-        new: &[u8],
+        new: Value<'_>,
     ) -> Result<bool, KvError> {
-        validate_key(key)?;
-        check_value_size(new, self.max_value_bytes)?;
-        let (now, shared, key, options) = (
-            unix_millis_now(),
-            self.shared.clone(),
-            self.key(key),
-            self.write_options(),
-        );
-        let (expected, stored) = (expected.map(<[u8]>::to_vec), encode(new, None));
+        let (shared, key, options) = (self.shared.clone(), self.key(&key), self.write_options());
+        let (expected, stored) = (expected.map(<[u8]>::to_vec), encode(&new, None));
         blocking(move || {
             let _guard = shared.lock_key(&key);
-            let current = live_entry(&shared, &key, now)?;
+            let current = live_entry(&shared, &key)?;
             if current.as_ref().map(|live| live.value.as_slice()) != expected.as_deref() {
                 return Ok(false);
             }
@@ -325,3 +299,5 @@ impl KvBackend for RocksDbBackend {
         .await
     }
 }
+
+kv_trait::impl_kv_backend!(RocksDbBackend);

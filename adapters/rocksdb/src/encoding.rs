@@ -73,6 +73,12 @@ pub(crate) fn encode(value: &[u8], deadline: Option<u64>) -> Vec<u8> {
     stored
 }
 
+/// Sets the deadline of a value [`encode`] made: the deadline is read where the write takes
+/// effect (under the key's lock), after the value was encoded.
+pub(crate) fn set_deadline(stored: &mut [u8], deadline: Option<u64>) {
+    stored[1..HEADER_BYTES].copy_from_slice(&deadline.unwrap_or(0).to_be_bytes());
+}
+
 /// Decodes a stored value; an error for bytes this release did not write.
 pub(crate) fn decode(stored: &[u8]) -> Result<Stored<'_>, KvError> {
     let (header, value) = stored
@@ -104,6 +110,17 @@ pub(crate) fn deadline_of(key: &[u8], stored: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deadline_set_later_reads_back() {
+        let mut stored = encode(b"value", None);
+        set_deadline(&mut stored, Some(1_700_000_000_123));
+        let decoded = decode(&stored).unwrap();
+        assert_eq!(decoded.deadline, Some(1_700_000_000_123));
+        assert_eq!(decoded.value, b"value");
+        set_deadline(&mut stored, None);
+        assert_eq!(decode(&stored).unwrap().deadline, None);
+    }
 
     #[test]
     fn values_round_trip_with_and_without_deadline() {

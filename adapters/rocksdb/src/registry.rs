@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kv_trait::{unix_millis_now, KvError};
 use rocksdb::compaction_filter::Decision;
@@ -131,13 +131,13 @@ pub(crate) fn open_shared(builder: &RocksDbBackendBuilder) -> Result<Arc<SharedD
     })?;
     let registry = registry();
     let mut open = registry.lock();
-    let deadline = Instant::now() + CLOSE_WAIT;
+    let deadline = kv_trait::monotonic_now() + CLOSE_WAIT;
     while let Some(entry) = open.get(&path) {
         if let Some(shared) = entry.upgrade() {
             return Ok(shared);
         }
         // Its last handle is gone and it is being closed: wait until it is.
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(kv_trait::monotonic_now());
         if left.is_zero() {
             return Err(KvError::unavailable(format!(
                 "the RocksDB database at {} is still closing after {CLOSE_WAIT:?}",

@@ -2,6 +2,10 @@
 //! one shared table per test process, fresh namespaces, SDK clients with the test credentials,
 //! and a request counter.
 #![allow(dead_code)] // each test binary uses a different subset
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the tests time themselves; no store decision reads this clock"
+)]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
