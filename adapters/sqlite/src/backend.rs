@@ -1,32 +1,30 @@
-//! `impl KvBackend for SqliteBackend`: validate, read the clock, then one job on a pooled
-//! connection per call.
+//! `impl Store for SqliteBackend`: one job on a pooled connection per call, which reads the
+//! clock when it runs. `kv_trait` validates every input before it gets here.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use kv_trait::{
-    apply_increment, async_trait, check_value_size, format_counter, unix_deadline_ms,
-    unix_millis_now, validate_key, validate_ttl, KvBackend, KvError,
-};
+use kv_trait::store::{Key, Store, Ttl, Value};
+use kv_trait::{apply_increment, async_trait, format_counter, unix_millis_now, KvError};
 use rusqlite::{Transaction, TransactionBehavior};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
-use crate::batch::{self, Completion, QueuedWrite, Slot, WriteQueue};
+use crate::batch::{self, Completion, Outcome, QueuedWrite, Slot, WriteQueue};
 use crate::config::{Location, SqliteBackendBuilder, Synchronous};
 use crate::encoding::{self, PURGE_BATCH_ROWS};
 use crate::error::OpError;
-use crate::pool::Pool;
+use crate::pool::{self, Pool, Spawner};
 
 /// Every this many writes through one backend, the write also deletes a batch of expired rows.
 const RECLAIM_EVERY_WRITES: u64 = 64;
 
-/// How long after its deadline an expired row may still be needed: an operation that started
-/// before the deadline but waited in the queue judges liveness by its start time, so
-/// background reclaim leaves rows this recently expired alone.
+/// How long after its deadline background reclaim leaves an expired row alone. Operations read
+/// the clock when they run, so none needs a row already expired by then; the grace is for a
+/// wall clock stepped back a little (NTP), under which a row could briefly be live again.
 const RECLAIM_GRACE_MS: u64 = 1_000;
 
 /// A key-value store in a SQLite database file (or in memory) that keeps the whole kvkit
@@ -43,8 +41,10 @@ const RECLAIM_GRACE_MS: u64 = 1_000;
 /// many writers, each write still all or nothing; see the crate docs). TTL deadlines are wall-clock Unix
 /// milliseconds (granularity 1 ms), shared by every process using the file.
 ///
-/// A call whose future is dropped before it completes still runs to completion on its
-/// connection (entirely or not at all), like a request already sent to a server.
+/// A call whose future is dropped before its work has started is withdrawn and does nothing;
+/// one dropped later still runs to completion on its connection (entirely or not at all), like
+/// a request already sent to a server. At most [`SqliteBackendBuilder::max_queued`]
+/// operations are held at once; callers beyond that wait for a place.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -76,6 +76,9 @@ struct Shared {
     synchronous: Synchronous,
     /// Writes waiting for the connection that commits them (group commit).
     queue: Arc<WriteQueue>,
+    /// One permit per operation accepted and not yet answered: bounds every queue.
+    admission: Arc<Semaphore>,
+    max_queued: usize,
     /// Writes started through this backend, to pace reclaiming expired rows.
     writes: AtomicU64,
 }
@@ -133,6 +136,8 @@ impl SqliteBackend {
                 busy_timeout: settings.busy_timeout,
                 synchronous: settings.synchronous,
                 queue: Arc::default(),
+                admission: Arc::new(Semaphore::new(settings.max_queued)),
+                max_queued: settings.max_queued,
                 writes: AtomicU64::new(0),
             }),
         })
@@ -189,16 +194,35 @@ impl SqliteBackend {
             .await
     }
 
+    /// How many operations this backend has accepted and not yet answered: queued for a
+    /// connection or the group commit, or running. At most
+    /// [`SqliteBackendBuilder::max_queued`]; callers beyond that wait for a place.
+    pub fn queued_operations(&self) -> usize {
+        self.shared.max_queued - self.shared.admission.available_permits()
+    }
+
+    /// Waits for a place among the operations this backend holds at once.
+    async fn admit(&self) -> Result<OwnedSemaphorePermit, KvError> {
+        Arc::clone(&self.shared.admission)
+            .acquire_owned()
+            .await
+            .map_err(|_| KvError::backend("the SQLite backend is closing"))
+    }
+
     /// Runs a read on a pooled connection (a single statement: no transaction needed).
-    async fn read<T, F>(&self, read: F) -> Result<T, KvError>
+    async fn read_job<T, F>(&self, read: F) -> Result<T, KvError>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Connection, &str) -> Result<T, OpError> + Send + 'static,
     {
+        let admitted = self.admit().await?;
         let namespace = Arc::clone(&self.shared.namespace);
         self.shared
             .pool
-            .run(move |conn| read(conn, &namespace))
+            .run(move |conn| {
+                let _admitted = admitted;
+                read(conn, &namespace)
+            })
             .await
     }
 
@@ -207,29 +231,38 @@ impl SqliteBackend {
     /// read-modify-write cannot interleave with another writer, and the lock is never
     /// upgraded (the upgrade is what can fail with `SQLITE_BUSY` at once). The write is kept
     /// when `write` returns `Ok` and rolled back otherwise; the reply waits for the commit.
-    async fn write<T, F>(&self, write: F) -> Result<T, KvError>
+    async fn write_job<T, F>(&self, write: F) -> Result<T, KvError>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>, &str) -> Result<T, OpError> + Send + 'static,
     {
+        let admitted = self.admit().await?;
         let namespace = Arc::clone(&self.shared.namespace);
         let writes = self.shared.writes.fetch_add(1, Ordering::Relaxed) + 1;
         let (reply, result) = oneshot::channel();
         let queued = QueuedWrite {
             reclaim: writes.is_multiple_of(RECLAIM_EVERY_WRITES),
             run: Box::new(move |slot| {
+                if reply.is_closed() {
+                    // Withdrawn before it started: nobody waits for it, so it does nothing.
+                    return (Box::new(move |_| drop(admitted)), Outcome::Withdrawn);
+                }
                 let outcome = match slot {
                     Slot::Alone(tx) => write(tx, &namespace),
                     Slot::Shared(tx) => batch::in_savepoint(tx, |tx| write(tx, &namespace)),
                     Slot::NotRun => Err(OpError::Kv(KvError::backend("not run"))),
                 }
                 .map_err(KvError::from);
-                let succeeded = outcome.is_ok();
+                let how = match &outcome {
+                    Ok(_) => Outcome::Done,
+                    Err(err) => Outcome::Failed(batch::duplicate(err)),
+                };
                 let completion: Completion = Box::new(move |committed| {
+                    drop(admitted);
                     // The caller may have stopped waiting; the write is decided either way.
                     let _ = reply.send(committed.map_err(batch::duplicate).and(outcome));
                 });
-                (completion, succeeded)
+                (completion, how)
             }),
         };
         if self.shared.queue.push(queued) {
@@ -242,23 +275,28 @@ impl SqliteBackend {
 
     /// Puts a connection to work committing the queued writes.
     fn start_writer(&self) -> Result<(), KvError> {
-        let queue = Arc::clone(&self.shared.queue);
-        let started = self
-            .shared
-            .pool
-            .spawn(move |conn| queue.drain(conn, reclaim_expired));
+        let started = writer_turn(
+            self.shared.pool.spawner().clone(),
+            Arc::clone(&self.shared.queue),
+        );
         if let Err(err) = &started {
             self.shared.queue.abandon(err);
         }
         started
     }
+}
 
-    /// Writes `value` at `key` with deadline `expires_at` (`None`: no TTL).
-    async fn put(&self, key: &str, value: &[u8], expires_at: Option<i64>) -> Result<(), KvError> {
-        let (key, value) = (key.to_owned(), value.to_vec());
-        self.write(move |tx, namespace| encoding::upsert(tx, namespace, &key, &value, expires_at))
-            .await
-    }
+/// Queues one turn of the group commit's writer on the pool: one batch, then, if writes are
+/// still queued, the next turn behind whatever else waits for a connection.
+fn writer_turn(spawner: Spawner, queue: Arc<WriteQueue>) -> Result<(), KvError> {
+    let next = spawner.clone();
+    spawner.spawn(move |conn| {
+        if queue.drain_one(conn, reclaim_expired, pool::lock_waited) {
+            if let Err(err) = writer_turn(next, Arc::clone(&queue)) {
+                queue.abandon(&err);
+            }
+        }
+    })
 }
 
 /// Deletes one batch of rows expired for over [`RECLAIM_GRACE_MS`], inside the caller's write
@@ -293,14 +331,25 @@ impl fmt::Debug for SqliteBackend {
     }
 }
 
+/// Every operation reads the clock inside its job, on the connection, after any wait for the
+/// pool, the queue or the file's write lock: the moment it decides.
 #[async_trait]
-impl KvBackend for SqliteBackend {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        validate_key(key)?;
-        let now = unix_millis_now();
-        let key = key.to_owned();
-        self.read(move |conn, namespace| {
+impl Store for SqliteBackend {
+    const KIND: &'static str = "sqlite";
+
+    fn max_value_bytes(&self) -> usize {
+        self.shared.max_value_bytes
+    }
+
+    fn namespace_name(&self) -> &str {
+        &self.shared.namespace
+    }
+
+    async fn read(&self, key: Key<'_>) -> Result<Option<Vec<u8>>, KvError> {
+        let key = key.as_str().to_owned();
+        self.read_job(move |conn, namespace| {
             let entry = encoding::select_entry(conn, namespace, &key)?;
+            let now = unix_millis_now();
             Ok(entry
                 .filter(|entry| entry.is_live_at(now))
                 .map(|entry| entry.value))
@@ -308,56 +357,48 @@ impl KvBackend for SqliteBackend {
         .await
     }
 
-    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        validate_key(key)?;
-        check_value_size(value, self.shared.max_value_bytes)?;
-        self.put(key, value, None).await
+    async fn write(&self, key: Key<'_>, value: Value<'_>, ttl: Option<Ttl>) -> Result<(), KvError> {
+        let (key, value) = (key.as_str().to_owned(), value.to_vec());
+        self.write_job(move |tx, namespace| {
+            let expires_at = ttl.map(|ttl| encoding::deadline_column(ttl.unix_deadline_ms()));
+            encoding::upsert(tx, namespace, &key, &value, expires_at)
+        })
+        .await
     }
 
-    async fn set_with_ttl(&self, key: &str, value: &[u8], ttl_ns: u64) -> Result<(), KvError> {
-        let call_start = SystemTime::now();
-        validate_key(key)?;
-        check_value_size(value, self.shared.max_value_bytes)?;
-        validate_ttl(ttl_ns)?;
-        let deadline = encoding::deadline_column(unix_deadline_ms(call_start, ttl_ns));
-        self.put(key, value, Some(deadline)).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<bool, KvError> {
-        validate_key(key)?;
-        let now = unix_millis_now();
-        let key = key.to_owned();
-        self.write(move |tx, namespace| {
+    async fn remove(&self, key: Key<'_>) -> Result<bool, KvError> {
+        let key = key.as_str().to_owned();
+        self.write_job(move |tx, namespace| {
             // An expired row is deleted too (it is garbage), but was not a live key.
             let removed = encoding::delete_returning(tx, namespace, &key)?;
+            let now = unix_millis_now();
             Ok(removed.is_some_and(|expires_at| encoding::is_live(expires_at, now)))
         })
         .await
     }
 
-    async fn exists(&self, key: &str) -> Result<bool, KvError> {
-        validate_key(key)?;
-        let now = unix_millis_now();
-        let key = key.to_owned();
-        self.read(move |conn, namespace| {
+    async fn contains(&self, key: Key<'_>) -> Result<bool, KvError> {
+        let key = key.as_str().to_owned();
+        self.read_job(move |conn, namespace| {
             let deadline = encoding::select_deadline(conn, namespace, &key)?;
+            let now = unix_millis_now();
             Ok(deadline.is_some_and(|expires_at| encoding::is_live(expires_at, now)))
         })
         .await
     }
 
-    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {
-        let now = unix_millis_now();
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, KvError> {
         let prefix = prefix.as_bytes().to_vec();
-        self.read(move |conn, namespace| encoding::live_keys(conn, namespace, &prefix, now))
-            .await
+        self.read_job(move |conn, namespace| {
+            encoding::live_keys(conn, namespace, &prefix, unix_millis_now())
+        })
+        .await
     }
 
-    async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
-        validate_key(key)?;
-        let now = unix_millis_now();
-        let key = key.to_owned();
-        self.write(move |tx, namespace| {
+    async fn add(&self, key: Key<'_>, delta: i64) -> Result<i64, KvError> {
+        let key = key.as_str().to_owned();
+        self.write_job(move |tx, namespace| {
+            let now = unix_millis_now();
             let live = encoding::select_entry(tx, namespace, &key)?.filter(|e| e.is_live_at(now));
             let next = apply_increment(live.as_ref().map(|e| e.value.as_slice()), delta)?;
             // A live counter keeps its deadline; a new (or expired) one gets none.
@@ -368,17 +409,19 @@ impl KvBackend for SqliteBackend {
         .await
     }
 
-    async fn compare_and_swap(
+    async fn swap_if(
         &self,
-        key: &str,
+        key: Key<'_>,
         expected: Option<&[u8]>,
-        new: &[u8],
+        new: Value<'_>,
     ) -> Result<bool, KvError> {
-        validate_key(key)?;
-        check_value_size(new, self.shared.max_value_bytes)?;
-        let now = unix_millis_now();
-        let (key, expected, new) = (key.to_owned(), expected.map(<[u8]>::to_vec), new.to_vec());
-        self.write(move |tx, namespace| {
+        let (key, expected, new) = (
+            key.as_str().to_owned(),
+            expected.map(<[u8]>::to_vec),
+            new.to_vec(),
+        );
+        self.write_job(move |tx, namespace| {
+            let now = unix_millis_now();
             let live = encoding::select_entry(tx, namespace, &key)?.filter(|e| e.is_live_at(now));
             if live.map(|e| e.value) != expected {
                 return Ok(false);
@@ -389,3 +432,5 @@ impl KvBackend for SqliteBackend {
         .await
     }
 }
+
+kv_trait::impl_kv_backend!(SqliteBackend);

@@ -19,10 +19,26 @@
 //!
 //! A write with nothing else queued runs alone in its transaction, without a savepoint: a
 //! failure rolls the whole transaction back, as before group commit.
+//!
+//! Three rules keep the writer from crowding anyone out:
+//!
+//! - **One batch per turn.** The writer commits one batch, then queues itself again on the
+//!   pool behind whatever is waiting there, so a pool of one connection still answers reads
+//!   between batches instead of after the last queued write.
+//! - **A turn for other processes.** While writes keep coming, a writer that has held the
+//!   file's write lock back to back for [`HOLD_WHILE_CONTENDED`] (or [`HOLD_UNCONTENDED`] when
+//!   it has not had to wait for the lock lately) pauses for [`TURN_GAP`] before its next
+//!   `BEGIN IMMEDIATE`. Another process's writer, polling the lock every millisecond (see the
+//!   pool's busy handler), takes it in that gap; otherwise it could wait out its whole busy
+//!   timeout while this one re-took the lock microseconds after every commit.
+//! - **Withdrawn writes do not run.** A write whose caller dropped its future before the
+//!   write started is skipped; one already running completes (all or nothing), as before.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
 
-use kv_trait::KvError;
+use kv_trait::{monotonic_now, KvError};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::error::OpError;
@@ -30,6 +46,22 @@ use crate::error::OpError;
 /// The most writes one transaction takes: enough to amortise a sync over many writers, few
 /// enough that other processes get the write lock often.
 pub(crate) const MAX_BATCH: usize = 128;
+
+/// How long the writer holds the write lock back to back, when it has had to wait for the lock
+/// lately (another process writes too), before it leaves a [`TURN_GAP`].
+pub(crate) const HOLD_WHILE_CONTENDED: Duration = Duration::from_millis(20);
+
+/// The same when it has not had to wait: long enough that a process writing alone loses about
+/// 1% of its lock time, short enough that a newly arrived process gets its first turn soon,
+/// after which the writer sees contention and takes turns every [`HOLD_WHILE_CONTENDED`].
+pub(crate) const HOLD_UNCONTENDED: Duration = Duration::from_millis(100);
+
+/// The pause between two batches that lets another process take the write lock: twice the
+/// busy handler's polling interval.
+pub(crate) const TURN_GAP: Duration = Duration::from_millis(2);
+
+/// How long one wait for the lock counts as "contended lately".
+const CONTENTION_MEMORY: Duration = Duration::from_secs(1);
 
 /// What to tell a write's caller once its batch has committed (`Ok`) or failed (`Err`).
 pub(crate) type Completion = Box<dyn FnOnce(Result<(), &KvError>) + Send>;
@@ -44,8 +76,19 @@ pub(crate) enum Slot<'a> {
     NotRun,
 }
 
-/// Runs a write in its slot and returns how to answer its caller, and whether it succeeded.
-pub(crate) type RunWrite = Box<dyn FnOnce(Slot<'_>) -> (Completion, bool) + Send>;
+/// How a write went in its slot.
+pub(crate) enum Outcome {
+    /// It did its work (which is kept if the batch commits).
+    Done,
+    /// It failed and was rolled back; the error, again, in case SQLite abandoned the whole
+    /// transaction because of it (a full disk), so the rest of the batch fails the same way.
+    Failed(KvError),
+    /// Its caller had stopped waiting before it started: it did nothing.
+    Withdrawn,
+}
+
+/// Runs a write in its slot and returns how to answer its caller, and how it went.
+pub(crate) type RunWrite = Box<dyn FnOnce(Slot<'_>) -> (Completion, Outcome) + Send>;
 
 /// One queued write.
 pub(crate) struct QueuedWrite {
@@ -64,6 +107,10 @@ pub(crate) struct WriteQueue {
 struct State {
     queued: Vec<QueuedWrite>,
     writer_active: bool,
+    /// When the writer's current run of back-to-back batches began.
+    holding_since: Option<Instant>,
+    /// When the writer last had to wait for the file's write lock.
+    last_contended: Option<Instant>,
 }
 
 impl WriteQueue {
@@ -71,43 +118,107 @@ impl WriteQueue {
     /// one (with [`WriteQueue::drain`] on a pooled connection); the queue now counts it as
     /// active, so exactly one caller is told to.
     pub(crate) fn push(&self, write: QueuedWrite) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.lock();
         state.queued.push(write);
         !std::mem::replace(&mut state.writer_active, true)
     }
 
-    /// The writer's work: commit batches until the queue is empty, then stop being the
-    /// writer. Checking for more work and stepping down happen under one lock, so a write
-    /// queued meanwhile is either taken by this loop or starts a new writer.
-    pub(crate) fn drain(
+    /// One turn of the writer: commit one batch, then say whether more writes are queued. If
+    /// so, the writer stays active and the caller must queue this again (on the pool, behind
+    /// the reads waiting there); if not, it has stepped down, under the same lock that checked,
+    /// so a write queued meanwhile either is seen here or starts a new writer.
+    ///
+    /// `lock_waited` tells whether the last `BEGIN IMMEDIATE` on `conn` had to wait.
+    pub(crate) fn drain_one(
         self: &Arc<Self>,
         conn: &mut Connection,
         reclaim: impl Fn(&mut Transaction<'_>),
-    ) {
+        lock_waited: impl Fn() -> bool,
+    ) -> bool {
         // If a write panics (none should), its caller sees its reply channel dropped; this
         // guard answers everything still queued and lets the next write start a writer.
         let guard = StepDown(Arc::clone(self));
-        while let Some(batch) = self.next_batch() {
-            commit_batch(conn, batch, &reclaim);
-        }
+        let Some(batch) = self.next_batch() else {
+            std::mem::forget(guard);
+            return false;
+        };
+        let size = batch.len();
+        commit_batch(conn, batch, &reclaim);
         std::mem::forget(guard);
+        let waited = lock_waited();
+        tracing::debug!(writes = size, waited_for_lock = waited, "group commit");
+        let gap = self.after_batch(waited);
+        if let Some(gap) = gap {
+            tracing::debug!(
+                ?gap,
+                "leaving the write lock to other processes for a moment"
+            );
+            thread::sleep(gap);
+        }
+        self.more_queued()
     }
 
     fn next_batch(&self) -> Option<Vec<QueuedWrite>> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.lock();
         if state.queued.is_empty() {
             state.writer_active = false;
+            state.holding_since = None;
             return None;
         }
+        state.holding_since.get_or_insert_with(monotonic_now);
         let take = state.queued.len().min(MAX_BATCH);
         Some(state.queued.drain(..take).collect())
+    }
+
+    /// Whether the writer should pause before its next batch, and for how long.
+    fn after_batch(&self, waited_for_lock: bool) -> Option<Duration> {
+        let mut state = self.lock();
+        let now = monotonic_now();
+        if waited_for_lock {
+            state.last_contended = Some(now);
+        }
+        let contended = state
+            .last_contended
+            .is_some_and(|at| now.duration_since(at) < CONTENTION_MEMORY);
+        let hold = match contended {
+            true => HOLD_WHILE_CONTENDED,
+            false => HOLD_UNCONTENDED,
+        };
+        let since = state.holding_since?;
+        if state.queued.is_empty() || now.duration_since(since) < hold {
+            return None;
+        }
+        state.holding_since = None;
+        Some(TURN_GAP)
+    }
+
+    /// After a batch: `true` (still the writer) when writes are queued, else steps down.
+    fn more_queued(&self) -> bool {
+        let mut state = self.lock();
+        if state.queued.is_empty() {
+            state.writer_active = false;
+            state.holding_since = None;
+            return false;
+        }
+        true
+    }
+
+    /// How many writes wait for the writer.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lock().queued.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Fails every queued write with `err` and stops counting a writer as active.
     pub(crate) fn abandon(&self, err: &KvError) {
         let queued = {
-            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut state = self.lock();
             state.writer_active = false;
+            state.holding_since = None;
             std::mem::take(&mut state.queued)
         };
         fail_all(queued, err);
@@ -138,13 +249,14 @@ fn commit_batch(
     let alone = batch.len() == 1;
     let mut completions = Vec::with_capacity(batch.len());
     let mut writes = batch.into_iter();
+    let mut abandoned_by = None;
     for write in writes.by_ref() {
         let slot = match alone {
             true => Slot::Alone(&transaction),
             false => Slot::Shared(&transaction),
         };
-        let (completion, succeeded) = (write.run)(slot);
-        if alone && !succeeded {
+        let (completion, outcome) = (write.run)(slot);
+        if alone && matches!(outcome, Outcome::Failed(_)) {
             // Its own error is its answer; whatever it did goes with the transaction.
             drop(transaction);
             return completion(Ok(()));
@@ -153,14 +265,14 @@ fn commit_batch(
         // SQLite rolls a transaction back by itself after some errors (a full disk, an I/O
         // error). Nothing more may run then: it would run outside any transaction.
         if transaction.is_autocommit() {
+            if let Outcome::Failed(cause) = outcome {
+                abandoned_by = Some(cause);
+            }
             break;
         }
     }
-    let aborted = transaction.is_autocommit();
-    let committed = match aborted {
-        true => Err(KvError::backend(
-            "SQLite abandoned the transaction after an error; nothing in it was written",
-        )),
+    let committed = match transaction.is_autocommit() {
+        true => Err(abandoned(abandoned_by)),
         false => {
             if reclaim_due {
                 reclaim(&mut transaction);
@@ -171,11 +283,29 @@ fn commit_batch(
         }
     };
     if let Err(err) = &committed {
+        tracing::debug!(error = %err, "group commit failed; no write of the batch happened");
         // Whatever did not get to run fails the same way.
         fail_all(writes.collect(), err);
     }
     for complete in completions {
         complete(committed.as_ref().map(|_| ()));
+    }
+}
+
+/// The error of a batch SQLite abandoned: the kind of the error that made it do so (a full
+/// disk stays `QuotaExceeded` for every write of the batch), and what it means.
+fn abandoned(cause: Option<KvError>) -> KvError {
+    const NOTHING_WRITTEN: &str =
+        "SQLite abandoned the transaction after an error; nothing in it was written";
+    match cause {
+        Some(KvError::QuotaExceeded(message)) => {
+            KvError::QuotaExceeded(format!("{message} ({NOTHING_WRITTEN})"))
+        }
+        Some(KvError::Unavailable(source)) => {
+            KvError::unavailable(format!("{source} ({NOTHING_WRITTEN})"))
+        }
+        Some(other) => KvError::backend(format!("{other} ({NOTHING_WRITTEN})")),
+        None => KvError::backend(NOTHING_WRITTEN),
     }
 }
 
@@ -226,5 +356,96 @@ pub(crate) fn in_savepoint<T>(
             }
             Err(err)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// What each write of a test batch was told.
+    type Answers = Arc<Mutex<Vec<Result<(), String>>>>;
+
+    /// A queued write that runs `work` in its slot and records its answer.
+    fn write(
+        answers: &Answers,
+        work: impl FnOnce(&Transaction<'_>) -> Outcome + Send + 'static,
+    ) -> QueuedWrite {
+        let answers = Arc::clone(answers);
+        QueuedWrite {
+            reclaim: false,
+            run: Box::new(move |slot| {
+                let outcome = match slot {
+                    Slot::Alone(tx) | Slot::Shared(tx) => work(tx),
+                    Slot::NotRun => Outcome::Withdrawn,
+                };
+                let completion: Completion = Box::new(move |committed| {
+                    let answer = committed.map_err(|err| format!("{err:?}"));
+                    answers.lock().unwrap().push(answer);
+                });
+                (completion, outcome)
+            }),
+        }
+    }
+
+    #[test]
+    fn a_batch_abandoned_on_a_full_disk_fails_whole_as_quota_exceeded() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x)").unwrap();
+        let answers = Answers::default();
+        let batch = vec![
+            write(&answers, |tx| {
+                tx.execute("INSERT INTO t VALUES (1)", []).unwrap();
+                Outcome::Done
+            }),
+            // What SQLite does after some SQLITE_FULL errors: it rolls the whole transaction
+            // back by itself (here by hand, as no test can fill a disk on cue).
+            write(&answers, |tx| {
+                tx.execute_batch("ROLLBACK").unwrap();
+                Outcome::Failed(KvError::QuotaExceeded("database or disk is full".into()))
+            }),
+            write(&answers, |_| {
+                unreachable!("nothing runs after the transaction is gone")
+            }),
+        ];
+        commit_batch(&mut conn, batch, &|_| {});
+        let answers = answers.lock().unwrap().clone();
+        assert_eq!(answers.len(), 3);
+        for answer in &answers {
+            let err = answer.as_ref().unwrap_err();
+            assert!(err.starts_with("QuotaExceeded"), "{err}");
+            assert!(err.contains("nothing in it was written"), "{err}");
+        }
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(rows, 0, "the first write went with the transaction");
+    }
+
+    #[test]
+    fn a_writer_that_held_the_lock_long_enough_leaves_a_gap_only_while_writes_wait() {
+        let queue = Arc::new(WriteQueue::default());
+        let answers = Answers::default();
+        for _ in 0..2 {
+            queue.push(write(&answers, |_| Outcome::Done));
+        }
+        assert!(queue.next_batch().is_some());
+        // Nothing queued: no gap, however long it held.
+        assert_eq!(queue.after_batch(true), None);
+        queue.push(write(&answers, |_| Outcome::Done));
+        queue.lock().holding_since = Some(monotonic_now() - HOLD_WHILE_CONTENDED);
+        // Contended (it waited) and held for the contended hold: a gap.
+        assert_eq!(queue.after_batch(true), Some(TURN_GAP));
+        // The run starts again after the gap.
+        assert_eq!(queue.lock().holding_since, None);
+        // Uncontended lately? The longer hold applies.
+        queue.lock().last_contended = None;
+        queue.lock().holding_since = Some(monotonic_now() - HOLD_WHILE_CONTENDED);
+        assert_eq!(queue.after_batch(false), None);
+        queue.lock().holding_since = Some(monotonic_now() - HOLD_UNCONTENDED);
+        assert_eq!(queue.after_batch(false), Some(TURN_GAP));
+        assert_eq!(queue.len(), 1);
     }
 }

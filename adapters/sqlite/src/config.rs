@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use kv_trait::url_config::StoreUrl;
 use kv_trait::{KvError, DEFAULT_MAX_VALUE_BYTES, MIN_MAX_VALUE_BYTES};
+use tokio::sync::Semaphore;
 
 use crate::SqliteBackend;
 
@@ -27,6 +28,9 @@ pub(crate) const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest `max_value_bytes` accepted. SQLite refuses any string, blob or row longer than
 /// `SQLITE_MAX_LENGTH` (10^9 bytes by default); half a GiB leaves ample room for the key and
 /// the record header.
+/// How many operations a backend holds at once (queued or running) by default.
+pub(crate) const DEFAULT_MAX_QUEUED: usize = 1024;
+
 pub(crate) const LARGEST_MAX_VALUE_BYTES: usize = 512 * 1024 * 1024;
 
 /// The options a `sqlite:` URL takes.
@@ -36,6 +40,7 @@ const URL_OPTIONS: &[&str] = &[
     "synchronous",
     "pool_size",
     "max_value_bytes",
+    "max_queued",
 ];
 
 /// The SQLite file name that means "a private in-memory database" rather than a file.
@@ -136,6 +141,7 @@ pub struct SqliteBackendBuilder {
     /// `None`: the location's default (4 for a file, 1 in memory).
     pub(crate) pool_size: Option<usize>,
     pub(crate) max_value_bytes: usize,
+    pub(crate) max_queued: usize,
 }
 
 impl SqliteBackendBuilder {
@@ -168,7 +174,7 @@ impl SqliteBackendBuilder {
     /// The path is percent-decoded (`%20` is a space; write `?`, `#` and `%` as `%3F`, `%23`
     /// and `%25`). Options follow a `?` as `name=value` pairs joined by `&`:
     /// `namespace`, `busy_timeout_ms`, `synchronous` (`off`, `normal`, `full`, `extra`),
-    /// `pool_size` and `max_value_bytes`, meaning what the builder methods of the same names
+    /// `pool_size`, `max_value_bytes` and `max_queued`, meaning what the builder methods of the same names
     /// mean. A URL of another form, an unknown or repeated option, or a malformed value is
     /// [`KvError::InvalidConfig`] naming the problem.
     ///
@@ -206,6 +212,9 @@ impl SqliteBackendBuilder {
         }
         if let Some(max) = parsed.take_number("max_value_bytes")? {
             builder = builder.max_value_bytes(max);
+        }
+        if let Some(max) = parsed.take_number("max_queued")? {
+            builder = builder.max_queued(max);
         }
         parsed.finish(URL_OPTIONS)?;
         Ok(builder)
@@ -246,6 +255,15 @@ impl SqliteBackendBuilder {
         self
     }
 
+    /// How many operations the backend holds at once, queued or running (default 1024, at
+    /// least 1). A caller beyond that waits, asynchronously, until one is answered: memory
+    /// stays bounded however fast callers arrive, and a caller that gives up while waiting
+    /// leaves nothing behind.
+    pub fn max_queued(mut self, operations: usize) -> Self {
+        self.max_queued = operations;
+        self
+    }
+
     /// Opens the database (creating or migrating its schema) and starts the connection pool.
     ///
     /// Fails with [`KvError::InvalidConfig`] for a setting out of range or a file whose schema
@@ -272,6 +290,7 @@ impl SqliteBackendBuilder {
             synchronous: Synchronous::default(),
             pool_size: None,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            max_queued: DEFAULT_MAX_QUEUED,
         }
     }
 
@@ -287,6 +306,13 @@ impl SqliteBackendBuilder {
                 "max_value_bytes is {}; it must be between {MIN_MAX_VALUE_BYTES} and \
                  {LARGEST_MAX_VALUE_BYTES}",
                 self.max_value_bytes
+            )));
+        }
+        if !(1..=Semaphore::MAX_PERMITS).contains(&self.max_queued) {
+            return Err(invalid(format!(
+                "max_queued is {}; it must be between 1 and {}",
+                self.max_queued,
+                Semaphore::MAX_PERMITS
             )));
         }
         if i32::try_from(self.busy_timeout.as_millis()).is_err() {

@@ -14,18 +14,24 @@
 //! - the backend needs no particular executor: replies travel over a `oneshot` channel, which
 //!   any executor can await.
 //!
-//! The queue itself is unbounded: callers are paced by awaiting their results, as with
-//! requests to a server.
+//! The queue is bounded by the backend, which admits at most `max_queued` operations at once
+//! (callers beyond that wait, asynchronously, for a place). A queued operation whose caller
+//! stopped waiting before it started is skipped.
 //!
 //! Serialising writers is SQLite's job, not the pool's: every write is a `BEGIN IMMEDIATE`
-//! transaction that waits up to the busy timeout for the file's write lock.
+//! transaction that waits up to the busy timeout for the file's write lock. The wait is this
+//! module's busy handler rather than SQLite's default one, which sleeps up to 100 ms between
+//! tries: polling every millisecond lets a writer take the lock in the short gaps another
+//! process's writer leaves between its batches (see [`crate::batch`]).
 
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
+use std::time::{Duration, Instant};
 
-use kv_trait::KvError;
+use kv_trait::{monotonic_now, KvError};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
@@ -37,13 +43,33 @@ use crate::error::OpError;
 /// is ever evicted and re-prepared.
 const STATEMENT_CACHE_CAPACITY: usize = 32;
 
+/// How often a connection waiting for another's lock tries again.
+const BUSY_POLL: Duration = Duration::from_millis(1);
+
 /// One unit of work for whichever connection thread is free.
 type Job = Box<dyn FnOnce(&mut Connection) + Send + 'static>;
 
 /// The queue of a running pool. Dropping it (with the last backend clone) lets each thread
 /// finish the jobs already queued, close its connection and exit.
 pub(crate) struct Pool {
-    jobs: Sender<Job>,
+    jobs: Spawner,
+}
+
+/// A handle that queues jobs on the pool, for a job that must queue a follow-up (the group
+/// commit's writer, one batch per turn). It keeps the threads alive only while held.
+#[derive(Clone)]
+pub(crate) struct Spawner(Sender<Job>);
+
+impl Spawner {
+    /// Queues `job` for the next free connection without waiting for it.
+    pub(crate) fn spawn(
+        &self,
+        job: impl FnOnce(&mut Connection) + Send + 'static,
+    ) -> Result<(), KvError> {
+        self.0
+            .send(Box::new(job))
+            .map_err(|_| KvError::backend("the SQLite connection threads have stopped"))
+    }
 }
 
 impl Pool {
@@ -82,33 +108,31 @@ impl Pool {
                 .map_err(|_| KvError::backend("a SQLite connection thread stopped while opening"))?
                 .map_err(KvError::from)?;
         }
-        Ok(Self { jobs })
+        Ok(Self {
+            jobs: Spawner(jobs),
+        })
     }
 
-    /// Queues `job` for the next free connection without waiting for it.
-    pub(crate) fn spawn(
-        &self,
-        job: impl FnOnce(&mut Connection) + Send + 'static,
-    ) -> Result<(), KvError> {
-        self.jobs
-            .send(Box::new(job))
-            .map_err(|_| KvError::backend("the SQLite connection threads have stopped"))
+    /// The handle that queues jobs.
+    pub(crate) fn spawner(&self) -> &Spawner {
+        &self.jobs
     }
 
-    /// Runs `operation` on the next free connection and returns its result.
+    /// Runs `operation` on the next free connection and returns its result; not at all if the
+    /// caller stops waiting before a connection is free.
     pub(crate) async fn run<T, F>(&self, operation: F) -> Result<T, KvError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, OpError> + Send + 'static,
     {
         let (reply, result) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            // The caller may have stopped waiting; the operation has completed either way.
+        self.jobs.spawn(move |conn| {
+            if reply.is_closed() {
+                return; // withdrawn: nobody waits for it
+            }
+            // The caller may stop waiting meanwhile; the operation completes either way.
             let _ = reply.send(operation(conn).map_err(KvError::from));
-        });
-        self.jobs
-            .send(job)
-            .map_err(|_| KvError::backend("the SQLite connection threads have stopped"))?;
+        })?;
         result.await.map_err(|_| {
             KvError::backend("a SQLite connection thread failed while running this operation")
         })?
@@ -127,8 +151,10 @@ fn open_connection(settings: &SqliteBackendBuilder) -> Result<Connection, OpErro
         )?,
         Location::Memory => Connection::open_in_memory()?,
     };
-    // First, so that the pragmas below wait for other processes' locks too.
-    conn.busy_timeout(settings.busy_timeout)?;
+    // First, so that the pragmas below wait for other processes' locks too. The connection
+    // lives on this thread for good, so the thread's busy settings are the connection's.
+    BUSY.with(|busy| busy.timeout.set(settings.busy_timeout));
+    conn.busy_handler(Some(wait_for_lock))?;
     if let Location::File(_) = settings.location {
         // WAL lets readers run beside the writer. It is a property of the file, so this is a
         // no-op after the first connection; a filesystem without shared memory support keeps
@@ -139,6 +165,49 @@ fn open_connection(settings: &SqliteBackendBuilder) -> Result<Connection, OpErro
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
     encoding::migrate(&mut conn)?;
     Ok(conn)
+}
+
+/// The busy state of this thread's connection.
+struct Busy {
+    timeout: Cell<Duration>,
+    /// When the current wait began (SQLite calls the handler with `attempt == 0` first).
+    waiting_since: Cell<Option<Instant>>,
+    /// Whether the connection has waited for a lock since [`lock_waited`] last asked.
+    waited: Cell<bool>,
+}
+
+thread_local! {
+    static BUSY: Busy = const {
+        Busy {
+            timeout: Cell::new(Duration::ZERO),
+            waiting_since: Cell::new(None),
+            waited: Cell::new(false),
+        }
+    };
+}
+
+/// SQLite's busy handler for the pool's connections: try again every [`BUSY_POLL`] until the
+/// busy timeout has passed since the first try (then SQLite returns `SQLITE_BUSY`).
+fn wait_for_lock(attempt: i32) -> bool {
+    BUSY.with(|busy| {
+        let now = monotonic_now();
+        let since = match (attempt, busy.waiting_since.get()) {
+            (0, _) | (_, None) => now,
+            (_, Some(since)) => since,
+        };
+        busy.waiting_since.set(Some(since));
+        busy.waited.set(true);
+        if now.duration_since(since) >= busy.timeout.get() {
+            return false;
+        }
+        thread::sleep(BUSY_POLL);
+        true
+    })
+}
+
+/// Whether this thread's connection waited for a lock since the last call.
+pub(crate) fn lock_waited() -> bool {
+    BUSY.with(|busy| busy.waited.replace(false))
 }
 
 /// A connection thread's life: run jobs until the queue's sender is gone.

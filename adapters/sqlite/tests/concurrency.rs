@@ -96,7 +96,7 @@ async fn writers_wait_for_a_briefly_held_lock_instead_of_failing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropped_calls_still_complete_and_leak_no_connection() {
+async fn calls_dropped_before_they_start_do_nothing_and_leak_no_connection() {
     let fixture = file_store().await;
     // One connection: a leaked connection would stop the backend, and jobs run in order.
     let store = SqliteBackendBuilder::file(&fixture.path)
@@ -112,11 +112,14 @@ async fn dropped_calls_still_complete_and_leak_no_connection() {
         // Each call is abandoned while it waits for the lock (or for a connection).
         let abandoned = tokio::time::timeout(Duration::from_millis(5), store.increment("n", 1));
         assert!(abandoned.await.is_err());
+        let abandoned = tokio::time::timeout(Duration::from_millis(5), store.get("n"));
+        assert!(abandoned.await.is_err());
     }
     lock.commit().unwrap();
-    // The abandoned increments ran once the lock was free, in order, before this one.
-    assert_eq!(store.increment("n", 1).await.unwrap(), 7);
-    assert_eq!(store.get("n").await.unwrap(), Some(b"7".to_vec()));
+    // None of the abandoned increments had started, so none ran; the connection still works.
+    assert_eq!(store.increment("n", 1).await.unwrap(), 1);
+    assert_eq!(store.get("n").await.unwrap(), Some(b"1".to_vec()));
+    assert_eq!(store.queued_operations(), 0, "every place was given back");
 }
 
 /// The smallest executor: polls one future on the current thread, parking between wakes.
