@@ -94,11 +94,17 @@ impl Client {
         protocol: ProtocolVersion,
     ) -> Result<Self, Failure> {
         #[cfg(feature = "tls")]
-        if settings.tls {
-            // rustls needs a process-wide crypto provider; when the program links rustls with
-            // more than one (say, another library brings aws-lc-rs), none is chosen for it.
-            // Installing ring fails harmlessly when the program already installed one.
-            let _ = rustls::crypto::ring::default_provider().install_default();
+        if settings.tls && rustls::crypto::CryptoProvider::get_default().is_none() {
+            // redis-rs builds its TLS configuration from rustls's process-wide crypto
+            // provider. Choosing one is the application's call, made once at the start of
+            // `main`: a library that installed one would make the application's own
+            // `install_default()` fail later.
+            return Err(Failure::Kv(kv_trait::KvError::InvalidConfig(
+                "TLS needs a rustls crypto provider for the process: call \
+                 rustls::crypto::ring::default_provider().install_default() (or the \
+                 aws_lc_rs one) at the start of main, before opening a rediss:// backend"
+                    .into(),
+            )));
         }
         let conn = match settings.topology {
             Topology::Standalone => {

@@ -24,7 +24,8 @@
 //! - [`RedisBackend::from_url`]`(url)`, or [`RedisBackend::builder`]`(url)` /
 //!   [`RedisBackendBuilder`] to change settings first, then `.build().await`.
 //! - URLs: `redis://[user[:password]@]host[:port][/db]`, `rediss://...` (TLS, with the `tls`
-//!   cargo feature), `redis+cluster://[user[:password]@]host:port[,host:port...]` and
+//!   cargo feature; the application installs rustls's crypto provider first, as the README
+//!   says), `redis+cluster://[user[:password]@]host:port[,host:port...]` and
 //!   `rediss+cluster://...`. Options after `?`: `namespace`, `connect_timeout_ms` (default
 //!   5000), `request_timeout_ms` (3000), `pool_size` (4) and `max_value_bytes` (1 MiB, from
 //!   64 KiB to 512 MiB). Anything malformed or unknown is

@@ -128,6 +128,22 @@ async fn rediss_urls_connect_with_a_private_ca() {
     kv_test_services::wait_for_port(port, Duration::from_secs(10)).unwrap();
 
     let ca = dir.path().join("ca.pem");
+    let url = format!(
+        "rediss://:tls-pw@localhost:{port}?tls_ca_file={}",
+        ca.display()
+    );
+    // The backend never picks rustls's process-wide crypto provider: without one it says
+    // what to do...
+    let err = RedisBackend::from_url(&url).await.unwrap_err();
+    assert!(
+        matches!(err, kv_trait::KvError::InvalidConfig(_)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("install_default()"), "{err}");
+    // ...and the application, choosing one now, is not refused: nothing was installed for it.
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .expect("no provider was installed before the application's");
     for host in ["127.0.0.1", "localhost"] {
         let url = format!(
             "rediss://:tls-pw@{host}:{port}?namespace=tls&tls_ca_file={}",
