@@ -156,9 +156,12 @@ impl ClassifyRetry for AmbiguousWriteGuard {
                 .is_some_and(|connector| connection_refused(connector)),
         };
         if rejected_unapplied {
-            // Not applied: the SDK's own classifiers decide as usual.
+            // Not applied: the SDK's own classifiers decide as usual (the SDK's own `tracing`
+            // events, under `aws_smithy_runtime`, show its retries and back-off).
+            tracing::debug!(%error, "write refused unapplied: the SDK may retry it");
             RetryAction::NoActionIndicated
         } else {
+            tracing::debug!(%error, "write may have been applied: not retried");
             RetryAction::RetryForbidden
         }
     }

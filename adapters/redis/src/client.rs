@@ -294,6 +294,7 @@ impl Client {
             }
             if err.kind() == ErrorKind::Server(ServerErrorKind::Ask) {
                 if let Some(node) = redirect_target(&err) {
+                    tracing::debug!(host = %node.host, port = node.port, "ASK: resending to the importing node");
                     asking = Some(node); // no wait: the target node has the key now
                     continue;
                 }
@@ -301,8 +302,16 @@ impl Client {
             let resend = error::did_not_run(&err)
                 || (resend_after_drop && failures == 1 && err.is_connection_dropped());
             if !resend {
+                tracing::debug!(error = %err, attempt = failures, "not resent: it may have run");
                 return Err(err.into());
             }
+            tracing::debug!(
+                error = %err,
+                kind = ?err.kind(),
+                attempt = failures,
+                dropped_connection = err.is_connection_dropped(),
+                "resending (MOVED, TRYAGAIN, a failover or a reconnect)"
+            );
             // MOVED (the cluster client refreshes its slot map meanwhile), TRYAGAIN, a cluster
             // electing a primary, a dropped connection being replaced.
             tokio::time::sleep(Duration::from_millis(10 << failures.min(6))).await;

@@ -98,6 +98,7 @@ impl WatchPool {
 /// such a reply into an error of the whole pipeline; this does not depend on it.)
 fn exec_outcome(reply: Option<Vec<Value>>) -> Result<bool, Failure> {
     let Some(replies) = reply else {
+        tracing::debug!("EXEC aborted: the watched key changed; the swap did not happen");
         return Ok(false);
     };
     for reply in replies {
