@@ -1,19 +1,6 @@
 //! How keys, values, counters, expiry and namespaces map onto DynamoDB items, and the
-//! condition expressions that decide liveness inside DynamoDB.
-//!
-//! | attribute | type | holds |
-//! | --- | --- | --- |
-//! | `pk` | S (partition key) | `ns#` + the namespace (`ns#` alone for the empty namespace) |
-//! | `sk` | S (sort key) | the key, exactly |
-//! | `v` | B | the value, for values written by `set`, `set_with_ttl` and CAS |
-//! | `n` | N | the counter, for values written by `increment` (instead of `v`) |
-//! | `exp` | N | the exact deadline in Unix milliseconds; absent: never expires |
-//! | `ttl` | N | the deadline in Unix seconds, rounded up, for DynamoDB's own TTL deletion |
-//!
-//! An item is live while it has no `exp` or `exp > now`. Every read checks that after fetching
-//! and every conditional write checks it in its condition expression, so an expired item that
-//! DynamoDB's TTL has not deleted yet (it deletes within days, not milliseconds) is absent for
-//! every operation.
+//! condition expressions that decide liveness inside DynamoDB; the item layout is described in
+//! the crate docs.
 
 use std::collections::HashMap;
 

@@ -1,14 +1,6 @@
 //! SDK errors to [`KvError`], and which failed writes the SDK may retry, in one place.
 //!
-//! | SDK error | `KvError` | why |
-//! | --- | --- | --- |
-//! | throttling (`ProvisionedThroughputExceededException`, `ThrottlingException`, `RequestLimitExceeded`), `TransactionConflictException`, `InternalServerError`, any HTTP 5xx | `Unavailable` | the same call may succeed later |
-//! | timeouts, connection failures, broken or missing responses | `Unavailable` | the same |
-//! | `ItemCollectionSizeLimitExceededException`, `LimitExceededException`, an item over the size limit | `QuotaExceeded` | a DynamoDB limit refused the write |
-//! | anything else (missing table, access denied, bad credentials, validation) | `Backend` | retrying will not help |
-//!
-//! `ConditionalCheckFailedException` is not an error for this crate: the operations turn it
-//! into their answer (`false`, or a retry of `increment`) before anything gets here.
+//! The mapping table is in the crate docs.
 //!
 //! # Retries of writes that are not idempotent
 //!

@@ -1,10 +1,5 @@
-//! The sharded map behind [`MemoryBackend`](crate::MemoryBackend).
-//!
-//! Keys hash to one of several shards, each a mutex around an ordered map, so operations on
-//! different keys rarely wait for each other, while `list_keys` can still range-scan each
-//! shard for a prefix. Every shard also keeps an index of deadlines; each access first drops
-//! the entries whose deadline has passed, so expired entries are reclaimed, not only hidden,
-//! and everything left in a shard is live.
+//! The sharded map behind [`MemoryBackend`](crate::MemoryBackend): per-shard locks, ordered
+//! keys and a deadline index; the layout is described in the crate docs.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,22 +1,5 @@
-//! How kvkit's keys, values, expiry and namespaces map onto plain Redis data.
-//!
-//! - **Key**: the Redis key is the namespace prefix followed by the key's UTF-8 bytes. The
-//!   prefix of a non-empty namespace `ns` is `escape(ns) + ":"`, where `escape` writes `\` as
-//!   `\\` and `:` as `\:` ([`namespace_prefix`]). An escaped namespace has no unescaped `:`,
-//!   so the first unescaped `:` ends the prefix and no namespace's prefix is a prefix of
-//!   another's: `a` (`a:`) and `a:b` (`a\:b:`) never see each other's keys. The empty
-//!   namespace has no prefix: it is the raw keyspace and sees every key in the database.
-//! - **Value**: a Redis string holding the value's bytes exactly (an empty value is an empty
-//!   string, not a missing key).
-//! - **Expiry**: the key's native Redis expiry, set with `SET .. PX ms`; nanoseconds are
-//!   rounded up to whole milliseconds, so a key never expires early.
-//! - **Counters**: Redis integers, i.e. strings holding canonical decimal text, which is what
-//!   `INCRBY` reads and writes.
-//! - **Listing**: `SCAN MATCH` with a glob built from the literal prefix, every glob character
-//!   escaped ([`glob_for_prefix`]).
-//!
-//! Keys and values always travel as separate protocol arguments (binary-safe bulk strings),
-//! never spliced into a script or command text.
+//! How kvkit's keys, values, expiry and namespaces map onto plain Redis data; the mapping is
+//! described in the crate docs.
 
 use kv_trait::store::Ttl;
 

@@ -1,14 +1,4 @@
-//! Redis errors to [`KvError`], in one place.
-//!
-//! | Redis says | kvkit error |
-//! | --- | --- |
-//! | connection refused, reset or closed; I/O failure; a request timeout | `Unavailable` |
-//! | `LOADING`, `BUSY`, `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `MOVED`/`ASK` left after retries, no connection to a node | `Unavailable` |
-//! | `OOM command not allowed ...` (`maxmemory` reached), also inside an aborted transaction | `QuotaExceeded` |
-//! | `increment`: `value is not an integer or out of range` | `NotAnInteger` |
-//! | `increment`: `increment or decrement would overflow` | `IntegerOverflow` |
-//! | at connect: wrong credentials, `NOAUTH`, a database out of range | `InvalidConfig` |
-//! | anything else (`WRONGTYPE`, `NOPERM`, ...) | `Backend` |
+//! Redis errors to [`KvError`], in one place; the crate docs hold the mapping table.
 
 use std::fmt;
 use std::time::Duration;

@@ -1,15 +1,5 @@
-//! How keys, values, expiry and namespaces are laid out in RocksDB. The crate README shows the
-//! same layout for people reading a database with other tools.
-//!
-//! - **Key**: `namespace bytes ++ 0x00 ++ key bytes`. A namespace cannot contain NUL, so the
-//!   prefix `namespace ++ 0x00` of one namespace is never a prefix of another's, and a
-//!   namespace's keys are one contiguous range in RocksDB's bytewise order, sorted exactly as
-//!   the contract sorts them.
-//! - **Value**: `FORMAT (1 byte) ++ deadline (u64, big-endian Unix milliseconds; 0 = never)
-//!   ++ value bytes`.
-//! - **Metadata**: one entry whose key, [`FORMAT_KEY`], contains no NUL and so belongs to no
-//!   namespace; it holds the format version, so a later release can migrate an existing
-//!   database and this one refuses a newer format.
+//! How keys, values, expiry and namespaces are laid out in RocksDB; the layout is described in
+//! the crate docs.
 
 use kv_trait::KvError;
 

@@ -1,32 +1,6 @@
 //! How keys, values, expiry and namespaces map into the SQLite file: the schema, its
-//! migrations, and every SQL statement the backend runs.
-//!
-//! One table holds everything:
-//!
-//! ```sql
-//! CREATE TABLE kv_entries (
-//!     namespace  TEXT    NOT NULL,   -- the backend's namespace ('' by default)
-//!     key        BLOB    NOT NULL,   -- the key's UTF-8 bytes
-//!     expires_at INTEGER,            -- deadline in Unix milliseconds; NULL: never expires
-//!     value      BLOB    NOT NULL,   -- the value's bytes (an empty value is an empty BLOB)
-//!     PRIMARY KEY (namespace, key)
-//! ) WITHOUT ROWID;
-//! CREATE INDEX kv_entries_expiry ON kv_entries (expires_at) WHERE expires_at IS NOT NULL;
-//! ```
-//!
-//! - Keys are BLOBs, so they compare with `memcmp`: byte order, which for UTF-8 is Rust's
-//!   `String` order, with no collation, case folding or NUL truncation. A prefix listing is a
-//!   range scan of the primary key, `key >= prefix AND key < successor(prefix)` (see
-//!   [`key_successor`]); no `LIKE` or `GLOB`, so no wildcard ever needs escaping.
-//! - `WITHOUT ROWID` makes `(namespace, key)` the b-tree key itself: a lookup is one search,
-//!   not an index search and then a table search.
-//! - `expires_at` comes before `value` so that reading a row's deadline (for `exists`,
-//!   `list_keys`, `delete`) never has to follow a large value into its overflow pages.
-//! - A row whose deadline has passed is absent to every operation at once; the partial index
-//!   on `expires_at` lets [`purge_expired`] find such rows without a full scan, so the file
-//!   does not fill with dead keys.
-//! - `PRAGMA user_version` holds the schema version ([`SCHEMA_VERSION`]); [`migrate`] brings
-//!   an older file up to date and refuses a newer one.
+//! migrations, and every SQL statement the backend runs. The layout is described in the crate
+//! docs.
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 

@@ -1,14 +1,4 @@
-//! SQLite errors to [`KvError`], in one place.
-//!
-//! | SQLite result | `KvError` | why |
-//! | --- | --- | --- |
-//! | `SQLITE_BUSY`, `SQLITE_LOCKED` | `Unavailable` | another connection or process held the lock for longer than the busy timeout; retrying later may succeed |
-//! | `SQLITE_FULL` | `QuotaExceeded` | the disk (or a size limit) is full |
-//! | anything else | `Backend` | corruption, I/O errors, a file that is not a database, ... |
-//!
-//! Every write runs in one transaction that either commits or rolls back as a whole, and a
-//! busy lock is only ever met at `BEGIN IMMEDIATE`, before anything is written; so none of
-//! these errors leaves a write half done, and `Unavailable` never hides a write that happened.
+//! SQLite errors to [`KvError`], in one place; the crate docs hold the mapping table.
 
 use kv_trait::KvError;
 use rusqlite::ErrorCode;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use kv_sqlite::{SqliteBackend, SqliteBackendBuilder};
 use kv_trait::{KvBackend, KvError};
 
-use common::{file_store, raw};
+use common::{file_store, hold_write_lock, raw};
 
 /// Two backends on one file: the store is shared, so the kit's shared-store checks apply.
 async fn two_backends_on_one_file() -> (common::FileStore, [Arc<dyn KvBackend>; 2]) {
@@ -48,10 +48,7 @@ async fn a_lock_held_past_the_busy_timeout_is_unavailable_and_changes_nothing() 
         .await
         .unwrap();
 
-    let mut holder = raw(&fixture.path);
-    let lock = holder
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .unwrap();
+    let lock = hold_write_lock(&fixture.path);
     for err in [
         impatient.set("k", b"during").await.unwrap_err(),
         impatient.increment("n", 1).await.unwrap_err(),
@@ -66,7 +63,7 @@ async fn a_lock_held_past_the_busy_timeout_is_unavailable_and_changes_nothing() 
     // WAL: readers do not wait for the writer.
     assert_eq!(impatient.get("k").await.unwrap(), Some(b"before".to_vec()));
     assert_eq!(impatient.list_keys("").await.unwrap(), ["k"]);
-    lock.rollback().unwrap();
+    lock.execute_batch("ROLLBACK").unwrap();
 
     assert_eq!(impatient.get("n").await.unwrap(), None);
     impatient.set("k", b"after").await.unwrap();
@@ -104,10 +101,7 @@ async fn calls_dropped_before_they_start_do_nothing_and_leak_no_connection() {
         .build()
         .await
         .unwrap();
-    let mut holder = raw(&fixture.path);
-    let lock = holder
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .unwrap();
+    let lock = hold_write_lock(&fixture.path);
     for _ in 0..6 {
         // Each call is abandoned while it waits for the lock (or for a connection).
         let abandoned = tokio::time::timeout(Duration::from_millis(5), store.increment("n", 1));
@@ -115,7 +109,7 @@ async fn calls_dropped_before_they_start_do_nothing_and_leak_no_connection() {
         let abandoned = tokio::time::timeout(Duration::from_millis(5), store.get("n"));
         assert!(abandoned.await.is_err());
     }
-    lock.commit().unwrap();
+    lock.execute_batch("COMMIT").unwrap();
     // None of the abandoned increments had started, so none ran; the connection still works.
     assert_eq!(store.increment("n", 1).await.unwrap(), 1);
     assert_eq!(store.get("n").await.unwrap(), Some(b"1".to_vec()));

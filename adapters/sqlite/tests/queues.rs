@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use kv_sqlite::SqliteBackendBuilder;
 use kv_trait::KvBackend;
 
-use common::{file_store, raw};
+use common::{file_store, hold_write_lock};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_on_one_connection_is_answered_between_write_batches() {
@@ -70,10 +70,7 @@ async fn at_most_max_queued_operations_are_held_and_the_rest_wait_their_turn() {
         .await
         .unwrap();
     // Another connection holds the write lock, so nothing the backend accepts can finish.
-    let mut holder = raw(&fixture.path);
-    let lock = holder
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .unwrap();
+    let lock = hold_write_lock(&fixture.path);
     let calls: Vec<_> = (0..20)
         .map(|n| {
             let store = store.clone();
@@ -82,7 +79,7 @@ async fn at_most_max_queued_operations_are_held_and_the_rest_wait_their_turn() {
         .collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(store.queued_operations(), 4, "held exactly the bound");
-    lock.commit().unwrap();
+    lock.execute_batch("COMMIT").unwrap();
     for call in calls {
         call.await.unwrap().unwrap();
     }

@@ -30,6 +30,15 @@ pub fn raw(path: &Path) -> rusqlite::Connection {
     conn
 }
 
+/// A raw connection holding the file's write lock (`BEGIN IMMEDIATE`) until `COMMIT` (or
+/// until it is dropped, which rolls back): what another process writing looks like.
+pub fn hold_write_lock(path: &Path) -> rusqlite::Connection {
+    let conn = raw(path);
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    conn
+}
+
 /// The single integer `sql` returns, read through a raw connection.
 pub fn query_i64(path: &Path, sql: &str) -> i64 {
     raw(path)
