@@ -141,10 +141,9 @@ pub struct Ttl(NonZeroU64);
 impl Ttl {
     /// Validates `ttl_ns`; fails with [`KvError::InvalidTtl`] for 0.
     pub fn from_nanos(ttl_ns: u64) -> Result<Self, KvError> {
+        // `validate_ttl` is the rule; a TTL it accepts is never zero.
         validate_ttl(ttl_ns)?;
-        NonZeroU64::new(ttl_ns)
-            .map(Self)
-            .ok_or(KvError::InvalidTtl(ttl_ns))
+        Ok(Self(NonZeroU64::new(ttl_ns).unwrap_or(NonZeroU64::MIN)))
     }
 
     /// The TTL in nanoseconds.

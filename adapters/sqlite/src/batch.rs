@@ -103,6 +103,15 @@ pub(crate) struct WriteQueue {
     state: Mutex<State>,
 }
 
+/// What the writer does after a batch.
+#[derive(Debug, PartialEq, Eq)]
+enum Turn {
+    /// Nothing is queued: it is no longer the writer.
+    StepDown,
+    /// Writes are queued: take the next turn, after `gap` if there is one.
+    Again { gap: Option<Duration> },
+}
+
 #[derive(Default)]
 struct State {
     queued: Vec<QueuedWrite>,
@@ -113,9 +122,17 @@ struct State {
     last_contended: Option<Instant>,
 }
 
+impl State {
+    /// No writer is at work any more, and its run of batches has ended.
+    fn step_down(&mut self) {
+        self.writer_active = false;
+        self.holding_since = None;
+    }
+}
+
 impl WriteQueue {
     /// Queues `write`. Returns `true` when no writer is at work, so the caller must start
-    /// one (with [`WriteQueue::drain`] on a pooled connection); the queue now counts it as
+    /// one (with [`WriteQueue::drain_one`] on a pooled connection); the queue now counts it as
     /// active, so exactly one caller is told to.
     pub(crate) fn push(&self, write: QueuedWrite) -> bool {
         let mut state = self.lock();
@@ -147,22 +164,24 @@ impl WriteQueue {
         std::mem::forget(guard);
         let waited = lock_waited();
         tracing::debug!(writes = size, waited_for_lock = waited, "group commit");
-        let gap = self.after_batch(waited);
-        if let Some(gap) = gap {
-            tracing::debug!(
-                ?gap,
-                "leaving the write lock to other processes for a moment"
-            );
-            thread::sleep(gap);
+        match self.end_turn(waited) {
+            Turn::StepDown => false,
+            Turn::Again { gap: None } => true,
+            Turn::Again { gap: Some(gap) } => {
+                tracing::debug!(
+                    ?gap,
+                    "leaving the write lock to other processes for a moment"
+                );
+                thread::sleep(gap);
+                true
+            }
         }
-        self.more_queued()
     }
 
     fn next_batch(&self) -> Option<Vec<QueuedWrite>> {
         let mut state = self.lock();
         if state.queued.is_empty() {
-            state.writer_active = false;
-            state.holding_since = None;
+            state.step_down();
             return None;
         }
         state.holding_since.get_or_insert_with(monotonic_now);
@@ -170,12 +189,17 @@ impl WriteQueue {
         Some(state.queued.drain(..take).collect())
     }
 
-    /// Whether the writer should pause before its next batch, and for how long.
-    fn after_batch(&self, waited_for_lock: bool) -> Option<Duration> {
+    /// After a batch, under one lock: step down when nothing is queued; otherwise go again,
+    /// after a [`TURN_GAP`] when the writer has held the lock back to back for long enough.
+    fn end_turn(&self, waited_for_lock: bool) -> Turn {
         let mut state = self.lock();
         let now = monotonic_now();
         if waited_for_lock {
             state.last_contended = Some(now);
+        }
+        if state.queued.is_empty() {
+            state.step_down();
+            return Turn::StepDown;
         }
         let contended = state
             .last_contended
@@ -184,23 +208,16 @@ impl WriteQueue {
             true => HOLD_WHILE_CONTENDED,
             false => HOLD_UNCONTENDED,
         };
-        let since = state.holding_since?;
-        if state.queued.is_empty() || now.duration_since(since) < hold {
-            return None;
+        let held_long_enough = state
+            .holding_since
+            .is_some_and(|since| now.duration_since(since) >= hold);
+        if !held_long_enough {
+            return Turn::Again { gap: None };
         }
         state.holding_since = None;
-        Some(TURN_GAP)
-    }
-
-    /// After a batch: `true` (still the writer) when writes are queued, else steps down.
-    fn more_queued(&self) -> bool {
-        let mut state = self.lock();
-        if state.queued.is_empty() {
-            state.writer_active = false;
-            state.holding_since = None;
-            return false;
+        Turn::Again {
+            gap: Some(TURN_GAP),
         }
-        true
     }
 
     /// How many writes wait for the writer.
@@ -217,8 +234,7 @@ impl WriteQueue {
     pub(crate) fn abandon(&self, err: &KvError) {
         let queued = {
             let mut state = self.lock();
-            state.writer_active = false;
-            state.holding_since = None;
+            state.step_down();
             std::mem::take(&mut state.queued)
         };
         fail_all(queued, err);
@@ -432,20 +448,23 @@ mod tests {
             queue.push(write(&answers, |_| Outcome::Done));
         }
         assert!(queue.next_batch().is_some());
-        // Nothing queued: no gap, however long it held.
-        assert_eq!(queue.after_batch(true), None);
+        queue.lock().holding_since = Some(monotonic_now() - HOLD_UNCONTENDED);
+        // Nothing queued: no gap, however long it held; the writer steps down.
+        assert_eq!(queue.end_turn(true), Turn::StepDown);
+        assert!(!queue.lock().writer_active);
         queue.push(write(&answers, |_| Outcome::Done));
         queue.lock().holding_since = Some(monotonic_now() - HOLD_WHILE_CONTENDED);
         // Contended (it waited) and held for the contended hold: a gap.
-        assert_eq!(queue.after_batch(true), Some(TURN_GAP));
+        let gap = Some(TURN_GAP);
+        assert_eq!(queue.end_turn(true), Turn::Again { gap });
         // The run starts again after the gap.
         assert_eq!(queue.lock().holding_since, None);
         // Uncontended lately? The longer hold applies.
         queue.lock().last_contended = None;
         queue.lock().holding_since = Some(monotonic_now() - HOLD_WHILE_CONTENDED);
-        assert_eq!(queue.after_batch(false), None);
+        assert_eq!(queue.end_turn(false), Turn::Again { gap: None });
         queue.lock().holding_since = Some(monotonic_now() - HOLD_UNCONTENDED);
-        assert_eq!(queue.after_batch(false), Some(TURN_GAP));
+        assert_eq!(queue.end_turn(false), Turn::Again { gap });
         assert_eq!(queue.len(), 1);
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
-use kv_sqlite::{SqliteBackend, SqliteBackendBuilder};
+use kv_sqlite::SqliteBackend;
 use kv_trait::{KvBackend, KvError};
 
 use common::{file_store, hold_write_lock, raw};
@@ -42,11 +42,9 @@ async fn compare_and_swap_contention_across_two_backends_has_one_winner_per_roun
 async fn a_lock_held_past_the_busy_timeout_is_unavailable_and_changes_nothing() {
     let fixture = file_store().await;
     fixture.store.set("k", b"before").await.unwrap();
-    let impatient = SqliteBackendBuilder::file(&fixture.path)
-        .busy_timeout(Duration::from_millis(50))
-        .build()
-        .await
-        .unwrap();
+    let impatient = fixture
+        .another(|b| b.busy_timeout(Duration::from_millis(50)))
+        .await;
 
     let lock = hold_write_lock(&fixture.path);
     for err in [
@@ -96,11 +94,7 @@ async fn writers_wait_for_a_briefly_held_lock_instead_of_failing() {
 async fn calls_dropped_before_they_start_do_nothing_and_leak_no_connection() {
     let fixture = file_store().await;
     // One connection: a leaked connection would stop the backend, and jobs run in order.
-    let store = SqliteBackendBuilder::file(&fixture.path)
-        .pool_size(1)
-        .build()
-        .await
-        .unwrap();
+    let store = fixture.another(|b| b.pool_size(1)).await;
     let lock = hold_write_lock(&fixture.path);
     for _ in 0..6 {
         // Each call is abandoned while it waits for the lock (or for a connection).

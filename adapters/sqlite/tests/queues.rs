@@ -21,11 +21,7 @@ async fn a_read_on_one_connection_is_answered_between_write_batches() {
     // One connection: reads and write batches take turns on it. A file, so that each commit
     // takes a sync, long enough for the writers to queue the next batch meanwhile.
     let fixture = file_store().await;
-    let store = SqliteBackendBuilder::file(&fixture.path)
-        .pool_size(1)
-        .build()
-        .await
-        .unwrap();
+    let store = fixture.another(|b| b.pool_size(1)).await;
     store.set("probe", b"here").await.unwrap();
     let writing = Arc::new(AtomicBool::new(true));
     let mut writers = Vec::new();
@@ -72,11 +68,7 @@ async fn a_read_on_one_connection_is_answered_between_write_batches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_most_max_queued_operations_are_held_and_the_rest_wait_their_turn() {
     let fixture = file_store().await;
-    let store = SqliteBackendBuilder::file(&fixture.path)
-        .max_queued(4)
-        .build()
-        .await
-        .unwrap();
+    let store = fixture.another(|b| b.max_queued(4)).await;
     // Another connection holds the write lock, so nothing the backend accepts can finish.
     let lock = hold_write_lock(&fixture.path);
     let calls: Vec<_> = (0..20)

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kv_sqlite::SqliteBackend;
+use kv_sqlite::{SqliteBackend, SqliteBackendBuilder};
 use tempfile::TempDir;
 
 /// A file-backed store and the directory that holds it (deleted on drop).
@@ -20,6 +20,19 @@ pub async fn file_store() -> FileStore {
     let path = dir.path().join("kv.db");
     let store = SqliteBackend::open(&path).await.expect("open");
     FileStore { dir, path, store }
+}
+
+impl FileStore {
+    /// Another backend on the same file, with the settings `configure` makes.
+    pub async fn another(
+        &self,
+        configure: impl FnOnce(SqliteBackendBuilder) -> SqliteBackendBuilder,
+    ) -> SqliteBackend {
+        configure(SqliteBackendBuilder::file(&self.path))
+            .build()
+            .await
+            .expect("open another backend on the file")
+    }
 }
 
 /// A separate plain connection to the file, as a person with the `sqlite3` shell would have.
