@@ -52,6 +52,30 @@ redis_cli_found() {
   redis-cli --version >/dev/null 2>&1
 }
 
+# postgres_found [ROOT]: whether the test services (kv-test-services' postgres module) would
+# find PostgreSQL's server binaries, `initdb` and `postgres`: each on PATH or in a directory
+# searched after it (ROOT/usr/local/bin, ROOT/usr/bin, ROOT/usr/sbin), else both in one
+# ROOT/usr/lib/postgresql/VERSION/bin, VERSION a number like 15 or 9.6 (Debian and Ubuntu
+# install them there, off PATH). The client tools alone (psql, pg_isready) do not count.
+postgres_found() {
+  local root=${1:-} dir name found path_dirs
+  IFS=: read -ra path_dirs <<<"$PATH"
+  local searched=("${path_dirs[@]}" "$root/usr/local/bin" "$root/usr/bin" "$root/usr/sbin")
+  found=0
+  for name in initdb postgres; do
+    for dir in "${searched[@]}"; do
+      [ -f "$dir/$name" ] && { found=$((found + 1)); break; }
+    done
+  done
+  [ "$found" = 2 ] && return 0
+  for dir in "$root"/usr/lib/postgresql/*/bin; do
+    name=${dir%/bin}
+    name=${name##*/}
+    [[ $name =~ ^[0-9]+(\.[0-9]+)*$ ]] && [ -f "$dir/initdb" ] && [ -f "$dir/postgres" ] && return 0
+  done
+  return 1
+}
+
 # moto_found VENV: whether VENV has moto_server and exactly MOTO_VERSION of moto.
 moto_found() {
   local venv=$1

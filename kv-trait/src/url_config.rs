@@ -206,7 +206,7 @@ pub fn redact(text: &str) -> String {
             continue; // inside a password already hidden
         }
         shown.push_str(&text[copied..span.start]);
-        shown.push_str("***");
+        shown.push_str(REDACTED);
         copied = span.end;
     }
     shown.push_str(&text[copied..]);
@@ -247,7 +247,7 @@ pub fn redact_error(err: KvError, secrets: &[String]) -> KvError {
         secrets
             .iter()
             .filter(|secret| !secret.is_empty())
-            .fold(text, |text, secret| text.replace(secret.as_str(), "***"))
+            .fold(text, |text, secret| text.replace(secret.as_str(), REDACTED))
     };
     let leaks = |text: &str| {
         secrets
@@ -269,8 +269,43 @@ pub fn redact_error(err: KvError, secrets: &[String]) -> KvError {
     }
 }
 
-/// An error's message followed by those of its sources, as `a: b: c`.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+/// What every message, `Display` and `Debug` shows instead of a secret.
+pub const REDACTED: &str = "***";
+
+/// A password or other secret from a URL or a builder: kept for the handshake, shown as
+/// [`REDACTED`] by `Debug`, so a configuration struct can derive or print its fields freely.
+///
+/// ```
+/// use kv_trait::url_config::Secret;
+///
+/// let password = Secret::new("s3cret");
+/// assert_eq!(password.expose(), "s3cret");
+/// assert_eq!(format!("{password:?}"), "***");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Keeps `secret`.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself, for the one place that sends it (an `AUTH`, a password message).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+/// An error's message followed by those of its sources, as `a: b: c`: for adapters that add
+/// context (which server) to a failure and keep its whole story in one message.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut next = err.source();
     while let Some(source) = next {

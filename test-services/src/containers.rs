@@ -3,7 +3,7 @@
 //! With this feature on, every service of [this crate](crate) is looked for in this order:
 //!
 //! 1. a URL or endpoint in the environment (`KV_REDIS_URL`, `KV_REDIS_CLUSTER_URL`,
-//!    `KV_DYNAMODB_ENDPOINT`), used as given;
+//!    `KV_DYNAMODB_ENDPOINT`, `KV_POSTGRES_URL`), used as given;
 //! 2. a container, when a Docker engine answers (see [`engine`]);
 //! 3. a server started from a locally installed binary;
 //! 4. none: [`unavailable`](super::unavailable) fails the test under `KVKIT_REQUIRE_SERVICES`
@@ -16,13 +16,16 @@
 //! | standalone Redis | [`REDIS_IMAGE_ENV`] (`KV_REDIS_IMAGE`) | [`DEFAULT_REDIS_IMAGE`] | the official `redis` entrypoint: arguments starting with `-` go to the server (`redis`, `valkey/valkey`), port 6379, logs `Ready to accept connections` |
 //! | Redis Cluster | [`REDIS_CLUSTER_IMAGE_ENV`] (`KV_REDIS_CLUSTER_IMAGE`) | [`DEFAULT_REDIS_CLUSTER_IMAGE`] | like `grokzen/redis-cluster`: three primaries and three replicas on ports 7000 to 7005 of one container, no password, `redis-cli` inside |
 //! | DynamoDB | [`DYNAMODB_IMAGE_ENV`] (`KV_DYNAMODB_IMAGE`) | [`DEFAULT_DYNAMODB_IMAGE`] | the DynamoDB API over HTTP: on port 8000 (`amazon/dynamodb-local`), or on port 5000 when the image's name contains `moto` (`motoserver/moto`) |
+//! | PostgreSQL | [`POSTGRES_IMAGE_ENV`] (`KV_POSTGRES_IMAGE`) | [`DEFAULT_POSTGRES_IMAGE`] | the official `postgres` entrypoint: the superuser from `POSTGRES_USER`/`POSTGRES_PASSWORD`, arguments starting with `-` go to the server, port 5432, `pg_isready` inside |
 //!
 //! An image is `[REGISTRY/]REPOSITORY[:TAG][@DIGEST]`, checked by [`ImageRef::parse`]; the tag
-//! defaults to `latest`. The standalone server gets a random password. The cluster's nodes are
-//! reached at the addresses they announce, the container's address on Docker's bridge
-//! network: that works where the host routes to the bridge (Linux, as on GitHub's runners),
-//! not with Docker Desktop. A moto container gets the same serialising relay as a local moto
-//! (see [`dynamodb`](super::dynamodb)); DynamoDB Local needs none.
+//! defaults to `latest`. The standalone server and PostgreSQL get a random password. The
+//! cluster's nodes are reached at the addresses they announce, the container's address on
+//! Docker's bridge network: that works where the host routes to the bridge (Linux, as on
+//! GitHub's runners), not with Docker Desktop. A moto container gets the same serialising
+//! relay as a local moto (see [`dynamodb`](super::dynamodb)); DynamoDB Local needs none.
+//! PostgreSQL is ready once `pg_isready` inside the container answers over TCP (see
+//! [`postgres`](super::postgres)).
 //!
 //! # Choosing, or not, containers
 //!
@@ -88,12 +91,16 @@ pub const REDIS_IMAGE_ENV: &str = "KV_REDIS_IMAGE";
 pub const REDIS_CLUSTER_IMAGE_ENV: &str = "KV_REDIS_CLUSTER_IMAGE";
 /// Environment variable: the DynamoDB emulator's image, e.g. `motoserver/moto:5.2.3`.
 pub const DYNAMODB_IMAGE_ENV: &str = "KV_DYNAMODB_IMAGE";
+/// Environment variable: the PostgreSQL server's image, e.g. `postgres:14.13`.
+pub const POSTGRES_IMAGE_ENV: &str = "KV_POSTGRES_IMAGE";
 /// The standalone Redis image when [`REDIS_IMAGE_ENV`] is unset.
 pub const DEFAULT_REDIS_IMAGE: &str = "redis:7.4.1";
 /// The Redis Cluster image when [`REDIS_CLUSTER_IMAGE_ENV`] is unset.
 pub const DEFAULT_REDIS_CLUSTER_IMAGE: &str = "grokzen/redis-cluster:7.0.10";
 /// The DynamoDB image when [`DYNAMODB_IMAGE_ENV`] is unset.
 pub const DEFAULT_DYNAMODB_IMAGE: &str = "amazon/dynamodb-local:2.6.1";
+/// The PostgreSQL image when [`POSTGRES_IMAGE_ENV`] is unset.
+pub const DEFAULT_POSTGRES_IMAGE: &str = "postgres:16.4";
 /// How long the engine check waits for the engine's answer, all in all.
 pub const ENGINE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The label every container started here carries, with the PID of the process that owns it.
@@ -136,6 +143,8 @@ pub enum Service {
     RedisCluster,
     /// A DynamoDB-compatible endpoint.
     DynamoDb,
+    /// A PostgreSQL server.
+    Postgres,
 }
 
 impl Service {
@@ -145,6 +154,7 @@ impl Service {
             Service::Redis => REDIS_IMAGE_ENV,
             Service::RedisCluster => REDIS_CLUSTER_IMAGE_ENV,
             Service::DynamoDb => DYNAMODB_IMAGE_ENV,
+            Service::Postgres => POSTGRES_IMAGE_ENV,
         }
     }
 
@@ -154,6 +164,7 @@ impl Service {
             Service::Redis => DEFAULT_REDIS_IMAGE,
             Service::RedisCluster => DEFAULT_REDIS_CLUSTER_IMAGE,
             Service::DynamoDb => DEFAULT_DYNAMODB_IMAGE,
+            Service::Postgres => DEFAULT_POSTGRES_IMAGE,
         }
     }
 }
@@ -620,11 +631,12 @@ impl fmt::Debug for RunningContainer {
 
 impl RunningContainer {
     /// Starts a container of `image` exposing `ports`, with `args` as its command (`None`:
-    /// the image's), and waits until it is `ready`.
+    /// the image's) and the environment variables `env`, and waits until it is `ready`.
     pub(crate) fn start(
         image: &ImageRef,
         ports: &[u16],
         args: Option<Vec<String>>,
+        env: &[(&str, &str)],
         ready: Ready,
     ) -> Result<Self, String> {
         let engine = engine().map_err(str::to_owned)?.clone();
@@ -640,6 +652,9 @@ impl RunningContainer {
             .with_startup_timeout(STARTUP_TIMEOUT);
         if let Some(args) = args {
             request = request.with_cmd(args);
+        }
+        for (name, value) in env {
+            request = request.with_env_var(*name, *value);
         }
         let container = off_runtime(move || request.start()).map_err(|err| err.to_string())?;
         let id = container.id().to_owned();
@@ -823,6 +838,7 @@ mod tests {
             (Service::Redis, "redis", "7.4.1"),
             (Service::RedisCluster, "grokzen/redis-cluster", "7.0.10"),
             (Service::DynamoDb, "amazon/dynamodb-local", "2.6.1"),
+            (Service::Postgres, "postgres", "16.4"),
         ] {
             let choice = choose_image(service, &none).unwrap();
             assert_eq!(choice.chosen_by, None);
@@ -841,6 +857,7 @@ mod tests {
             (REDIS_IMAGE_ENV, "valkey/valkey:8"),
             (REDIS_CLUSTER_IMAGE_ENV, "grokzen/redis-cluster:6.2.14"),
             (DYNAMODB_IMAGE_ENV, "motoserver/moto"),
+            (POSTGRES_IMAGE_ENV, "postgres:14.13"),
         ]);
         let redis = choose_image(Service::Redis, &lookup).unwrap();
         assert_eq!(redis.chosen_by, Some("KV_REDIS_IMAGE"));
@@ -853,6 +870,9 @@ mod tests {
         assert_eq!(dynamodb.image.to_string(), "motoserver/moto:latest");
         assert!(dynamodb.image.is_moto());
         assert!(!ImageRef::parse("amazon/dynamodb-local").unwrap().is_moto());
+        let postgres = choose_image(Service::Postgres, &lookup).unwrap();
+        assert_eq!(postgres.chosen_by, Some("KV_POSTGRES_IMAGE"));
+        assert_eq!(postgres.image.to_string(), "postgres:14.13");
     }
 
     #[test]

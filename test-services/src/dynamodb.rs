@@ -205,7 +205,7 @@ fn from_container() -> Result<Option<DynamoDbService>, String> {
     attempt("DynamoDB", Service::DynamoDb, |image| {
         // moto listens on 5000, DynamoDB Local (and images like it) on 8000.
         let port = if image.is_moto() { 5000 } else { 8000 };
-        let container = RunningContainer::start(image, &[port], None, Ready::Started)?;
+        let container = RunningContainer::start(image, &[port], None, &[], Ready::Started)?;
         let host = container.host().to_owned();
         let host_port = container.host_port(port)?;
         wait_for_http(&host, host_port, STARTUP_TIMEOUT)?;

@@ -31,16 +31,17 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use kv_trait::url_config::{percent_decode, redact, split_userinfo};
+use kv_trait::url_config::redact;
 
 use super::{
-    find_binary, free_port, unavailable, wait_for_port, LocalProcess, Provider, RunningContainer,
+    find_binary, free_port, nodes_in, password_in, private_dir, random_password, run_with_timeout,
+    split_host_port, unavailable, username_in, wait_for_port, LocalProcess, Provider,
+    RunningContainer,
 };
 
 /// Environment variable: the URL of a standalone Redis server to test against.
@@ -161,8 +162,7 @@ impl RedisService {
 
     /// The URL with query options appended, e.g. `with_options("namespace=a&pool_size=2")`.
     pub fn url_with(&self, options: &str) -> String {
-        let separator = if self.url.contains('?') { '&' } else { '?' };
-        format!("{}{separator}{options}", self.url)
+        super::url_with(&self.url, options)
     }
 }
 
@@ -230,7 +230,7 @@ fn from_env(variable: &'static str, cluster: bool) -> Option<RedisService> {
     Some(RedisService {
         username: username_in(&url),
         password: password_in(&url),
-        nodes: nodes_in(&url),
+        nodes: nodes_in(&url, 6379),
         url,
         provider: Provider::Environment(variable),
         cluster,
@@ -263,7 +263,7 @@ fn start_or_report(
 
 fn start_private_standalone(label: &str) -> io::Result<RedisService> {
     let binary = find_binary("redis-server").ok_or(io::ErrorKind::NotFound)?;
-    let dir = private_dir(label)?;
+    let dir = private_dir("redis", label)?;
     let password = random_password();
     let (process, port) = spawn_server(&binary, &dir, &password, u16::MAX, &[])?;
     Ok(RedisService {
@@ -281,7 +281,7 @@ fn start_private_standalone(label: &str) -> io::Result<RedisService> {
 fn start_private_cluster() -> io::Result<RedisService> {
     let binary = find_binary("redis-server").ok_or(io::ErrorKind::NotFound)?;
     let cli = find_binary("redis-cli").ok_or(io::ErrorKind::NotFound)?;
-    let dir = private_dir("cluster")?;
+    let dir = private_dir("redis", "cluster")?;
     let password = random_password();
     let mut processes = Vec::new();
     let mut ports = BTreeSet::new();
@@ -426,6 +426,7 @@ fn containers_standalone() -> Result<Option<RedisService>, String> {
             image,
             &[6379],
             Some(args.map(str::to_owned).to_vec()),
+            &[],
             Ready::Stdout("Ready to accept connections"),
         )?;
         let node = format!("{}:{}", container.host(), container.host_port(6379)?);
@@ -449,7 +450,7 @@ fn containers_cluster() -> Result<Option<RedisService>, String> {
     use super::containers::{attempt, Ready, Service};
     attempt("Redis Cluster", Service::RedisCluster, |image| {
         let ports = [7000, 7001, 7002, 7003, 7004, 7005];
-        let container = RunningContainer::start(image, &ports, None, Ready::Started)?;
+        let container = RunningContainer::start(image, &ports, None, &[], Ready::Started)?;
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let mut pending = ports.to_vec();
         let mut nodes = String::new();
@@ -539,35 +540,6 @@ fn spawn_server(
     Err(last_error.unwrap_or_else(|| io::Error::other("redis-server did not start")))
 }
 
-/// Runs `command` to completion within `timeout`, its output in `log`; an error if it fails.
-fn run_with_timeout(mut command: Command, log: &Path, timeout: Duration) -> io::Result<()> {
-    let file = std::fs::File::create(log)?;
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(file.try_clone()?)
-        .stderr(file)
-        .spawn()?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            if status.success() {
-                return Ok(());
-            }
-            let output = std::fs::read_to_string(log).unwrap_or_default();
-            return Err(io::Error::other(format!("{status}: {output}")));
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("did not finish within {timeout:?}; see {}", log.display()),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// `redis-cli -p port ARGS...`'s standard output.
 fn cli_output(cli: &Path, port: u16, password: &str, args: &[&str]) -> io::Result<String> {
     let output = Command::new(cli)
@@ -579,121 +551,9 @@ fn cli_output(cli: &Path, port: u16, password: &str, args: &[&str]) -> io::Resul
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// A new directory for this process's servers, `kvkit-redis-<pid>-<label>-<n>` in the
-/// system's temporary directory. Directories left by test processes that have exited are
-/// removed first (a `static` service is never dropped, so nothing else removes them).
-fn private_dir(label: &str) -> io::Result<PathBuf> {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let temp = std::env::temp_dir();
-    remove_stale_dirs(&temp);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = temp.join(format!("kvkit-redis-{}-{label}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
-fn remove_stale_dirs(temp: &Path) {
-    let proc = Path::new("/proc");
-    if !proc.is_dir() {
-        return; // no cheap way to tell whether a process is alive
-    }
-    let Ok(entries) = std::fs::read_dir(temp) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|name| name.strip_prefix("kvkit-redis-"))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !proc.join(pid.to_string()).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-/// A password that differs between runs (the standard library's randomly keyed hasher).
-fn random_password() -> String {
-    use std::hash::{BuildHasher, RandomState};
-    let state = RandomState::new();
-    let a = state.hash_one((std::process::id(), Instant::now()));
-    let b = state.hash_one(a);
-    format!("kvkit-{a:016x}{b:016x}")
-}
-
-/// The user-information part of a URL, found as every kvkit parser finds it (the last `@`
-/// before the query).
-fn userinfo(url: &str) -> Option<&str> {
-    let location = url.split_once("://")?.1.split(['?', '#']).next()?;
-    split_userinfo(location).0
-}
-
-fn username_in(url: &str) -> Option<String> {
-    let info = userinfo(url)?;
-    let user = info.split_once(':').map_or(info, |(user, _)| user);
-    percent_decode(user, "the user name")
-        .ok()
-        .filter(|user| !user.is_empty())
-}
-
-fn password_in(url: &str) -> Option<String> {
-    let password = userinfo(url)?.split_once(':')?.1;
-    percent_decode(password, "the password")
-        .ok()
-        .filter(|password| !password.is_empty())
-}
-
-fn nodes_in(url: &str) -> Vec<String> {
-    let Some((_, rest)) = url.split_once("://") else {
-        return Vec::new();
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let hosts = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, hosts)| hosts);
-    hosts
-        .split(',')
-        .filter(|host| !host.is_empty())
-        .map(|host| {
-            if host.ends_with(']') || !host.contains(':') {
-                format!("{host}:6379")
-            } else {
-                host.to_owned()
-            }
-        })
-        .collect()
-}
-
-fn split_host_port(node: &str) -> Option<(String, u16)> {
-    let (host, port) = node.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Some((host.to_owned(), port.parse().ok()?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_and_nodes_come_out_of_urls() {
-        assert_eq!(password_in("redis://:p%40ss@h:1/0"), Some("p@ss".into()));
-        assert_eq!(password_in("redis://user:pw@h"), Some("pw".into()));
-        assert_eq!(password_in("redis://user@h"), None);
-        assert_eq!(username_in("redis://user@h"), Some("user".into()));
-        assert_eq!(username_in("redis://:pw@h"), None);
-        assert_eq!(password_in("redis://h:6379"), None);
-        assert_eq!(nodes_in("redis://:pw@h:1/2?x=y"), ["h:1"]);
-        assert_eq!(nodes_in("redis://localhost"), ["localhost:6379"]);
-        assert_eq!(
-            nodes_in("redis+cluster://a:1,b:2,[::1]:3,[::1]"),
-            ["a:1", "b:2", "[::1]:3", "[::1]:6379"]
-        );
-        assert_eq!(split_host_port("[::1]:3"), Some(("::1".into(), 3)));
-    }
 
     #[test]
     fn urls_are_shown_without_passwords() {
@@ -743,10 +603,5 @@ b3 172.17.0.2:7005@17005 slave a3 0 1 3 connected
         assert_eq!(addresses.len(), 6);
         assert_eq!(addresses[0], "172.17.0.2:7000");
         assert_eq!(addresses[2], "172.17.0.2:7002");
-    }
-
-    #[test]
-    fn passwords_differ() {
-        assert_ne!(random_password(), random_password());
     }
 }

@@ -144,7 +144,7 @@ impl Client {
                     builder = builder.username(user);
                 }
                 if let Some(password) = &settings.password {
-                    builder = builder.password(&password.0);
+                    builder = builder.password(password.expose());
                 }
                 #[cfg(feature = "tls")]
                 if let Some(roots) = &settings.tls_roots {
@@ -469,7 +469,7 @@ fn connection_info(
         redis = redis.set_username(user);
     }
     if let Some(password) = &settings.password {
-        redis = redis.set_password(&password.0);
+        redis = redis.set_password(password.expose());
     }
     Ok(addr.into_connection_info()?.set_redis_settings(redis))
 }

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use kv_trait::url_config::{split_userinfo, StoreUrl};
+use kv_trait::url_config::{split_userinfo, Secret, StoreUrl, REDACTED};
 use kv_trait::{KvError, DEFAULT_MAX_VALUE_BYTES, MIN_MAX_VALUE_BYTES};
 
 use crate::RedisBackend;
@@ -31,9 +31,6 @@ pub(crate) const MAX_POOL_SIZE: usize = 256;
 /// The largest `max_value_bytes` accepted: Redis strings (and, by default, one bulk argument
 /// of the protocol, `proto-max-bulk-len`) are limited to 512 MiB.
 pub(crate) const LARGEST_MAX_VALUE_BYTES: usize = 512 * 1024 * 1024;
-
-/// What is printed instead of a password.
-const REDACTED: &str = "***";
 
 /// The `?name=value` options of a Redis URL.
 const URL_OPTIONS: [&str; 6] = [
@@ -81,16 +78,6 @@ impl fmt::Debug for Node {
     }
 }
 
-/// A password: kept for the connection handshake, never shown.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Password(pub(crate) String);
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(REDACTED)
-    }
-}
-
 /// Builds a [`RedisBackend`] with non-default settings.
 ///
 /// Start from [`from_url`](Self::from_url), adjust, then [`build`](Self::build) (async: it
@@ -118,7 +105,7 @@ pub struct RedisBackendBuilder {
     pub(crate) tls: bool,
     pub(crate) nodes: Vec<Node>,
     pub(crate) username: Option<String>,
-    pub(crate) password: Option<Password>,
+    pub(crate) password: Option<Secret>,
     pub(crate) database: u32,
     pub(crate) namespace: String,
     pub(crate) connect_timeout: Duration,
@@ -249,7 +236,7 @@ impl RedisBackendBuilder {
             builder.username = (!user.is_empty()).then_some(user);
             if let Some(password) = password {
                 let password = decode_userinfo(password, "password")?;
-                builder.password = (!password.is_empty()).then_some(Password(password));
+                builder.password = (!password.is_empty()).then_some(Secret::new(password));
             }
         }
 
@@ -328,7 +315,7 @@ impl RedisBackendBuilder {
     /// The password to authenticate with, replacing any from the URL, for passwords kept out
     /// of URLs (`None`: no authentication). Never shown by `Debug`.
     pub fn password(mut self, password: Option<String>) -> Self {
-        self.password = password.map(Password);
+        self.password = password.map(Secret::new);
         self
     }
 
@@ -571,16 +558,16 @@ mod tests {
         );
         assert_eq!(full.database, 7);
         assert_eq!(full.username.as_deref(), Some("app"));
-        assert_eq!(full.password, Some(Password("p@ss:w/rd".into())));
+        assert_eq!(full.password, Some(Secret::new("p@ss:w/rd")));
 
         let password_only = parse("redis://:secret@h:1/");
         assert_eq!(password_only.username, None);
-        assert_eq!(password_only.password, Some(Password("secret".into())));
+        assert_eq!(password_only.password, Some(Secret::new("secret")));
         assert_eq!(password_only.database, 0);
 
         // An unencoded `@` in the password: the last `@` ends the user information.
         let raw_at = parse("redis://u:a@b@h");
-        assert_eq!(raw_at.password, Some(Password("a@b".into())));
+        assert_eq!(raw_at.password, Some(Secret::new("a@b")));
         assert_eq!(raw_at.nodes[0].host, "h");
 
         let v6 = parse("redis://[::1]:7000");

@@ -7,79 +7,20 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::future::Future;
 
 use kv_redis::RedisBackend;
+use kv_test_services::proxy::CountingProxy;
 use kv_test_services::redis as services;
 use kv_trait::KvBackend;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 use common::{backend, namespace, Admin};
 
-/// A TCP proxy to `upstream` that counts round trips over all its connections: a client
-/// write that starts while no reply is awaited is a new round trip.
-struct CountingProxy {
-    port: u16,
-    round_trips: Arc<AtomicU64>,
-}
-
-impl CountingProxy {
-    async fn start(upstream: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the proxy");
-        let port = listener.local_addr().expect("proxy address").port();
-        let round_trips = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&round_trips);
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = TcpStream::connect(&upstream).await else {
-                    continue; // the client sees its connection closed
-                };
-                let (client_read, client_write) = client.into_split();
-                let (server_read, server_write) = server.into_split();
-                let awaiting = Arc::new(AtomicBool::new(false));
-                let (counter, waiting) = (Arc::clone(&counter), Arc::clone(&awaiting));
-                tokio::spawn(pump(client_read, server_write, move || {
-                    if !waiting.swap(true, Ordering::SeqCst) {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                    }
-                }));
-                tokio::spawn(pump(server_read, client_write, move || {
-                    awaiting.store(false, Ordering::SeqCst);
-                }));
-            }
-        });
-        Self { port, round_trips }
-    }
-
-    /// Round trips made by `op`.
-    async fn count<T>(&self, op: impl std::future::Future<Output = T>) -> (u64, T) {
-        let before = self.round_trips.load(Ordering::SeqCst);
-        let result = op.await;
-        (self.round_trips.load(Ordering::SeqCst) - before, result)
-    }
-}
-
-/// Copies bytes one way, calling `on_chunk` before forwarding each chunk.
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut on_chunk: impl FnMut(),
-) {
-    let mut buffer = vec![0u8; 64 * 1024];
-    while let Ok(n) = from.read(&mut buffer).await {
-        if n == 0 {
-            break;
-        }
-        on_chunk();
-        if to.write_all(&buffer[..n]).await.is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown().await;
+/// Round trips made by `op` through `proxy`.
+async fn count<T>(proxy: &CountingProxy, op: impl Future<Output = T>) -> (u64, T) {
+    let before = proxy.round_trips();
+    let result = op.await;
+    (proxy.round_trips() - before, result)
 }
 
 fn print_table(title: &str, rows: &[(&str, u64)]) {
@@ -94,70 +35,67 @@ async fn standalone_round_trips_per_operation() {
     let Some(server) = services::private_standalone() else {
         return;
     };
-    let proxy = CountingProxy::start(server.nodes[0].clone()).await;
+    let proxy = CountingProxy::start(server.nodes[0].as_str()).expect("start the proxy");
     let url = format!(
         "redis://:{}@127.0.0.1:{}?namespace=rt",
         server.password.as_deref().unwrap_or_default(),
-        proxy.port
+        proxy.port()
     );
     let store = RedisBackend::from_url(&url).await.unwrap();
     let value = vec![1u8; 1024 * 1024];
     let mut rows = Vec::new();
     let mut measure = |name: &'static str, n: u64| rows.push((name, n));
 
-    measure("get (absent)", proxy.count(store.get("k")).await.0);
+    measure("get (absent)", count(&proxy, store.get("k")).await.0);
     measure(
         "set (1 MiB value)",
-        proxy.count(store.set("k", &value)).await.0,
+        count(&proxy, store.set("k", &value)).await.0,
     );
-    measure("get (1 MiB value)", proxy.count(store.get("k")).await.0);
+    measure("get (1 MiB value)", count(&proxy, store.get("k")).await.0);
     measure(
         "set_with_ttl",
-        proxy
-            .count(store.set_with_ttl("t", b"v", 60_000_000_000))
+        count(&proxy, store.set_with_ttl("t", b"v", 60_000_000_000))
             .await
             .0,
     );
-    measure("exists", proxy.count(store.exists("k")).await.0);
-    measure("delete", proxy.count(store.delete("t")).await.0);
+    measure("exists", count(&proxy, store.exists("k")).await.0);
+    measure("delete", count(&proxy, store.delete("t")).await.0);
     measure(
         "increment (first: EVALSHA answered NOSCRIPT, then EVAL)",
-        proxy.count(store.increment("n", 1)).await.0,
+        count(&proxy, store.increment("n", 1)).await.0,
     );
-    measure("increment", proxy.count(store.increment("n", 1)).await.0);
+    measure("increment", count(&proxy, store.increment("n", 1)).await.0);
     measure(
         "compare_and_swap(None) (SET NX)",
-        proxy.count(store.compare_and_swap("c", None, b"1")).await.0,
+        count(&proxy, store.compare_and_swap("c", None, b"1"))
+            .await
+            .0,
     );
     measure(
         "compare_and_swap(Some) (first: opens a pooled connection)",
-        proxy
-            .count(store.compare_and_swap("c", Some(b"1"), b"2"))
+        count(&proxy, store.compare_and_swap("c", Some(b"1"), b"2"))
             .await
             .0,
     );
     measure(
         "compare_and_swap(Some), match (WATCH+GET; MULTI+SET+EXEC)",
-        proxy
-            .count(store.compare_and_swap("c", Some(b"2"), b"3"))
+        count(&proxy, store.compare_and_swap("c", Some(b"2"), b"3"))
             .await
             .0,
     );
     measure(
         "compare_and_swap(Some), mismatch (WATCH+GET)",
-        proxy
-            .count(store.compare_and_swap("c", Some(b"x"), b"4"))
+        count(&proxy, store.compare_and_swap("c", Some(b"x"), b"4"))
             .await
             .0,
     );
     measure(
         "compare_and_swap(Some), absent key (WATCH+GET)",
-        proxy
-            .count(store.compare_and_swap("none", Some(b"x"), b"4"))
+        count(&proxy, store.compare_and_swap("none", Some(b"x"), b"4"))
             .await
             .0,
     );
-    let listing = proxy.count(store.list_keys("")).await;
+    let listing = count(&proxy, store.list_keys("")).await;
     assert_eq!(listing.1.unwrap(), ["c", "k", "n"]);
     measure("list_keys, 3 keys in the database", listing.0);
 
@@ -168,7 +106,7 @@ async fn standalone_round_trips_per_operation() {
             .await
             .unwrap();
     }
-    let listing = proxy.count(store.list_keys("")).await;
+    let listing = count(&proxy, store.list_keys("")).await;
     assert_eq!(listing.1.unwrap().len(), 3);
     measure(
         "list_keys, 5003 keys in the database (SCAN COUNT 1000)",
