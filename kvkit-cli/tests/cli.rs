@@ -150,6 +150,43 @@ fn check_passes_on_dynamodb_creating_the_table() {
     );
 }
 
+/// `kvkit check` against the PostgreSQL server the tests share, in a table of its own, and
+/// the rows it leaves: none.
+#[test]
+fn check_passes_on_postgres_and_leaves_no_rows() {
+    use kv_test_services::postgres;
+    let Some(service) = postgres::server() else {
+        return; // announced (or failed, under KVKIT_REQUIRE_SERVICES) by `services`
+    };
+    let table = format!("kvkit_cli_{}", std::process::id());
+    let url = service.url_with(&format!("table={table}&namespace=cli"));
+    let output = kvkit(&["check", &url, "--cases", "16"]);
+    let text = stdout(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if let Some(password) = &service.password {
+        assert!(
+            !text.contains(password.as_str()),
+            "the report shows the password"
+        );
+    }
+    let mut psql = service.psql().expect("psql is installed beside the server");
+    let counted = psql
+        .args(["-At", "-c", &format!("SELECT count(*) FROM {table}")])
+        .output()
+        .expect("run psql");
+    assert_eq!(
+        String::from_utf8_lossy(&counted.stdout).trim(),
+        "0",
+        "rows left behind; psql said: {}",
+        String::from_utf8_lossy(&counted.stderr)
+    );
+}
+
 /// `kvkit check rocksdb://PATH`: every check opens the same path again, in its own namespace.
 #[cfg(feature = "rocksdb")] // off by default; on under ci/test's --all-features
 #[test]

@@ -215,6 +215,9 @@ mod tests {
         assert_eq!(target.secrets(), ["p%40ss", "p@ss"]);
         let target = Target::parse("dynamodb://AKID:SECRET@table?region=x").unwrap();
         assert_eq!(target.to_string(), "dynamodb://AKID:***@table?region=x");
+        let target = Target::parse("postgres://app:p%2Fw@db:5432/kv?table=t").unwrap();
+        assert_eq!(target.to_string(), "postgres://app:***@db:5432/kv?table=t");
+        assert_eq!(target.secrets(), ["p%2Fw", "p/w"]);
         assert_eq!(
             Target::parse("sqlite:///tmp/a@b.db").unwrap().to_string(),
             "sqlite:///tmp/a@b.db"
@@ -237,6 +240,11 @@ mod tests {
             "dynamodb://A:SECRET@bad%20table",
             "dynamodb://A:SECRET@t:1",
             "dynamodb://A:SECRET@t?endpoint=http%3A%2F%2Fu%3ASECRET%40h%3Ax",
+            "postgres://u:SECRET@host:notaport/db",
+            "postgres://u:SECRET/rest@host/db",
+            "postgresql://u:SECRET@[::1/db",
+            "postgres://u:SECRET@h/db?sslmode=verify-full",
+            "postgres://u:SECRET@h/d%zz",
         ] {
             match Target::parse(url) {
                 Err(err) => assert!(!err.to_string().contains("SECRET"), "{url}: {err}"),

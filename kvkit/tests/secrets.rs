@@ -26,6 +26,8 @@ fn scheme() -> impl Strategy<Value = &'static str> {
         "redis+cluster",
         "rediss+cluster",
         "dynamodb",
+        "postgres",
+        "postgresql",
         "sqlite",
         "memory",
         "rocksdb",
@@ -51,6 +53,9 @@ fn place() -> impl Strategy<Value = &'static str> {
         "t:1",
         "t/x",
         "%zz",
+        "h:5432/db",
+        "%2Frun%2Fpg/db",
+        "h,[::1]:5432/d%zz",
     ])
 }
 
@@ -59,6 +64,8 @@ fn option() -> impl Strategy<Value = String> {
         Just("namespace=app".to_owned()),
         Just("region=us-east-1".to_owned()),
         Just("pool_size=+3".to_owned()),
+        Just("table=kv".to_owned()),
+        Just("sslmode=require".to_owned()),
         Just("max_attempts=x".to_owned()),
         Just("colour=blue".to_owned()),
         Just("endpoint=nonsense".to_owned()),
@@ -115,6 +122,13 @@ proptest! {
         match kv_dynamodb::DynamoDbBackendBuilder::from_url(&url) {
             Err(err) => assert_hidden("kv-dynamodb's error", &url, &err.to_string()),
             Ok(builder) => assert_hidden("kv-dynamodb's builder", &url, &format!("{builder:?}")),
+        }
+        match kv_postgres::PostgresBackendBuilder::from_url(&url) {
+            Err(err) => assert_hidden("kv-postgres's error", &url, &err.to_string()),
+            Ok(builder) => {
+                assert_hidden("kv-postgres's builder", &url, &format!("{builder:?}"));
+                assert_hidden("kv-postgres's endpoint", &url, &builder.endpoint());
+            }
         }
         if let Err(err) = kv_sqlite::SqliteBackendBuilder::from_url(&url) {
             assert_hidden("kv-sqlite's error", &url, &err.to_string());

@@ -16,8 +16,8 @@ pub(crate) const EXIT_ERROR: u8 = 2;
 
 /// What `kvkit --help` says about the stores a build can open.
 const STORES_HELP: &str = "\
-Stores: memory://, sqlite://, redis://, redis+cluster:// and dynamodb:// are in the default
-build; rediss:// needs the `redis-tls` feature. rocksdb:// needs the `rocksdb` feature, whose
+Stores: memory://, sqlite://, redis://, redis+cluster://, dynamodb:// and postgres:// are in
+the default build; rediss:// needs the `redis-tls` feature. rocksdb:// needs the `rocksdb` feature, whose
 build needs libclang (Debian: apt-get install libclang-dev):
   cargo install --path kvkit-cli --features rocksdb";
 

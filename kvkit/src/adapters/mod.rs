@@ -11,6 +11,8 @@ use kv_trait::{KvBackend, KvError};
 mod dynamodb;
 #[cfg(feature = "memory")]
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "rocksdb")]
@@ -63,6 +65,8 @@ pub(crate) const KNOWN: &[(&str, &str, Option<&str>)] = &[
     ("redis+cluster", "redis", None),
     ("rediss+cluster", "redis", None),
     ("dynamodb", "dynamodb", None),
+    ("postgres", "postgres", None),
+    ("postgresql", "postgres", None),
 ];
 
 /// The adapters compiled into this build.
@@ -83,6 +87,10 @@ pub(crate) const ADAPTERS: &[Adapter] = &[
     redis::ADAPTERS[3],
     #[cfg(feature = "dynamodb")]
     dynamodb::ADAPTER,
+    #[cfg(feature = "postgres")]
+    postgres::ADAPTERS[0],
+    #[cfg(feature = "postgres")]
+    postgres::ADAPTERS[1],
 ];
 
 /// The adapter for `scheme`, if compiled in.

@@ -5,6 +5,8 @@
 
 #[cfg(feature = "dynamodb")]
 pub(crate) mod dynamodb;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "rocksdb")]
@@ -26,10 +28,12 @@ pub(crate) enum RawDriver {
     Redis(redis::RawRedis),
     #[cfg(feature = "dynamodb")]
     DynamoDb(dynamodb::RawDynamoDb),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::RawPostgres),
 }
 
 /// The schemes with a raw client, for messages.
-pub(crate) const SCHEMES: &str = "sqlite, rocksdb, redis, redis+cluster, dynamodb";
+pub(crate) const SCHEMES: &str = "sqlite, rocksdb, redis, redis+cluster, dynamodb, postgres";
 
 impl RawDriver {
     /// The raw client for the store at `url`, or `None` when kvkit has none for its scheme
@@ -57,6 +61,10 @@ impl RawDriver {
             "dynamodb" => {
                 RawDriver::DynamoDb(dynamodb::RawDynamoDb::open(url, run_id, requests).await?)
             }
+            #[cfg(feature = "postgres")]
+            "postgres" | "postgresql" => {
+                RawDriver::Postgres(postgres::RawPostgres::open(url, run_id).await?)
+            }
             _ => return Ok(None),
         }))
     }
@@ -74,6 +82,8 @@ macro_rules! each {
             RawDriver::Redis($raw) => $call,
             #[cfg(feature = "dynamodb")]
             RawDriver::DynamoDb($raw) => $call,
+            #[cfg(feature = "postgres")]
+            RawDriver::Postgres($raw) => $call,
         }
     };
 }

@@ -1,0 +1,177 @@
+//! Connections: the pool, its settings on every new session, and running one statement with a
+//! timeout, a resend where that is safe, and no connection left behind mid-statement.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use kv_trait::KvError;
+use tokio_postgres::config::TargetSessionAttrs;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use crate::config::{Host, PostgresBackendBuilder, SslMode};
+use crate::error::{connection_lost, from_pg, rolled_back_by_conflict, session_ended};
+
+/// How many times a statement is sent again after a serialization failure or deadlock (which
+/// rolled it back). Single-key statements under `READ COMMITTED` never meet one; this is for a
+/// server whose configuration makes them appear anyway.
+const CONFLICT_RESENDS: u32 = 8;
+
+/// How many times a statement is sent again after the server ended the session instead of
+/// running it. A server shutting down ends every pooled session at once; the pool notices each
+/// dead connection when it is next taken, so a few attempts reach a live one or the truth
+/// (`Unavailable`).
+const ENDED_SESSION_RESENDS: u32 = 3;
+
+/// Whether a statement may be sent again on another connection after the connection was lost
+/// with the statement possibly applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resend {
+    /// Reads: sending again is harmless.
+    Safe,
+    /// Writes: a lost reply may hide a write that happened; the caller gets `Unavailable`
+    /// (a resent increment would count twice).
+    Never,
+}
+
+/// The tokio-postgres settings for every connection of the pool.
+pub(crate) fn connection_config(builder: &PostgresBackendBuilder) -> tokio_postgres::Config {
+    let mut config = tokio_postgres::Config::new();
+    for host in &builder.hosts {
+        match host {
+            Host::Tcp { host, port } => config.host(host).port(*port),
+            Host::Socket { dir, port } => config.host_path(dir).port(*port),
+        };
+    }
+    config
+        .user(&builder.user)
+        .dbname(&builder.dbname)
+        .application_name(&builder.application_name)
+        .connect_timeout(builder.connect_timeout)
+        .keepalives(true)
+        // With several hosts, only the primary: a standby's reads may be stale.
+        .target_session_attrs(TargetSessionAttrs::ReadWrite)
+        .ssl_mode(match builder.ssl_mode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+        })
+        // Every session: single statements in READ COMMITTED whatever the server's default
+        // (the statements' atomicity rests on it), the server giving up on a statement when
+        // the client does, and UTC for anyone reading `expires_at` through this session.
+        .options(format!(
+            "-c default_transaction_isolation=read\\ committed -c statement_timeout={} \
+             -c lock_timeout={} -c TimeZone=UTC",
+            builder.request_timeout.as_millis(),
+            builder.request_timeout.as_millis()
+        ));
+    if let Some(password) = &builder.password {
+        config.password(password.expose().as_bytes());
+    }
+    config
+}
+
+/// The pool: at most `pool_size` connections, each made within the connect timeout; a
+/// connection the server closed is noticed when it is taken and replaced.
+pub(crate) fn pool(builder: &PostgresBackendBuilder) -> Result<Pool, KvError> {
+    let manager = Manager::from_config(
+        connection_config(builder),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(builder.pool_size)
+        .create_timeout(Some(builder.connect_timeout))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|err| KvError::InvalidConfig(format!("PostgreSQL connection pool: {err}")))
+}
+
+/// A pooled connection that is not returned to the pool if a statement was in flight when it
+/// was dropped (a timeout cancelled the call): its reply would otherwise arrive for the next
+/// caller to wait behind. Dropping it closes the connection, and the server ends the session.
+struct Lease {
+    object: Option<Object>,
+    in_flight: bool,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.in_flight {
+            if let Some(object) = self.object.take() {
+                drop(Object::take(object));
+            }
+        }
+    }
+}
+
+/// Runs one statement on a pooled connection and returns its rows, within `timeout` (waiting
+/// for a connection included).
+pub(crate) async fn rows(
+    pool: &Pool,
+    timeout: Duration,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    resend: Resend,
+) -> Result<Vec<Row>, KvError> {
+    match tokio::time::timeout(timeout, attempts(pool, sql, params, resend)).await {
+        Ok(result) => result,
+        Err(_) => Err(KvError::unavailable(format!(
+            "PostgreSQL did not answer within {timeout:?}"
+        ))),
+    }
+}
+
+async fn attempts(
+    pool: &Pool,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    resend: Resend,
+) -> Result<Vec<Row>, KvError> {
+    let (mut conflicts, mut ended, mut lost) = (0, 0, 0);
+    loop {
+        let mut lease = Lease {
+            object: Some(pool.get().await.map_err(from_pool)?),
+            in_flight: false,
+        };
+        let Some(client) = lease.object.as_ref() else {
+            unreachable!("the lease was just filled")
+        };
+        lease.in_flight = true;
+        let result = match client.prepare_cached(sql).await {
+            Ok(statement) => client.query(&statement, params).await,
+            Err(err) => Err(err),
+        };
+        lease.in_flight = false;
+        match result {
+            Ok(rows) => return Ok(rows),
+            Err(err) if rolled_back_by_conflict(&err) && conflicts < CONFLICT_RESENDS => {
+                conflicts += 1;
+                tracing::debug!(attempt = conflicts, error = %err, "statement rolled back by a conflict; sending it again");
+            }
+            Err(err) if session_ended(&err) && ended < ENDED_SESSION_RESENDS => {
+                ended += 1;
+                tracing::debug!(attempt = ended, error = %err, "the server ended the session before running the statement; sending it on another");
+            }
+            Err(err) if connection_lost(&err) && resend == Resend::Safe && lost == 0 => {
+                lost += 1;
+                tracing::debug!(error = %err, "connection lost during a read; reading again on another");
+            }
+            Err(err) => {
+                if connection_lost(&err) {
+                    tracing::debug!(error = %err, "connection lost; not resent (it may have been applied)");
+                }
+                return Err(from_pg(err));
+            }
+        }
+    }
+}
+
+/// Waiting for or making a connection failed.
+fn from_pool(err: deadpool_postgres::PoolError) -> KvError {
+    match err {
+        deadpool_postgres::PoolError::Backend(err) => from_pg(err),
+        other => KvError::unavailable(format!("PostgreSQL connection pool: {other}")),
+    }
+}

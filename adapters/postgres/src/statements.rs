@@ -1,0 +1,117 @@
+//! The SQL of each operation: one statement each, decided inside the server.
+//!
+//! Liveness is judged with `clock_timestamp()`, the server's clock at the moment the row is
+//! looked at (after any row-lock wait; `now()` would be the statement's start), and deadlines
+//! are written as `clock_timestamp()` plus the TTL rounded up to the millisecond. Every
+//! statement runs alone under `READ COMMITTED`, where a write that waited for another
+//! writer's row lock re-checks its condition on the row that writer left: which is what makes
+//! the conditional ones atomic without retries.
+
+use crate::schema::TableName;
+
+/// A live row: no deadline, or one still ahead on the server's clock.
+const LIVE: &str = "(expires_at IS NULL OR expires_at > clock_timestamp())";
+
+/// The message of the error `increment` raises for a value that is not a counter. SQL has
+/// no `RAISE` outside PL/pgSQL, so the statement casts this text to `bigint`, which fails with
+/// SQLSTATE 22P02 quoting it. (The text is built from the row, so that the planner cannot
+/// fold the cast into a constant and fail before looking at any row.)
+pub(crate) const NOT_A_COUNTER: &str = "kv-postgres: not a counter";
+
+/// Every statement's SQL for one table; `$1` is always the namespace, `$2` the key.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    pub(crate) get: String,
+    pub(crate) exists: String,
+    pub(crate) set: String,
+    pub(crate) set_with_ttl: String,
+    pub(crate) delete: String,
+    pub(crate) list_page: String,
+    pub(crate) increment: String,
+    pub(crate) insert_if_absent: String,
+    pub(crate) replace_if_equal: String,
+    pub(crate) sweep: String,
+}
+
+impl Statements {
+    pub(crate) fn new(table: &TableName) -> Self {
+        let t = table.quoted();
+        let marker_len = NOT_A_COUNTER.len();
+        Self {
+            get: format!("SELECT value FROM {t} WHERE namespace = $1 AND key = $2 AND {LIVE}"),
+            exists: format!("SELECT 1 FROM {t} WHERE namespace = $1 AND key = $2 AND {LIVE}"),
+            set: format!(
+                "INSERT INTO {t} (namespace, key, value, expires_at) VALUES ($1, $2, $3, NULL) \
+                 ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value, expires_at = NULL"
+            ),
+            // `$4`: the TTL in whole milliseconds, already rounded up.
+            set_with_ttl: format!(
+                "INSERT INTO {t} (namespace, key, value, expires_at) \
+                 VALUES ($1, $2, $3, clock_timestamp() + $4::bigint * interval '1 millisecond') \
+                 ON CONFLICT (namespace, key) DO UPDATE \
+                 SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at"
+            ),
+            // Removes an expired leftover too, and says whether the row was live.
+            delete: format!(
+                "DELETE FROM {t} WHERE namespace = $1 AND key = $2 RETURNING {LIVE}"
+            ),
+            // `$2..$3`: the prefix's range of keys (see `encoding::prefix_range`), `$4` the
+            // page size. The primary key's index serves it as a range scan, in key order.
+            list_page: format!(
+                "SELECT key FROM {t} WHERE namespace = $1 AND key >= $2 AND key < $3 AND {LIVE} \
+                 ORDER BY key LIMIT $4"
+            ),
+            // `$3`: the delta. An absent or expired row becomes `delta` without a TTL; a live
+            // counter `n` becomes `n + delta` and keeps its TTL. A value that is not the
+            // canonical form of an i64 (at most 19 digits, no leading zero, no `-0`, in range)
+            // fails with 22P02 quoting NOT_A_COUNTER; a sum out of range fails with 22003.
+            // Nested CASEs because SQL may evaluate the operands of AND in any order.
+            increment: format!(
+                "INSERT INTO {t} AS t (namespace, key, value, expires_at) \
+                 VALUES ($1, $2, convert_to($3::bigint::text, 'UTF8'), NULL) \
+                 ON CONFLICT (namespace, key) DO UPDATE SET \
+                   value = CASE \
+                     WHEN t.expires_at <= clock_timestamp() THEN EXCLUDED.value \
+                     ELSE convert_to((CASE \
+                       WHEN length(t.value) <= 20 \
+                         AND encode(t.value, 'escape') ~ '^(0|-?[1-9][0-9]{{0,18}})$' \
+                       THEN CASE \
+                         WHEN encode(t.value, 'escape')::numeric \
+                              BETWEEN -9223372036854775808 AND 9223372036854775807 \
+                         THEN encode(t.value, 'escape')::bigint \
+                         ELSE substr('{NOT_A_COUNTER}' || t.value::text, 1, {marker_len})::bigint \
+                       END \
+                       ELSE substr('{NOT_A_COUNTER}' || t.value::text, 1, {marker_len})::bigint \
+                     END + $3::bigint)::text, 'UTF8') \
+                   END, \
+                   expires_at = CASE WHEN t.expires_at <= clock_timestamp() THEN NULL \
+                                ELSE t.expires_at END \
+                 RETURNING convert_from(value, 'UTF8')::bigint"
+            ),
+            // compare_and_swap(key, None, new): inserts, or takes over an expired row; a row
+            // comes back iff it wrote.
+            insert_if_absent: format!(
+                "INSERT INTO {t} AS t (namespace, key, value, expires_at) VALUES ($1, $2, $3, NULL) \
+                 ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value, expires_at = NULL \
+                 WHERE t.expires_at <= clock_timestamp() \
+                 RETURNING 1"
+            ),
+            // compare_and_swap(key, Some(expected), new): `$3` expected, `$4` new.
+            replace_if_equal: format!(
+                "UPDATE {t} SET value = $4, expires_at = NULL \
+                 WHERE namespace = $1 AND key = $2 AND value = $3 AND {LIVE} \
+                 RETURNING 1"
+            ),
+            // Up to `$2` expired rows of the namespace, found through the expiry index. Rows a
+            // writer holds are skipped (it is replacing them anyway), and the deadline is
+            // checked again on the row as it is when deleted.
+            sweep: format!(
+                "DELETE FROM {t} WHERE namespace = $1 AND expires_at <= clock_timestamp() \
+                 AND key IN (SELECT key FROM {t} \
+                             WHERE namespace = $1 AND expires_at <= clock_timestamp() \
+                             LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 RETURNING 1"
+            ),
+        }
+    }
+}
