@@ -5,9 +5,16 @@
 //! that *started* after `call_end + ttl + granularity` must not. When a loaded machine leaves a
 //! check with no decisive observation, it is retried with a longer TTL; it is never counted as
 //! a pass.
+//!
+//! Deadlines are kept on the clock of whatever decides expiry (the contract's "granularity
+//! and the clock"): the process's monotonic clock for in-process stores, the wall clock for
+//! files and most servers. The kit cannot know which, and the two may run at different rates
+//! (a wall clock being slewed or stepped into line runs fast or slow), so every instant is
+//! read on both, and a read is judged only when both clocks agree that the contract decides
+//! it: a store keeping either clock passes.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::model::{ErrorKind, Op, Outcome};
 use crate::probe::{CheckResult, Probe};
@@ -36,29 +43,65 @@ enum Timing {
     Undecided(String),
 }
 
-/// One call with the instants around it.
+/// A moment on both clocks a store may keep its deadlines on.
+#[derive(Debug, Clone, Copy)]
+struct Moment {
+    monotonic: Instant,
+    wall: SystemTime,
+}
+
+impl Moment {
+    fn now() -> Self {
+        Self {
+            monotonic: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    fn plus(self, duration: Duration) -> Self {
+        Self {
+            monotonic: self.monotonic + duration,
+            // A deadline past what SystemTime holds is never reached.
+            wall: self.wall.checked_add(duration).unwrap_or(self.wall),
+        }
+    }
+
+    /// Whether `self` is before `other` on both clocks.
+    fn before(self, other: Moment) -> bool {
+        self.monotonic < other.monotonic && self.wall < other.wall
+    }
+
+    /// How long until `other` on the clock that reaches it last (zero if both have).
+    fn until(self, other: Moment) -> Duration {
+        let monotonic = other.monotonic.saturating_duration_since(self.monotonic);
+        let wall = other.wall.duration_since(self.wall).unwrap_or_default();
+        monotonic.max(wall)
+    }
+}
+
+/// One call with the moments around it.
 struct Timed {
     outcome: Outcome,
-    start: Instant,
-    end: Instant,
+    start: Moment,
+    end: Moment,
 }
 
 async fn timed(t: &Probe, op: Op) -> Timed {
-    let start = Instant::now();
+    let start = Moment::now();
     let outcome = t.run(op).await;
     Timed {
         outcome,
         start,
-        end: Instant::now(),
+        end: Moment::now(),
     }
 }
 
-/// A successful `set_with_ttl` and the two instants the contract measures from.
+/// A successful `set_with_ttl` and the two moments the contract measures from.
 struct Written {
     /// Reads that end before this must see the key.
-    live_until: Instant,
+    live_until: Moment,
     /// Reads that start after this must not.
-    gone_after: Instant,
+    gone_after: Moment,
 }
 
 async fn write_with_ttl(
@@ -77,14 +120,21 @@ async fn write_with_ttl(
         ));
     }
     Ok(Written {
-        live_until: call.start + ttl,
-        gone_after: call.end + ttl + t.profile.ttl_granularity,
+        live_until: call.start.plus(ttl),
+        gone_after: call.end.plus(ttl + t.profile.ttl_granularity),
     })
 }
 
-/// Sleeps until just after `instant`.
-async fn sleep_past(instant: Instant) {
-    tokio::time::sleep_until((instant + Duration::from_millis(1)).into()).await;
+/// Sleeps until just after `moment`, on both clocks.
+async fn sleep_past(moment: Moment) {
+    loop {
+        let left = Moment::now().until(moment);
+        if left.is_zero() {
+            break;
+        }
+        tokio::time::sleep(left).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
 }
 
 /// Runs `attempt` with TTLs of 150 ms, 300 ms, ... until it decides.
@@ -117,7 +167,7 @@ pub(crate) async fn never_early(t: Probe) -> CheckResult {
             let ttl = ttl + Duration::from_nanos(999_999);
             let written = write_with_ttl(&t, &key, b"v", ttl).await?;
             let first = timed(&t, Op::get(&key)).await;
-            if first.end >= written.live_until {
+            if !first.end.before(written.live_until) {
                 return Ok(Timing::Undecided("the first read ended after the deadline".into()));
             }
             expect_live(&first, &written)?;
@@ -125,10 +175,10 @@ pub(crate) async fn never_early(t: Probe) -> CheckResult {
             let mut near_deadline = 0;
             for round in 0u64.. {
                 let read = timed(&t, reading_op(&key, round)).await;
-                if read.end < written.live_until {
+                if read.end.before(written.live_until) {
                     expect_live(&read, &written)?;
                     near_deadline += 1;
-                } else if read.start > written.gone_after {
+                } else if written.gone_after.before(read.start) {
                     break;
                 }
                 tokio::task::yield_now().await;
@@ -159,7 +209,18 @@ fn expect_live(read: &Timed, written: &Written) -> CheckResult {
     if live {
         return Ok(());
     }
-    let early = written.live_until.saturating_duration_since(read.end);
+    // As much as both clocks agree on.
+    let early = (written
+        .live_until
+        .monotonic
+        .saturating_duration_since(read.end.monotonic))
+    .min(
+        written
+            .live_until
+            .wall
+            .duration_since(read.end.wall)
+            .unwrap_or_default(),
+    );
     Err(Failure::mismatch(
         format!("the key was gone {early:?} before its TTL ran out (never early)"),
         "the key, still live",
@@ -167,10 +228,12 @@ fn expect_live(read: &Timed, written: &Written) -> CheckResult {
     ))
 }
 
-async fn sleep_until_before(deadline: Instant, margin: Duration) {
-    if let Some(wake) = deadline.checked_sub(margin) {
-        tokio::time::sleep_until(wake.into()).await;
-    }
+/// Sleeps until `margin` before `deadline` on the clock that reaches it first.
+async fn sleep_until_before(deadline: Moment, margin: Duration) {
+    let now = Moment::now();
+    let monotonic = deadline.monotonic.saturating_duration_since(now.monotonic);
+    let wall = deadline.wall.duration_since(now.wall).unwrap_or_default();
+    tokio::time::sleep(monotonic.min(wall).saturating_sub(margin)).await;
 }
 
 /// A read that starts after `call_end + ttl + granularity` does not see the key.
@@ -282,7 +345,7 @@ pub(crate) async fn cas_clears_ttl(t: Probe) -> CheckResult {
             let written = write_with_ttl(&t, &key, b"old", ttl).await?;
             let swap = timed(&t, Op::cas(&key, Some(b"old"), "new")).await;
             if swap.outcome != Outcome::Bool(true) {
-                if swap.end >= written.live_until {
+                if !swap.end.before(written.live_until) {
                     return Ok(Timing::Undecided("the CAS ended after the deadline".into()));
                 }
                 return Err(Failure::mismatch(
@@ -308,7 +371,7 @@ pub(crate) async fn increment_keeps_ttl(t: Probe) -> CheckResult {
             let written = write_with_ttl(&t, &key, b"5", ttl).await?;
             tokio::time::sleep(ttl / 2).await;
             let bump = timed(&t, Op::increment(&key, 1)).await;
-            if bump.end >= written.live_until {
+            if !bump.end.before(written.live_until) {
                 return Ok(Timing::Undecided(
                     "the increment ended after the deadline".into(),
                 ));
