@@ -23,7 +23,7 @@
 //! | `redis://[user:pass@]host:port[/db]`, `rediss://...` | a Redis server (TLS: `redis-tls`) | `redis` |
 //! | `redis+cluster://host:port[,host:port...]`, `rediss+cluster://...` | a Redis Cluster | `redis` |
 //! | `dynamodb://TABLE?region=..&endpoint=..` | a DynamoDB table | `dynamodb` |
-//! | `postgres://user:pass@host[:port]/db`, `postgresql://...` | a table in a PostgreSQL database | `postgres` |
+//! | `postgres://user:pass@host[:port]/db`, `postgresql://...` | a table in a PostgreSQL database (TLS: `postgres-tls`) | `postgres` |
 //!
 //! Every URL takes `?namespace=NAME`: backends with different namespaces share the store
 //! without seeing each other's keys. Adapters take further options of their own (see each

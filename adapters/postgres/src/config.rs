@@ -42,7 +42,7 @@ pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 pub const LARGEST_MAX_VALUE_BYTES: usize = 256 * 1024 * 1024;
 
 /// The `?name=value` options of a PostgreSQL URL.
-const URL_OPTIONS: [&str; 10] = [
+const URL_OPTIONS: [&str; 11] = [
     "namespace",
     "table",
     "create_table",
@@ -52,6 +52,7 @@ const URL_OPTIONS: [&str; 10] = [
     "sweep_interval_ms",
     "max_value_bytes",
     "sslmode",
+    "sslrootcert",
     "application_name",
 ];
 
@@ -78,14 +79,22 @@ impl fmt::Display for Host {
 }
 
 /// Whether the connection uses TLS (`sslmode`, with libpq's names).
+///
+/// Whenever TLS is used, the server's certificate is verified, chain and host name, against
+/// `sslrootcert` or else the Mozilla roots: kv-postgres never sends a password over TLS it has
+/// not verified. That makes `require` and `verify-ca` as strict as `verify-full`, which is
+/// stricter than libpq (whose `prefer` and `require` encrypt without verifying).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SslMode {
     /// Plain TCP only (`sslmode=disable`).
     Disable,
-    /// TLS if the server offers it, else plain TCP (`sslmode=prefer`, libpq's default). Built
-    /// without TLS support, this crate always connects in plain TCP, as libpq does then.
+    /// TLS if the server offers it, else plain TCP (`sslmode=prefer`, libpq's default).
+    /// Without the `tls` feature, or when the application installed no rustls crypto
+    /// provider, always plain TCP, as libpq built without TLS does.
     Prefer,
+    /// TLS or no connection (`sslmode=require`, `verify-ca`, `verify-full`; `tls` feature).
+    Require,
 }
 
 /// Builds a [`PostgresBackend`] with non-default settings.
@@ -122,6 +131,8 @@ pub struct PostgresBackendBuilder {
     pub(crate) sweep_interval: Option<Duration>,
     pub(crate) max_value_bytes: usize,
     pub(crate) ssl_mode: SslMode,
+    /// PEM root certificates to trust instead of the Mozilla roots (`sslrootcert`).
+    pub(crate) ssl_root_cert: Option<std::path::PathBuf>,
     pub(crate) application_name: String,
 }
 
@@ -142,8 +153,10 @@ impl PostgresBackendBuilder {
     /// - Options: `namespace`, `table` (`name` or `schema.name`), `create_table`
     ///   (`true`/`false`), `pool_size`, `connect_timeout_ms`, `request_timeout_ms`,
     ///   `sweep_interval_ms` (0: never), `max_value_bytes` and `application_name` mean what
-    ///   the builder methods of the same names mean; `sslmode` is `disable` or `prefer` (the
-    ///   default); the modes that demand TLS are refused, since this build has no TLS.
+    ///   the builder methods of the same names mean; `sslmode` is `disable`, `prefer` (the
+    ///   default), or `require`, `verify-ca` and `verify-full` (the `tls` feature; all three
+    ///   verify the certificate and the host name, see [`SslMode`]); `sslrootcert=PATH` is
+    ///   a PEM file of the roots to trust.
     ///
     /// Another scheme, a missing user, a malformed host, port or database, an unknown or
     /// repeated option, or a malformed value is [`KvError::InvalidConfig`] naming the problem
@@ -208,6 +221,7 @@ impl PostgresBackendBuilder {
             sweep_interval: Some(DEFAULT_SWEEP_INTERVAL),
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             ssl_mode: SslMode::Prefer,
+            ssl_root_cert: None,
             application_name: "kvkit".to_owned(),
         };
         if let Some(namespace) = parsed.take("namespace") {
@@ -238,19 +252,17 @@ impl PostgresBackendBuilder {
             builder.ssl_mode = match mode.as_str() {
                 "disable" => SslMode::Disable,
                 "prefer" => SslMode::Prefer,
-                "allow" | "require" | "verify-ca" | "verify-full" => {
-                    return Err(invalid(format!(
-                        "sslmode={mode} needs TLS, which this build of kv-postgres does not have; \
-                         use sslmode=disable or prefer, or a TLS-terminating proxy"
-                    )))
-                }
+                "require" | "verify-ca" | "verify-full" => SslMode::Require,
                 other => {
                     return Err(invalid(format!(
                         "URL option `sslmode={other}`: expected disable, prefer, require, \
-                         verify-ca or verify-full"
+                         verify-ca or verify-full (`allow` is not supported)"
                     )))
                 }
             };
+        }
+        if let Some(path) = parsed.take("sslrootcert") {
+            builder.ssl_root_cert = Some(path.into());
         }
         if let Some(name) = parsed.take("application_name") {
             builder.application_name = name;
@@ -341,8 +353,28 @@ impl PostgresBackendBuilder {
         PostgresBackend::open(self).await
     }
 
+    /// How the connection is secured (default [`SslMode::Prefer`]).
+    pub fn ssl_mode(mut self, mode: SslMode) -> Self {
+        self.ssl_mode = mode;
+        self
+    }
+
+    /// A PEM file of the root certificates to trust for TLS, instead of the Mozilla roots
+    /// (`sslrootcert`): a private CA's. Read when the backend opens.
+    pub fn ssl_root_certificate_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.ssl_root_cert = Some(path.into());
+        self
+    }
+
     /// The limits every setting must keep.
     fn check(&self) -> Result<(), KvError> {
+        if self.ssl_mode == SslMode::Require && !cfg!(feature = "tls") {
+            return Err(invalid(
+                "sslmode=require (and verify-ca, verify-full) needs kv-postgres's `tls` feature; \
+                 without it, use sslmode=disable or prefer"
+                    .into(),
+            ));
+        }
         if self.namespace.contains('\0') {
             return Err(invalid("a namespace may not contain NUL".into()));
         }
@@ -383,6 +415,7 @@ impl fmt::Debug for PostgresBackendBuilder {
             .field("sweep_interval", &self.sweep_interval)
             .field("max_value_bytes", &self.max_value_bytes)
             .field("ssl_mode", &self.ssl_mode)
+            .field("ssl_root_cert", &self.ssl_root_cert)
             .finish_non_exhaustive()
     }
 }
@@ -587,7 +620,9 @@ mod tests {
                 "postgres://u:hunter2@db/x?request_timeout_ms=0",
                 "request_timeout",
             ),
-            ("postgres://u:hunter2@db/x?sslmode=require", "needs TLS"),
+            #[cfg(not(feature = "tls"))]
+            ("postgres://u:hunter2@db/x?sslmode=require", "`tls` feature"),
+            ("postgres://u:hunter2@db/x?sslmode=allow", "not supported"),
             (
                 "postgres://u:hunter2@db/x?sslmode=maybe",
                 "expected disable",

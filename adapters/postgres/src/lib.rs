@@ -7,6 +7,8 @@ mod error;
 mod pool;
 mod schema;
 mod statements;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use backend::PostgresBackend;
 pub use config::{

@@ -54,6 +54,7 @@ pub(crate) fn connection_config(builder: &PostgresBackendBuilder) -> tokio_postg
         .ssl_mode(match builder.ssl_mode {
             SslMode::Disable => tokio_postgres::config::SslMode::Disable,
             SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            SslMode::Require => tokio_postgres::config::SslMode::Require,
         })
         // Every session: single statements in READ COMMITTED whatever the server's default
         // (the statements' atomicity rests on it), the server giving up on a statement when
@@ -73,13 +74,33 @@ pub(crate) fn connection_config(builder: &PostgresBackendBuilder) -> tokio_postg
 /// The pool: at most `pool_size` connections, each made within the connect timeout; a
 /// connection the server closed is noticed when it is taken and replaced.
 pub(crate) fn pool(builder: &PostgresBackendBuilder) -> Result<Pool, KvError> {
-    let manager = Manager::from_config(
-        connection_config(builder),
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let config = connection_config(builder);
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    // `prefer` is opportunistic: TLS when the application chose a crypto provider for
+    // rustls, else plain TCP, as without the `tls` feature. `require` insists (tls.rs).
+    #[cfg(feature = "tls")]
+    let tls = builder.ssl_mode == SslMode::Require
+        || (builder.ssl_mode == SslMode::Prefer
+            && rustls::crypto::CryptoProvider::get_default().is_some());
+    #[cfg(not(feature = "tls"))]
+    let tls = false;
+    let manager = match tls {
+        #[cfg(feature = "tls")]
+        true => Manager::from_config(
+            config,
+            crate::tls::connector(builder.ssl_root_cert.as_deref())?,
+            manager_config,
+        ),
+        _ => {
+            let mut config = config;
+            if builder.ssl_mode == SslMode::Prefer {
+                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            }
+            Manager::from_config(config, NoTls, manager_config)
+        }
+    };
     Pool::builder(manager)
         .max_size(builder.pool_size)
         .create_timeout(Some(builder.connect_timeout))

@@ -17,8 +17,8 @@ pub(crate) const EXIT_ERROR: u8 = 2;
 /// What `kvkit --help` says about the stores a build can open.
 const STORES_HELP: &str = "\
 Stores: memory://, sqlite://, redis://, redis+cluster://, dynamodb:// and postgres:// are in
-the default build; rediss:// needs the `redis-tls` feature. rocksdb:// needs the `rocksdb` feature, whose
-build needs libclang (Debian: apt-get install libclang-dev):
+the default build; rediss:// needs the `redis-tls` feature and postgres:// with sslmode=require
+the `postgres-tls` feature. rocksdb:// needs the `rocksdb` feature, whose build needs libclang (Debian: apt-get install libclang-dev):
   cargo install --path kvkit-cli --features rocksdb";
 
 /// kvkit: one async interface to any key-value store, and proof that each store keeps it.
