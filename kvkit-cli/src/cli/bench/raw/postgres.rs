@@ -1,34 +1,28 @@
-//! Raw tokio-postgres: a fixed set of connections taken in turn (tokio-postgres pipelines the
-//! calls sharing one), each with its statements prepared once, on a table of the run's own:
-//! `key text PRIMARY KEY, value bytea`. Upserts for `set` and `increment`, a conditional
-//! `UPDATE` or `INSERT .. ON CONFLICT DO NOTHING` for compare-and-swap: what an application
-//! writes by hand, without TTLs or namespaces.
+//! Raw tokio-postgres through deadpool-postgres, as an application writes it: a pool of up to
+//! 16 connections (the size of the adapter's default pool) and statements prepared once per
+//! connection, on a table of the run's own, `key text PRIMARY KEY, value bytea`. Upserts for
+//! `set` and `increment`, a conditional `UPDATE` or `INSERT .. ON CONFLICT DO NOTHING` for
+//! compare-and-swap: the same work as the adapter's, without TTLs or namespaces.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use kv_trait::{KvBackend, KvError};
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
 
 use crate::cli::bench::driver::Driver;
 
-/// Connections: as many as the pool of the adapter's default build holds.
+/// Connections: as many as the adapter's default pool holds.
 const CONNECTIONS: usize = 16;
-
-/// One connection and its prepared statements.
-struct Connection {
-    client: Client,
-    get: Statement,
-    set: Statement,
-    increment: Statement,
-    swap: Statement,
-    insert_new: Statement,
-}
 
 /// The raw PostgreSQL side.
 pub(crate) struct RawPostgres {
-    connections: Vec<Connection>,
-    next: AtomicUsize,
+    pool: Pool,
     table: String,
+    get: String,
+    set: String,
+    increment: String,
+    swap: String,
+    insert_new: String,
 }
 
 impl RawPostgres {
@@ -36,65 +30,67 @@ impl RawPostgres {
     /// run's table.
     pub(crate) async fn open(url: &str, run_id: &str) -> Result<Self, KvError> {
         let plain = url.split_once('?').map_or(url, |(before, _)| before);
+        let config: tokio_postgres::Config = plain
+            .parse()
+            .map_err(|err| KvError::InvalidConfig(format!("PostgreSQL URL: {err}")))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(CONNECTIONS)
+            .build()
+            .map_err(|err| KvError::InvalidConfig(format!("PostgreSQL pool: {err}")))?;
         let table = format!(
             "kvkit_bench_raw_{}",
             run_id.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
         )
         .to_ascii_lowercase();
-        let mut connections = Vec::with_capacity(CONNECTIONS);
-        for n in 0..CONNECTIONS {
-            let (client, connection) = tokio_postgres::connect(plain, NoTls)
-                .await
-                .map_err(failed)?;
-            tokio::spawn(connection);
-            if n == 0 {
-                client
-                    .batch_execute(&format!(
-                        "CREATE TABLE IF NOT EXISTS {table} (key text PRIMARY KEY, value bytea NOT NULL)"
-                    ))
-                    .await
-                    .map_err(failed)?;
-            }
-            let prepare = |sql: String| {
-                let client = &client;
-                async move { client.prepare(&sql).await.map_err(failed) }
-            };
-            connections.push(Connection {
-                get: prepare(format!("SELECT value FROM {table} WHERE key = $1")).await?,
-                set: prepare(format!(
-                    "INSERT INTO {table} (key, value) VALUES ($1, $2) \
-                     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
-                ))
-                .await?,
-                increment: prepare(format!(
-                    "INSERT INTO {table} AS t (key, value) \
-                     VALUES ($1, convert_to($2::bigint::text, 'UTF8')) \
-                     ON CONFLICT (key) DO UPDATE SET value = \
-                       convert_to((convert_from(t.value, 'UTF8')::bigint + $2::bigint)::text, 'UTF8') \
-                     RETURNING convert_from(value, 'UTF8')::bigint"
-                ))
-                .await?,
-                swap: prepare(format!(
-                    "UPDATE {table} SET value = $3 WHERE key = $1 AND value = $2"
-                ))
-                .await?,
-                insert_new: prepare(format!(
-                    "INSERT INTO {table} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING"
-                ))
-                .await?,
-                client,
-            });
-        }
-        Ok(Self {
-            connections,
-            next: AtomicUsize::new(0),
+        let raw = Self {
+            get: format!("SELECT value FROM {table} WHERE key = $1"),
+            set: format!(
+                "INSERT INTO {table} (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+            ),
+            increment: format!(
+                "INSERT INTO {table} AS t (key, value) \
+                 VALUES ($1, convert_to($2::bigint::text, 'UTF8')) \
+                 ON CONFLICT (key) DO UPDATE SET value = \
+                   convert_to((convert_from(t.value, 'UTF8')::bigint + $2::bigint)::text, 'UTF8') \
+                 RETURNING convert_from(value, 'UTF8')::bigint"
+            ),
+            swap: format!(
+                "UPDATE {table} SET value = $3 WHERE key = $1 AND value = $2 RETURNING 1"
+            ),
+            insert_new: format!(
+                "INSERT INTO {table} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING \
+                 RETURNING 1"
+            ),
+            pool,
             table,
-        })
+        };
+        raw.client()
+            .await?
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {} (key text PRIMARY KEY, value bytea NOT NULL)",
+                raw.table
+            ))
+            .await
+            .map_err(failed)?;
+        Ok(raw)
     }
 
-    fn connection(&self) -> &Connection {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        &self.connections[n % self.connections.len()]
+    async fn client(&self) -> Result<deadpool_postgres::Object, KvError> {
+        self.pool.get().await.map_err(KvError::backend)
+    }
+
+    async fn rows(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, KvError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(failed)?;
+        client.query(&statement, params).await.map_err(failed)
     }
 }
 
@@ -104,28 +100,19 @@ fn failed(err: tokio_postgres::Error) -> KvError {
 
 impl Driver for RawPostgres {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        let c = self.connection();
-        let row = c.client.query_opt(&c.get, &[&key]).await.map_err(failed)?;
-        Ok(row.map(|row| row.get(0)))
+        let rows = self.rows(&self.get, &[&key]).await?;
+        Ok(rows.first().map(|row| row.get(0)))
     }
 
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        let c = self.connection();
-        c.client
-            .execute(&c.set, &[&key, &value])
-            .await
-            .map(drop)
-            .map_err(failed)
+        self.rows(&self.set, &[&key, &value]).await.map(drop)
     }
 
     async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
-        let c = self.connection();
-        let row = c
-            .client
-            .query_one(&c.increment, &[&key, &delta])
-            .await
-            .map_err(failed)?;
-        Ok(row.get(0))
+        let rows = self.rows(&self.increment, &[&key, &delta]).await?;
+        rows.first()
+            .map(|row| row.get(0))
+            .ok_or_else(|| KvError::backend("the upsert returned no row"))
     }
 
     async fn compare_and_swap(
@@ -134,13 +121,11 @@ impl Driver for RawPostgres {
         expected: Option<&[u8]>,
         new: &[u8],
     ) -> Result<bool, KvError> {
-        let c = self.connection();
-        let changed = match expected {
-            Some(expected) => c.client.execute(&c.swap, &[&key, &expected, &new]).await,
-            None => c.client.execute(&c.insert_new, &[&key, &new]).await,
-        }
-        .map_err(failed)?;
-        Ok(changed == 1)
+        let rows = match expected {
+            Some(expected) => self.rows(&self.swap, &[&key, &expected, &new]).await?,
+            None => self.rows(&self.insert_new, &[&key, &new]).await?,
+        };
+        Ok(!rows.is_empty())
     }
 
     fn backend(&self) -> Option<&dyn KvBackend> {
@@ -148,8 +133,8 @@ impl Driver for RawPostgres {
     }
 
     async fn clean_up(&self, _: Vec<String>) -> Result<(), KvError> {
-        self.connections[0]
-            .client
+        self.client()
+            .await?
             .batch_execute(&format!("DROP TABLE IF EXISTS {}", self.table))
             .await
             .map_err(failed)
