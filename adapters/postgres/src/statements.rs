@@ -65,13 +65,15 @@ impl Statements {
             // counter `n` becomes `n + delta` and keeps its TTL. A value that is not the
             // canonical form of an i64 (at most 19 digits, no leading zero, no `-0`, in range)
             // fails with 22P02 quoting NOT_A_COUNTER; a sum out of range fails with 22003.
-            // Nested CASEs because SQL may evaluate the operands of AND in any order.
+            // Nested CASEs because SQL may evaluate the operands of AND in any order. Whether
+            // the row has expired is decided once, in the sub-select, for both columns: read
+            // twice, the clock could pass the deadline in between and leave a live counter's
+            // sum without its TTL. The sub-select runs per row, after the row lock is taken.
             increment: format!(
                 "INSERT INTO {t} AS t (namespace, key, value, expires_at) \
                  VALUES ($1, $2, convert_to($3::bigint::text, 'UTF8'), NULL) \
-                 ON CONFLICT (namespace, key) DO UPDATE SET \
-                   value = CASE \
-                     WHEN t.expires_at <= clock_timestamp() THEN EXCLUDED.value \
+                 ON CONFLICT (namespace, key) DO UPDATE SET (value, expires_at) = ( \
+                   SELECT CASE WHEN x.expired THEN EXCLUDED.value \
                      ELSE convert_to((CASE \
                        WHEN length(t.value) <= 20 \
                          AND encode(t.value, 'escape') ~ '^(0|-?[1-9][0-9]{{0,18}})$' \
@@ -84,8 +86,8 @@ impl Statements {
                        ELSE substr('{NOT_A_COUNTER}' || t.value::text, 1, {marker_len})::bigint \
                      END + $3::bigint)::text, 'UTF8') \
                    END, \
-                   expires_at = CASE WHEN t.expires_at <= clock_timestamp() THEN NULL \
-                                ELSE t.expires_at END \
+                   CASE WHEN x.expired THEN NULL ELSE t.expires_at END \
+                   FROM (SELECT t.expires_at <= clock_timestamp() AS expired) AS x) \
                  RETURNING convert_from(value, 'UTF8')::bigint"
             ),
             // compare_and_swap(key, None, new): inserts, or takes over an expired row; a row

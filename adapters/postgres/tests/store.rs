@@ -507,3 +507,34 @@ async fn nothing_listens_is_unavailable_within_the_connect_timeout() {
     assert!(err.is_retryable(), "{err}");
     assert!(!err.to_string().contains("secret"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn liveness_is_judged_after_waiting_for_the_row_lock() {
+    let Some(store) = fresh("clock-after-lock").await else {
+        return;
+    };
+    store.set_with_ttl("k", b"5", 300_000_000).await.unwrap(); // 300 ms
+    let mut locker = raw_client(&server().unwrap().url).await;
+    let transaction = locker.transaction().await.unwrap();
+    transaction
+        .execute(
+            &format!(
+                "SELECT 1 FROM {} WHERE namespace = $1 AND key = $2 FOR UPDATE",
+                store.table_name()
+            ),
+            &[&store.namespace(), &b"k".as_slice()],
+        )
+        .await
+        .unwrap();
+    // The increment starts while the key is live and waits for the lock past the deadline:
+    // judged when it takes the lock, the key has expired, so it starts from 0 without a TTL.
+    let increment = tokio::spawn({
+        let store = store.clone();
+        async move { store.increment("k", 1).await }
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    transaction.rollback().await.unwrap();
+    assert_eq!(increment.await.unwrap().unwrap(), 1);
+    assert_eq!(raw_row(&store, "k").await, Some((b"1".to_vec(), false)));
+    store.delete("k").await.unwrap();
+}
