@@ -269,6 +269,84 @@ pub fn redact_error(err: KvError, secrets: &[String]) -> KvError {
     }
 }
 
+/// Parses a server address of a network URL: `host`, `host:port`, `[v6]` or `[v6]:port`,
+/// with `default_port` when none is given. The host must be a valid domain or IP address
+/// (an IPv6 address in brackets); the port is digits only, 1 to 65535. Errors are
+/// `InvalidConfig` quoting the address (which never holds the URL's password).
+///
+/// ```
+/// use kv_trait::url_config::parse_host_port;
+///
+/// assert_eq!(parse_host_port("db:6543", 5432)?, ("db".to_owned(), 6543));
+/// assert_eq!(parse_host_port("[::1]", 5432)?, ("::1".to_owned(), 5432));
+/// assert!(parse_host_port("db:+1", 5432).is_err());
+/// assert!(parse_host_port("::1", 5432).is_err()); // IPv6 needs brackets
+/// # Ok::<(), kv_trait::KvError>(())
+/// ```
+pub fn parse_host_port(text: &str, default_port: u16) -> Result<(String, u16), KvError> {
+    let (host, port) = if let Some(bracketed) = text.strip_prefix('[') {
+        let (host, after) = bracketed
+            .split_once(']')
+            .ok_or_else(|| invalid(format!("`{text}`: an IPv6 address needs a closing `]`")))?;
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':').ok_or_else(|| {
+                invalid(format!("`{text}`: expected `:port` after the IPv6 address"))
+            })?),
+        };
+        (host, port)
+    } else {
+        match text.split_once(':') {
+            Some((_, port)) if port.contains(':') => {
+                return Err(invalid(format!(
+                    "`{text}`: write an IPv6 address in brackets, as in `[::1]:6379`"
+                )))
+            }
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(invalid(if text.is_empty() {
+            "a server address is empty".to_owned()
+        } else {
+            format!("`{text}` has no host")
+        }));
+    }
+    let checked = if text.starts_with('[') {
+        url::Host::parse(&format!("[{host}]"))
+    } else {
+        url::Host::parse(host)
+    };
+    checked.map_err(|err| invalid(format!("`{host}` is not a valid host: {err}")))?;
+    let port = match port {
+        None => default_port,
+        Some(port) => match parse_whole_number::<u16>("port", port) {
+            Ok(port) if port > 0 => port,
+            _ => {
+                return Err(invalid(format!(
+                    "`{port}` is not a port number (1 to 65535) in `{text}`"
+                )))
+            }
+        },
+    };
+    Ok((host.to_owned(), port))
+}
+
+/// Percent-encodes what would break a URL's user information or path (`@ : / ? # %`, spaces
+/// and control characters): for the redacted endpoints adapters show.
+pub fn encode_component(text: &str) -> String {
+    const SPECIAL: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b'@')
+        .add(b':')
+        .add(b'/')
+        .add(b'?')
+        .add(b'#')
+        .add(b'%')
+        .add(b' ');
+    percent_encoding::utf8_percent_encode(text, SPECIAL).to_string()
+}
+
 /// What every message, `Display` and `Debug` shows instead of a secret.
 pub const REDACTED: &str = "***";
 

@@ -15,16 +15,22 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-#[test]
-fn check_without_a_url_passes_on_a_temporary_sqlite_file() {
-    let output = kvkit(&["check"]);
-    let text = stdout(&output);
+/// Asserts that `kvkit` exited 0 (showing its output if not) and returns its report.
+fn passed(output: &Output) -> String {
+    let text = stdout(output);
     assert_eq!(
         output.status.code(),
         Some(0),
         "{text}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    text
+}
+
+#[test]
+fn check_without_a_url_passes_on_a_temporary_sqlite_file() {
+    let output = kvkit(&["check"]);
+    let text = passed(&output);
     assert!(text.contains("kvkit check sqlite://"), "{text}");
     let total = kv_conformance::CHECKS.len();
     assert!(
@@ -111,13 +117,7 @@ fn check_passes_on_redis_and_leaves_no_keys() {
         let namespace = format!("kvkit-cli-{}", std::process::id());
         let url = service.url_with(&format!("namespace={namespace}"));
         let output = kvkit(&["check", &url, "--cases", "16"]);
-        let text = stdout(&output);
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{text}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let text = passed(&output);
         if let Some(password) = &service.password {
             assert!(
                 !text.contains(password.as_str()),
@@ -141,13 +141,7 @@ fn check_passes_on_dynamodb_creating_the_table() {
     let table = format!("kvkit-cli-{}", std::process::id());
     let url = service.url(&table, "cli");
     let output = kvkit(&["check", &url, "--cases", "8"]);
-    let text = stdout(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{text}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    passed(&output);
 }
 
 /// `kvkit check` against the PostgreSQL server the tests share, in a table of its own, and
@@ -161,13 +155,7 @@ fn check_passes_on_postgres_and_leaves_no_rows() {
     let table = format!("kvkit_cli_{}", std::process::id());
     let url = service.url_with(&format!("table={table}&namespace=cli"));
     let output = kvkit(&["check", &url, "--cases", "16"]);
-    let text = stdout(&output);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{text}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let text = passed(&output);
     if let Some(password) = &service.password {
         assert!(
             !text.contains(password.as_str()),

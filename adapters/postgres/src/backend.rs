@@ -14,7 +14,6 @@ use tokio_postgres::error::SqlState;
 
 use crate::config::PostgresBackendBuilder;
 use crate::encoding::{after, key_from_row, prefix_range, ttl_millis};
-use crate::error::from_pg;
 use crate::pool::{self, Resend};
 use crate::schema::{self, TableName};
 use crate::statements::{Statements, NOT_A_COUNTER};
@@ -94,10 +93,7 @@ impl PostgresBackend {
     pub(crate) async fn open(config: PostgresBackendBuilder) -> Result<Self, KvError> {
         let pool = pool::pool(&config)?;
         let opened = tokio::time::timeout(config.connect_timeout + config.request_timeout, async {
-            let mut client = pool.get().await.map_err(|err| match err {
-                deadpool_postgres::PoolError::Backend(err) => from_pg(err),
-                other => KvError::unavailable(format!("PostgreSQL connection pool: {other}")),
-            })?;
+            let mut client = pool.get().await.map_err(pool::from_pool)?;
             schema::prepare(
                 &mut client,
                 &config.table,

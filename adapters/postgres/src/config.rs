@@ -8,7 +8,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use kv_trait::url_config::{percent_decode, redact, split_userinfo, Secret, StoreUrl, REDACTED};
+use kv_trait::url_config::{
+    encode_component, parse_host_port, percent_decode, redact, split_userinfo, Secret, StoreUrl,
+    REDACTED,
+};
 use kv_trait::{KvError, DEFAULT_MAX_VALUE_BYTES, MIN_MAX_VALUE_BYTES};
 
 use crate::schema::TableName;
@@ -68,12 +71,7 @@ impl fmt::Display for Host {
         match self {
             Host::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
             Host::Tcp { host, port } => write!(f, "{host}:{port}"),
-            Host::Socket { dir, port } => {
-                let encoded: String =
-                    percent_encoding::utf8_percent_encode(dir, percent_encoding::NON_ALPHANUMERIC)
-                        .collect();
-                write!(f, "{encoded}:{port}")
-            }
+            Host::Socket { dir, port } => write!(f, "{}:{port}", encode_component(dir)),
         }
     }
 }
@@ -451,57 +449,23 @@ fn parse_hosts(hosts: &str) -> Result<Vec<Host>, KvError> {
     hosts.split(',').map(parse_host).collect()
 }
 
+/// A TCP `host[:port]` (see `parse_host_port`), or a Unix socket directory written as a
+/// percent-encoded absolute path (`%2Frun%2Fpostgresql[:port]`).
 fn parse_host(text: &str) -> Result<Host, KvError> {
-    let (host, port) = if let Some(bracketed) = text.strip_prefix('[') {
-        let (host, after) = bracketed
-            .split_once(']')
-            .ok_or_else(|| invalid(format!("host `{text}`: an IPv6 address ends with `]`")))?;
-        let port =
-            match after {
-                "" => None,
-                after => Some(after.strip_prefix(':').ok_or_else(|| {
-                    invalid(format!("host `{text}`: expected `:PORT` after `]`"))
-                })?),
-            };
-        (host.to_owned(), port)
-    } else {
-        match text.rsplit_once(':') {
-            Some((host, port)) => (percent_decode(host, "a host")?, Some(port)),
-            None => (percent_decode(text, "a host")?, None),
-        }
-    };
-    let port = match port {
-        None => DEFAULT_PORT,
-        Some(digits) => digits
-            .parse::<u16>()
-            .ok()
-            // Digits only, as written: no sign, no leading zeros, not 0.
-            .filter(|port| *port > 0 && port.to_string() == digits)
-            .ok_or_else(|| invalid(format!("host `{text}`: `{digits}` is not a port")))?,
-    };
-    if host.is_empty() {
-        return Err(invalid(format!("host `{text}` is empty")));
+    if text.len() >= 3 && text[..3].eq_ignore_ascii_case("%2F") {
+        let (dir, port) = match text.rsplit_once(':') {
+            Some((dir, port)) => (dir, Some(port)),
+            None => (text, None),
+        };
+        let port = match port {
+            None => DEFAULT_PORT,
+            Some(digits) => parse_host_port(&format!("localhost:{digits}"), DEFAULT_PORT)?.1,
+        };
+        let dir = percent_decode(dir, "a socket directory")?;
+        return Ok(Host::Socket { dir, port });
     }
-    if host.starts_with('/') {
-        return Ok(Host::Socket { dir: host, port });
-    }
-    if host.contains(['/', '@', '?', '#', ' ', '\0']) {
-        return Err(invalid(format!("`{host}` is not a host name")));
-    }
+    let (host, port) = parse_host_port(text, DEFAULT_PORT)?;
     Ok(Host::Tcp { host, port })
-}
-
-/// A URL component as the URL would carry it.
-fn encode_component(text: &str) -> String {
-    const RESERVED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
-        .add(b' ')
-        .add(b'@')
-        .add(b':')
-        .add(b'/')
-        .add(b'?')
-        .add(b'#')
-        .add(b'%');
-    percent_encoding::utf8_percent_encode(text, RESERVED).collect()
 }
 
 #[cfg(test)]
@@ -608,7 +572,7 @@ mod tests {
             ("postgres://u:hunter2@db:0/x", "is not a port"),
             ("postgres://u:hunter2@db:99999/x", "is not a port"),
             ("postgres://u:hunter2@db:+1/x", "is not a port"),
-            ("postgres://u:hunter2@[::1/x", "ends with `]`"),
+            ("postgres://u:hunter2@[::1/x", "closing `]`"),
             ("postgres://u:hunter2@db/x?colour=blue", "colour"),
             ("postgres://u:hunter2@db/x?pool_size=0", "pool_size"),
             ("postgres://u:hunter2@db/x?pool_size=-1", "pool_size"),

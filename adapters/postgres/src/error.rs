@@ -34,7 +34,8 @@ pub(crate) fn session_ended(err: &tokio_postgres::Error) -> bool {
 /// Whether the connection broke with no reply from the server: the statement may or may not
 /// have run.
 pub(crate) fn connection_lost(err: &tokio_postgres::Error) -> bool {
-    err.is_closed() || (err.code().is_none() && err.as_db_error().is_none())
+    // Every reply from the server is a database error, which has a SQLSTATE.
+    err.code().is_none()
 }
 
 /// Maps a failure of tokio-postgres to the contract's error.

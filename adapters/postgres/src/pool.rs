@@ -190,7 +190,7 @@ async fn attempts(
 }
 
 /// Waiting for or making a connection failed.
-fn from_pool(err: deadpool_postgres::PoolError) -> KvError {
+pub(crate) fn from_pool(err: deadpool_postgres::PoolError) -> KvError {
     match err {
         deadpool_postgres::PoolError::Backend(err) => from_pg(err),
         other => KvError::unavailable(format!("PostgreSQL connection pool: {other}")),

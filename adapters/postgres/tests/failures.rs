@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use kv_postgres::PostgresBackend;
 use kv_trait::{KvBackend, KvError};
 
-use common::{builder, raw_client, server};
+use common::{builder, lock_row, raw_client, server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_row_lock_times_out_as_unavailable_and_the_connection_is_replaced() {
@@ -30,17 +30,7 @@ async fn a_held_row_lock_times_out_as_unavailable_and_the_connection_is_replaced
     store.set("k", b"before").await.unwrap();
 
     let mut locker = raw_client(&server().unwrap().url).await;
-    let transaction = locker.transaction().await.unwrap();
-    transaction
-        .execute(
-            &format!(
-                "SELECT 1 FROM {} WHERE namespace = $1 AND key = $2 FOR UPDATE",
-                store.table_name()
-            ),
-            &[&store.namespace(), &b"k".as_slice()],
-        )
-        .await
-        .unwrap();
+    let transaction = lock_row(&mut locker, &store, "k").await;
 
     let started = Instant::now();
     let blocked = store.set("k", b"blocked").await;
@@ -120,17 +110,7 @@ async fn a_session_ended_while_its_increment_waits_counts_at_most_once() {
 
     // Hold the row, so that the increment waits inside its statement.
     let mut locker = raw_client(&server.url).await;
-    let transaction = locker.transaction().await.unwrap();
-    transaction
-        .execute(
-            &format!(
-                "SELECT 1 FROM {} WHERE namespace = $1 AND key = $2 FOR UPDATE",
-                store.table_name()
-            ),
-            &[&store.namespace(), &b"n".as_slice()],
-        )
-        .await
-        .unwrap();
+    let transaction = lock_row(&mut locker, &store, "n").await;
     let increment = tokio::spawn({
         let store = store.clone();
         async move { store.increment("n", 1).await }

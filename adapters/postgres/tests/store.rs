@@ -9,7 +9,7 @@ use std::time::Duration;
 use kv_postgres::{PostgresBackend, PostgresBackendBuilder};
 use kv_trait::{KvBackend, KvError};
 
-use common::{fresh, namespace, raw_client, server};
+use common::{fresh, lock_row, namespace, raw_client, server};
 
 /// `(value, expires_at is set)` of `key` in `store`'s namespace, read past the adapter.
 async fn raw_row(store: &PostgresBackend, key: &str) -> Option<(Vec<u8>, bool)> {
@@ -515,17 +515,7 @@ async fn liveness_is_judged_after_waiting_for_the_row_lock() {
     };
     store.set_with_ttl("k", b"5", 300_000_000).await.unwrap(); // 300 ms
     let mut locker = raw_client(&server().unwrap().url).await;
-    let transaction = locker.transaction().await.unwrap();
-    transaction
-        .execute(
-            &format!(
-                "SELECT 1 FROM {} WHERE namespace = $1 AND key = $2 FOR UPDATE",
-                store.table_name()
-            ),
-            &[&store.namespace(), &b"k".as_slice()],
-        )
-        .await
-        .unwrap();
+    let transaction = lock_row(&mut locker, &store, "k").await;
     // The increment starts while the key is live and waits for the lock past the deadline:
     // judged when it takes the lock, the key has expired, so it starts from 0 without a TTL.
     let increment = tokio::spawn({

@@ -8,7 +8,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use kv_trait::url_config::{split_userinfo, Secret, StoreUrl, REDACTED};
+use kv_trait::url_config::{
+    encode_component, parse_host_port, split_userinfo, Secret, StoreUrl, REDACTED,
+};
 use kv_trait::{KvError, DEFAULT_MAX_VALUE_BYTES, MIN_MAX_VALUE_BYTES};
 
 use crate::RedisBackend;
@@ -351,10 +353,10 @@ impl RedisBackendBuilder {
         };
         let userinfo = match (&self.username, &self.password) {
             (None, None) => String::new(),
-            (Some(user), None) => format!("{}@", encode_userinfo(user)),
+            (Some(user), None) => format!("{}@", encode_component(user)),
             (user, Some(_)) => format!(
                 "{}:{REDACTED}@",
-                user.as_deref().map(encode_userinfo).unwrap_or_default()
+                user.as_deref().map(encode_component).unwrap_or_default()
             ),
         };
         let hosts: Vec<String> = self.nodes.iter().map(Node::to_string).collect();
@@ -430,56 +432,8 @@ impl fmt::Debug for RedisBackendBuilder {
 
 /// `host`, `host:port`, `[v6]` or `[v6]:port`.
 fn parse_node(text: &str) -> Result<Node, KvError> {
-    let (host, port) = if let Some(bracketed) = text.strip_prefix('[') {
-        let (host, after) = bracketed
-            .split_once(']')
-            .ok_or_else(|| invalid(format!("`{text}`: an IPv6 address needs a closing `]`")))?;
-        let port = match after {
-            "" => None,
-            _ => Some(after.strip_prefix(':').ok_or_else(|| {
-                invalid(format!("`{text}`: expected `:port` after the IPv6 address"))
-            })?),
-        };
-        (host, port)
-    } else {
-        match text.split_once(':') {
-            Some((_, port)) if port.contains(':') => {
-                return Err(invalid(format!(
-                    "`{text}`: write an IPv6 address in brackets, as in `[::1]:6379`"
-                )))
-            }
-            Some((host, port)) => (host, Some(port)),
-            None => (text, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(invalid(if text.is_empty() {
-            "a server address is empty".to_owned()
-        } else {
-            format!("`{text}` has no host")
-        }));
-    }
-    let checked = if text.starts_with('[') {
-        url::Host::parse(&format!("[{host}]"))
-    } else {
-        url::Host::parse(host)
-    };
-    checked.map_err(|err| invalid(format!("`{host}` is not a valid host: {err}")))?;
-    let port = match port {
-        None => DEFAULT_PORT,
-        Some(port) => match port.parse::<u16>() {
-            Ok(port) if port > 0 => port,
-            _ => {
-                return Err(invalid(format!(
-                    "`{port}` is not a port number (1 to 65535) in `{text}`"
-                )))
-            }
-        },
-    };
-    Ok(Node {
-        host: host.to_owned(),
-        port,
-    })
+    let (host, port) = parse_host_port(text, DEFAULT_PORT)?;
+    Ok(Node { host, port })
 }
 
 /// The database number from the URL path: `""`, `"/"` or `"/N"`.
@@ -497,19 +451,6 @@ fn parse_database(path: &str) -> Result<u32, KvError> {
 
 fn decode_userinfo(text: &str, what: &str) -> Result<String, KvError> {
     kv_trait::url_config::percent_decode(text, &format!("the {what} in the URL"))
-}
-
-/// Percent-encodes what would break a URL's user information (for [`RedisBackendBuilder::endpoint`]).
-fn encode_userinfo(text: &str) -> String {
-    const SPECIAL: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
-        .add(b'@')
-        .add(b':')
-        .add(b'/')
-        .add(b'?')
-        .add(b'#')
-        .add(b'%')
-        .add(b' ');
-    percent_encoding::utf8_percent_encode(text, SPECIAL).to_string()
 }
 
 pub(crate) fn invalid(message: impl Into<String>) -> KvError {

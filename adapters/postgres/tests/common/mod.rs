@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kv_postgres::{PostgresBackend, PostgresBackendBuilder};
 use kv_test_services::postgres::{self, PostgresService};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Transaction};
 
 /// The server of this test process; `None` (after a loud skip, or a panic under
 /// `KVKIT_REQUIRE_SERVICES`) when there is none.
@@ -59,4 +59,26 @@ pub async fn raw_client(url: &str) -> Client {
         .expect("a plain connection to the test server");
     tokio::spawn(connection);
     client
+}
+
+/// Takes the row lock of `key` in `store`'s namespace in a transaction of `client` (a plain
+/// connection), so that writes to the key wait until the transaction ends.
+pub async fn lock_row<'a>(
+    client: &'a mut Client,
+    store: &PostgresBackend,
+    key: &str,
+) -> Transaction<'a> {
+    let transaction = client.transaction().await.expect("begin");
+    let locked = transaction
+        .execute(
+            &format!(
+                "SELECT 1 FROM {} WHERE namespace = $1 AND key = $2 FOR UPDATE",
+                store.table_name()
+            ),
+            &[&store.namespace(), &key.as_bytes()],
+        )
+        .await
+        .expect("lock the row");
+    assert_eq!(locked, 1, "the row of {key:?} exists and is locked");
+    transaction
 }
