@@ -256,7 +256,7 @@ fn dynamodb_counts_one_request_per_get_and_set() {
         return; // announced (or failed, under KVKIT_REQUIRE_SERVICES) by `services`
     };
     let table = format!("kvkit-bench-{}", std::process::id());
-    let url = service.url(&table, "bench");
+    let url = format!("{}&create_table=true", service.url(&table, "bench"));
     let report = bench_json(&[
         &url,
         "--raw",

@@ -131,9 +131,10 @@ fn check_passes_on_redis_and_leaves_no_keys() {
     }
 }
 
-/// `kvkit check` against the DynamoDB emulator creates its table when missing.
+/// `kvkit check` against the DynamoDB emulator opens the table as `kvkit::open` does: a
+/// missing table is one clear error (nothing created), and `create_table=true` creates it.
 #[test]
-fn check_passes_on_dynamodb_creating_the_table() {
+fn check_on_dynamodb_creates_the_table_only_when_the_url_says_so() {
     use kv_test_services::dynamodb;
     let Some(service) = dynamodb::endpoint() else {
         return; // announced (or failed, under KVKIT_REQUIRE_SERVICES) by `services`
@@ -141,6 +142,23 @@ fn check_passes_on_dynamodb_creating_the_table() {
     let table = format!("kvkit-cli-{}", std::process::id());
     let url = service.url(&table, "cli");
     let output = kvkit(&["check", &url, "--cases", "8"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("does not exist") && stderr.contains("create_table=true"),
+        "{stderr}"
+    );
+    let output = kvkit(&["check", &format!("{url}&create_table=true"), "--cases", "8"]);
+    passed(&output);
+    // Now that it exists, the least-privilege URL opens it.
+    let output = kvkit(&[
+        "check",
+        &url,
+        "--cases",
+        "8",
+        "--only",
+        "keys_case_sensitive",
+    ]);
     passed(&output);
 }
 

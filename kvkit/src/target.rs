@@ -37,8 +37,6 @@ pub struct Target {
     shown: String,
     /// Strings from the URL that must not be shown (passwords).
     secrets: Vec<String>,
-    /// Whether opening creates what is missing (a DynamoDB table).
-    create_missing: bool,
 }
 
 impl fmt::Debug for Target {
@@ -76,7 +74,6 @@ impl Target {
             namespace,
             shown,
             secrets,
-            create_missing: false,
         })
     }
 
@@ -102,13 +99,6 @@ impl Target {
         self
     }
 
-    /// The same store, opened so that what is missing is created: a DynamoDB table (on-demand
-    /// billing, TTL enabled). Files and directories are created anyway.
-    pub fn creating_missing(mut self) -> Self {
-        self.create_missing = true;
-        self
-    }
-
     /// Strings in the URL that must never be shown (passwords), for `Debug` checks.
     pub fn secrets(&self) -> &[String] {
         &self.secrets
@@ -127,13 +117,9 @@ impl Target {
 
     /// Opens the store and says what it declares about itself.
     pub async fn open_with_info(&self) -> Result<(Arc<dyn KvBackend>, StoreInfo), KvError> {
-        (self.adapter.open)(
-            self.url.clone(),
-            self.namespace.clone(),
-            self.create_missing,
-        )
-        .await
-        .map_err(|err| redact_error(err, &self.secrets))
+        (self.adapter.open)(self.url.clone(), self.namespace.clone())
+            .await
+            .map_err(|err| redact_error(err, &self.secrets))
     }
 }
 

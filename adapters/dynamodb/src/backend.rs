@@ -180,6 +180,20 @@ impl DynamoDbBackend {
         &self.shared.client
     }
 
+    /// ` in REGION at ENDPOINT` (the endpoint only when one is configured), for messages
+    /// about the table: nothing secret.
+    pub(crate) fn location(&self) -> String {
+        let summary = &self.shared.summary;
+        let mut shown = String::new();
+        if let Some(region) = &summary.region {
+            shown.push_str(&format!(" in {region}"));
+        }
+        if let Some(endpoint) = &summary.endpoint {
+            shown.push_str(&format!(" at {endpoint}"));
+        }
+        shown
+    }
+
     pub(crate) fn partition(&self) -> &AttributeValue {
         &self.shared.partition
     }

@@ -46,7 +46,12 @@ const URL_OPTIONS: &[&str] = &[
     "operation_timeout_ms",
     "max_value_bytes",
     "create_table",
+    "manage_ttl",
+    "verify_table",
 ];
+
+/// The options of [`URL_OPTIONS`] that take `true` or `false`.
+const BOOLEAN_OPTIONS: &[&str] = &["create_table", "manage_ttl", "verify_table"];
 
 /// Where the SDK configuration comes from.
 #[derive(Clone)]
@@ -89,13 +94,16 @@ pub struct DynamoDbBackendBuilder {
     operation_timeout: Option<Duration>,
     pub(crate) max_value_bytes: usize,
     pub(crate) create_table: bool,
+    pub(crate) manage_ttl: bool,
+    pub(crate) verify_table: bool,
 }
 
 impl DynamoDbBackendBuilder {
     /// Settings for table `table` with the defaults: the empty namespace, region and
     /// credentials from the standard AWS chain, AWS's endpoint, the SDK's standard retries (3
     /// attempts), a 3 s connect timeout, a 10 s attempt timeout, a 30 s operation timeout,
-    /// 400,000-byte values, and no table creation.
+    /// 400,000-byte values; opening checks that the table exists and changes no table
+    /// setting.
     pub fn new(table: impl Into<String>) -> Self {
         Self {
             table: table.into(),
@@ -112,6 +120,8 @@ impl DynamoDbBackendBuilder {
             operation_timeout: None,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             create_table: false,
+            manage_ttl: false,
+            verify_table: true,
         }
     }
 
@@ -131,6 +141,8 @@ impl DynamoDbBackendBuilder {
     /// | `operation_timeout_ms=N` | [`operation_timeout`](Self::operation_timeout) |
     /// | `max_value_bytes=N` | [`max_value_bytes`](Self::max_value_bytes) |
     /// | `create_table=true\|false` | [`create_table`](Self::create_table) |
+    /// | `manage_ttl=true\|false` | [`manage_ttl`](Self::manage_ttl) |
+    /// | `verify_table=true\|false` | [`verify_table`](Self::verify_table) |
     ///
     /// Credentials in the URL (percent-encoded) are static credentials, meant for emulators;
     /// without them the standard AWS chain applies. Values are percent-decoded. Another scheme,
@@ -177,6 +189,11 @@ impl DynamoDbBackendBuilder {
             }
             builder = builder.credentials(key_id, secret);
         }
+        for name in BOOLEAN_OPTIONS {
+            if let Some(value) = parsed.take_bool(name)? {
+                builder = builder.apply_switch(name, value);
+            }
+        }
         for name in URL_OPTIONS {
             if let Some(value) = parsed.take(name) {
                 builder = builder.apply_option(name, &value)?;
@@ -197,18 +214,19 @@ impl DynamoDbBackendBuilder {
             "attempt_timeout_ms" => self.attempt_timeout(millis(name, value)?),
             "operation_timeout_ms" => self.operation_timeout(millis(name, value)?),
             "max_value_bytes" => self.max_value_bytes(parse_whole_number(name, value)?),
-            "create_table" => self.create_table(match value {
-                "true" => true,
-                "false" => false,
-                _ => {
-                    return Err(invalid(format!(
-                        "create_table={value:?}: expected true or false"
-                    )))
-                }
-            }),
             // `from_url` only passes the names of URL_OPTIONS.
             _ => self,
         })
+    }
+
+    fn apply_switch(self, name: &str, on: bool) -> Self {
+        match name {
+            "create_table" => self.create_table(on),
+            "manage_ttl" => self.manage_ttl(on),
+            "verify_table" => self.verify_table(on),
+            // `from_url` only passes the names of BOOLEAN_OPTIONS.
+            _ => self,
+        }
     }
 
     /// Keys live in this namespace (default `""`): any UTF-8 text of at most
@@ -315,18 +333,46 @@ impl DynamoDbBackendBuilder {
     }
 
     /// Whether [`build`](Self::build) creates the table when it is missing (default false);
-    /// see [`DynamoDbBackend::create_table_if_missing`].
+    /// see [`DynamoDbBackend::create_table_if_missing`]. Needs `dynamodb:DescribeTable` and
+    /// `dynamodb:CreateTable`.
     pub fn create_table(mut self, create: bool) -> Self {
         self.create_table = create;
         self
     }
 
-    /// Loads the AWS configuration if needed, builds the client, and (with
-    /// [`create_table`](Self::create_table)) creates the table.
+    /// Whether [`build`](Self::build) turns on DynamoDB's TTL deletion on the `ttl` attribute
+    /// (default false); see [`DynamoDbBackend::enable_ttl_deletion`]. Needs
+    /// `dynamodb:DescribeTimeToLive` and `dynamodb:UpdateTimeToLive`. Without it the backend
+    /// works all the same (it never returns an expired key); expired items are then deleted
+    /// only if the table's TTL is on by other means, else they stay until overwritten or
+    /// deleted.
+    pub fn manage_ttl(mut self, manage: bool) -> Self {
+        self.manage_ttl = manage;
+        self
+    }
+
+    /// Whether [`build`](Self::build) checks that the table exists with kv-dynamodb's key
+    /// schema (default true), with one `GetItem`, the permission every read needs anyway; see
+    /// [`DynamoDbBackend::verify_table`]. Off, opening sends no request (for a process that
+    /// must start before the network is up, or to save the round trip at a cold start), and a
+    /// missing table shows only at the first operation, as a `Backend` error. With
+    /// [`create_table`](Self::create_table) the table is checked while it is created.
+    pub fn verify_table(mut self, verify: bool) -> Self {
+        self.verify_table = verify;
+        self
+    }
+
+    /// Loads the AWS configuration if needed, builds the client, and prepares the table: with
+    /// [`create_table`](Self::create_table) creates it when missing, else (unless
+    /// [`verify_table`](Self::verify_table) is off) checks that it exists and is keyed as
+    /// this crate writes items; with [`manage_ttl`](Self::manage_ttl) turns DynamoDB's TTL
+    /// deletion on.
     ///
-    /// Fails with `InvalidConfig` for a bad table name, namespace, limit or timeout, or when no
-    /// region is configured anywhere. Loading the chain does not contact AWS unless the region
-    /// must come from IMDS; credentials are resolved at the first request.
+    /// Fails with `InvalidConfig` for a bad table name, namespace, limit or timeout, when no
+    /// region is configured anywhere, and when the table is missing (without `create_table`)
+    /// or has another key schema; with `Unavailable` when DynamoDB cannot be reached; with
+    /// `Backend` when a request is refused (e.g. `AccessDeniedException`: the error names the
+    /// operation, whose IAM action the role lacks).
     pub async fn build(self) -> Result<DynamoDbBackend, KvError> {
         self.validate()?;
         let config = match &self.source {
@@ -357,6 +403,11 @@ impl DynamoDbBackendBuilder {
         let backend = DynamoDbBackend::from_parts(self.finish_config(config)?, &self)?;
         if self.create_table {
             backend.create_table_if_missing().await?;
+        } else if self.verify_table {
+            backend.verify_table().await?;
+        }
+        if self.manage_ttl {
+            backend.enable_ttl_deletion().await?;
         }
         Ok(backend)
     }
@@ -501,6 +552,8 @@ impl fmt::Debug for DynamoDbBackendBuilder {
             .field("operation_timeout", &self.operation_timeout)
             .field("max_value_bytes", &self.max_value_bytes)
             .field("create_table", &self.create_table)
+            .field("manage_ttl", &self.manage_ttl)
+            .field("verify_table", &self.verify_table)
             .finish_non_exhaustive()
     }
 }
@@ -569,7 +622,7 @@ mod tests {
             "dynamodb://My_Table-1.0?region=eu-west-1&endpoint=http%3A%2F%2F127.0.0.1%3A8000\
              &namespace=a%2Fb%20c&profile=dev&max_attempts=5&connect_timeout_ms=100\
              &attempt_timeout_ms=200&operation_timeout_ms=300&max_value_bytes=100000\
-             &create_table=true",
+             &create_table=true&manage_ttl=true&verify_table=false",
         );
         assert_eq!(builder.table, "My_Table-1.0", "case is kept");
         assert_eq!(builder.namespace, "a/b c");
@@ -583,6 +636,8 @@ mod tests {
         assert_eq!(builder.operation_timeout, Some(Duration::from_millis(300)));
         assert_eq!(builder.max_value_bytes, 100_000);
         assert!(builder.create_table);
+        assert!(builder.manage_ttl);
+        assert!(!builder.verify_table);
         builder.validate().unwrap();
     }
 
@@ -598,7 +653,15 @@ mod tests {
         assert_eq!(builder.table, "kvs");
         assert_eq!(builder.namespace, "");
         assert_eq!(builder.max_value_bytes, DEFAULT_MAX_VALUE_BYTES);
-        assert!(!builder.create_table);
+        assert!(
+            !builder.create_table,
+            "least privilege: no table administration"
+        );
+        assert!(
+            !builder.manage_ttl,
+            "least privilege: no table administration"
+        );
+        assert!(builder.verify_table);
         assert!(matches!(builder.source, Source::Chain));
         assert!(builder.profile.is_none() && builder.credentials.is_none());
         parse("dynamodb://kvs/");
@@ -641,6 +704,12 @@ mod tests {
             ),
             ("dynamodb://kvs?operation_timeout_ms=0", "longer than zero"),
             ("dynamodb://kvs?create_table=yes", "true or false"),
+            ("dynamodb://kvs?manage_ttl=1", "true or false"),
+            ("dynamodb://kvs?verify_table=", "true or false"),
+            (
+                "dynamodb://kvs?manage_ttl=true&manage_ttl=true",
+                "more than once",
+            ),
             ("dynamodb://kvs?max_value_bytes=1000", "outside"),
             ("dynamodb://kvs?max_value_bytes=407519", "outside"),
             ("dynamodb://kvs?endpoint=ftp://x", "http"),

@@ -15,7 +15,7 @@ pub use config::{
 pub use encoding::{
     AWS_ITEM_LIMIT_BYTES, AWS_MAX_VALUE_BYTES, MAX_NAMESPACE_BYTES, NAMESPACE_PREFIX, TTL_ATTRIBUTE,
 };
-pub use table::TABLE_READY_TIMEOUT;
+pub use table::{TtlDeletion, TABLE_READY_TIMEOUT};
 
 /// The SDK crates this one is built on, re-exported so callers use the same versions.
 pub use aws_config;

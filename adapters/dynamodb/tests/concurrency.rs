@@ -114,3 +114,25 @@ async fn compare_and_swap_has_one_winner_per_round_across_backends() {
     let checked = kv_conformance::shared_store::cas_rounds_across(&handles, 8, 4).await;
     checked.unwrap_or_else(|failure| panic!("{failure}"));
 }
+
+/// Many tasks on two handles at once, on one hot key each: increments, CAS rounds and a
+/// get + CAS counter. On dynalite (which runs requests concurrently, each item's writes
+/// atomic) this is real contention on one item; on moto it goes through the relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tasks_on_two_handles_stay_exact() {
+    const TASKS: usize = 32;
+    let Some(handles) = two_handles("many-add").await else {
+        return;
+    };
+    kv_conformance::shared_store::increments_across(&handles, TASKS, 5)
+        .await
+        .unwrap_or_else(|failure| panic!("increments: {failure}"));
+    let handles = two_handles("many-cas").await.expect("the same emulator");
+    kv_conformance::shared_store::cas_rounds_across(&handles, 4, TASKS)
+        .await
+        .unwrap_or_else(|failure| panic!("cas rounds: {failure}"));
+    let handles = two_handles("many-loop").await.expect("the same emulator");
+    kv_conformance::shared_store::cas_loop_counter_across(&handles, 8, 3)
+        .await
+        .unwrap_or_else(|failure| panic!("cas loop: {failure}"));
+}

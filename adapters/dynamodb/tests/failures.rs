@@ -1,7 +1,7 @@
 //! Failures, against a small fake DynamoDB endpoint on loopback (no emulator needed): a
 //! refused connection and a server that never answers are `Unavailable` within the
-//! configured timeouts; 5xx and throttling are `Unavailable` after the SDK's retries; and
-//! writes are never retried after a failure that may have applied them.
+//! configured timeouts, at open as at every call; 5xx and throttling are `Unavailable` after
+//! the SDK's retries; and writes are never retried after a failure that may have applied them.
 
 #![allow(
     clippy::disallowed_methods,
@@ -110,11 +110,20 @@ fn serve(
     }
 }
 
+/// A backend on the fake endpoint, opened without the table check (each test counts the
+/// requests of the operations it makes; `opening_*` tests check the open itself).
 async fn backend(
     endpoint: &str,
     configure: impl FnOnce(kv_dynamodb::DynamoDbBackendBuilder) -> kv_dynamodb::DynamoDbBackendBuilder,
 ) -> DynamoDbBackend {
-    let builder = DynamoDbBackend::builder("fake-table")
+    configure(builder(endpoint).verify_table(false))
+        .build()
+        .await
+        .expect("backend")
+}
+
+fn builder(endpoint: &str) -> kv_dynamodb::DynamoDbBackendBuilder {
+    DynamoDbBackend::builder("fake-table")
         .endpoint(endpoint)
         .region("us-east-1")
         .credentials("fake", "fake")
@@ -123,8 +132,7 @@ async fn backend(
                 .with_max_attempts(3)
                 .with_initial_backoff(Duration::from_millis(1))
                 .with_max_backoff(Duration::from_millis(5)),
-        );
-    configure(builder).build().await.expect("backend")
+        )
 }
 
 fn assert_unavailable<T: std::fmt::Debug>(result: Result<T, KvError>, what: &str) {
@@ -248,4 +256,61 @@ async fn a_refused_connection_is_unavailable_quickly_and_safe_to_retry() {
     );
     let message = store.get("k").await.unwrap_err().to_string();
     assert!(message.contains("GetItem"), "{message}");
+}
+
+#[tokio::test]
+async fn opening_checks_the_table_within_the_timeouts() {
+    // Refused: Unavailable, quickly, naming the request.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let err = builder(&format!("http://127.0.0.1:{port}"))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KvError::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("GetItem"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Never answered: Unavailable once the operation timeout is up, not a hang.
+    let fake = FakeDynamoDb::start(Behaviour::Silent);
+    let started = Instant::now();
+    let err = builder(&fake.endpoint())
+        .attempt_timeout(Duration::from_millis(300))
+        .operation_timeout(Duration::from_millis(1000))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KvError::Unavailable(_)), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Refused by IAM: a Backend error naming the operation whose action the role lacks.
+    let fake = FakeDynamoDb::start(Behaviour::Fail(400, "AccessDeniedException"));
+    let err = builder(&fake.endpoint()).build().await.unwrap_err();
+    assert!(matches!(err, KvError::Backend(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("GetItem") && message.contains("AccessDenied"),
+        "{message}"
+    );
+    assert_eq!(fake.take(), 1, "one request, not retried");
+
+    // Another key schema (DynamoDB's ValidationException for the key): InvalidConfig.
+    let fake = FakeDynamoDb::start(Behaviour::Fail(400, "ValidationException"));
+    let err = builder(&fake.endpoint()).build().await.unwrap_err();
+    assert!(
+        matches!(&err, KvError::InvalidConfig(m) if m.contains("not keyed as kv-dynamodb needs")),
+        "{err:?}"
+    );
 }

@@ -15,7 +15,10 @@ async fn run(endpoint: &str) -> Result<(), KvError> {
         .credentials("test", "test")
         .namespace("kvkit-example")
         .max_attempts(1)
+        // A deploy step's work, done here so the example runs on an empty emulator; an
+        // application opening a table made by Terraform needs neither (least privilege).
         .create_table(true) // create_table_if_missing() when it builds
+        .manage_ttl(true) // enable_ttl_deletion(): DynamoDB deletes expired items
         .build()
         .await?;
 
@@ -29,8 +32,8 @@ async fn main() -> ExitCode {
     kvkit_examples::finish(
         run(&endpoint).await,
         &format!("DynamoDB at {endpoint}"),
-        "Start an emulator (`docker run -p 8000:8000 amazon/dynamodb-local`, or \
-         `moto_server -p 8000`) or pass its endpoint as the first argument or in \
-         KV_DYNAMODB_ENDPOINT.",
+        "Start an emulator (`docker run -p 8000:8000 amazon/dynamodb-local`, \
+         `npx dynalite --port 8000` or `moto_server -p 8000`) or pass its endpoint as the \
+         first argument or in KV_DYNAMODB_ENDPOINT.",
     )
 }

@@ -44,7 +44,7 @@ pub(crate) async fn run(args: CheckArgs) -> u8 {
     // Keeps the default store's directory alive until the run ends, then removes it.
     let mut scratch = None;
     let target = match resolve_target(args.url.as_deref(), &mut scratch) {
-        Ok(target) => target.creating_missing(),
+        Ok(target) => target,
         Err(err) => return error(&err),
     };
     if let Some(unknown) = args

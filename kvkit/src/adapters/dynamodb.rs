@@ -8,16 +8,17 @@ use super::{opened, Adapter, Opened};
 pub(super) const ADAPTER: Adapter = Adapter {
     scheme: "dynamodb",
     validate: |url| DynamoDbBackendBuilder::from_url(url).map(drop),
-    open: |url, namespace, create| Box::pin(open(url, namespace, create)),
+    open: |url, namespace| Box::pin(open(url, namespace)),
     shared: |_| true,
 };
 
-async fn open(url: String, namespace: String, create_missing: bool) -> Result<Opened, KvError> {
-    let mut builder = DynamoDbBackendBuilder::from_url(&url)?.namespace(namespace);
-    if create_missing {
-        builder = builder.create_table(true);
-    }
-    let store = builder.build().await?;
+/// Exactly what the URL says: the table is created, and its TTL deletion turned on, only with
+/// `create_table=true` and `manage_ttl=true` (least privilege by default).
+async fn open(url: String, namespace: String) -> Result<Opened, KvError> {
+    let store = DynamoDbBackendBuilder::from_url(&url)?
+        .namespace(namespace)
+        .build()
+        .await?;
     let max_value_bytes = store.max_value_bytes();
     Ok(opened(store, max_value_bytes))
 }

@@ -12,7 +12,7 @@ use super::{opened, Adapter, Opened};
 pub(super) const ADAPTER: Adapter = Adapter {
     scheme: "memory",
     validate: |url| store_name(url).map(drop),
-    open: |url, namespace, _| Box::pin(async move { open(&url, &namespace) }),
+    open: |url, namespace| Box::pin(async move { open(&url, &namespace) }),
     shared: |url| store_name(url).is_ok_and(|name| name.is_some()),
 };
 

@@ -30,9 +30,8 @@ pub(crate) struct Adapter {
     pub(crate) scheme: &'static str,
     /// Checks a URL of this scheme without opening anything.
     pub(crate) validate: fn(&str) -> Result<(), KvError>,
-    /// Opens the store at a URL, in the given namespace (overriding the URL's own), creating
-    /// what is missing (a DynamoDB table) when the flag is set.
-    pub(crate) open: fn(String, String, bool) -> BoxFuture<'static, Result<Opened, KvError>>,
+    /// Opens the store at a URL, in the given namespace (overriding the URL's own).
+    pub(crate) open: fn(String, String) -> BoxFuture<'static, Result<Opened, KvError>>,
     /// Whether two opens of the URL reach the same data (rather than a new private store).
     pub(crate) shared: fn(&str) -> bool,
 }

@@ -9,7 +9,7 @@ const fn for_scheme(scheme: &'static str) -> Adapter {
     Adapter {
         scheme,
         validate: |url| RedisBackendBuilder::from_url(url).map(drop),
-        open: |url, namespace, _| Box::pin(open(url, namespace)),
+        open: |url, namespace| Box::pin(open(url, namespace)),
         shared: |_| true,
     }
 }

@@ -8,7 +8,7 @@ use super::{opened, Adapter, Opened};
 pub(super) const ADAPTER: Adapter = Adapter {
     scheme: "rocksdb",
     validate: |url| RocksDbBackendBuilder::from_url(url).map(drop),
-    open: |url, namespace, _| Box::pin(open(url, namespace)),
+    open: |url, namespace| Box::pin(open(url, namespace)),
     shared: |_| true,
 };
 

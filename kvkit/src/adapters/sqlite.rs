@@ -8,7 +8,7 @@ use super::{opened, Adapter, Opened};
 pub(super) const ADAPTER: Adapter = Adapter {
     scheme: "sqlite",
     validate: |url| SqliteBackendBuilder::from_url(url).map(drop),
-    open: |url, namespace, _| Box::pin(open(url, namespace)),
+    open: |url, namespace| Box::pin(open(url, namespace)),
     shared: |url| !url.to_ascii_lowercase().starts_with("sqlite::memory:"),
 };
 

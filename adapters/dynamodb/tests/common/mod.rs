@@ -81,6 +81,12 @@ pub fn ensure_table(service: &'static DynamoDbService) {
                     .create_table_if_missing()
                     .await
                     .expect("create the test table");
+                // As a deployment would have it; on an emulator without the TTL API this
+                // is `NotSupported`, and the backend decides expiry all the same.
+                backend
+                    .enable_ttl_deletion()
+                    .await
+                    .expect("turn DynamoDB TTL on");
             });
         })
         .join()
@@ -156,6 +162,11 @@ pub async fn counted_backend(label: &str) -> Option<(DynamoDbBackend, RequestCou
         .build()
         .await
         .expect("counted backend");
+    assert_eq!(
+        counter.take(),
+        ["GetItem"],
+        "opening checks the table with one GetItem"
+    );
     Some((backend, counter))
 }
 

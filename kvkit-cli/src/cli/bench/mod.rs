@@ -193,7 +193,7 @@ async fn open_adapter(
         "" => run_id.to_owned(),
         given => format!("{given}:{run_id}"),
     };
-    let target = target.clone().with_namespace(namespace).creating_missing();
+    let target = target.clone().with_namespace(namespace);
     let (store, info) = target
         .open_with_info()
         .await

@@ -47,8 +47,8 @@ fn counted(client: &Client, counts: &RequestCounts) -> Client {
     Client::from_conf(config)
 }
 
-/// The adapter for `url` in `namespace` (creating the table if missing), with its requests
-/// counted into `counts`.
+/// The adapter for `url` in `namespace`, opened as the URL says, with its requests counted
+/// into `counts`.
 pub(crate) async fn counted_adapter(
     url: &str,
     namespace: &str,
@@ -56,12 +56,16 @@ pub(crate) async fn counted_adapter(
 ) -> Result<DynamoDbBackend, KvError> {
     let plain = DynamoDbBackendBuilder::from_url(url)?
         .namespace(namespace)
-        .create_table(true)
         .build()
         .await?;
+    // The table was checked (or created) just now: the counted client sends only the
+    // workload's requests.
     DynamoDbBackendBuilder::from_url(url)?
         .namespace(namespace)
         .client(counted(plain.client(), counts))
+        .create_table(false)
+        .manage_ttl(false)
+        .verify_table(false)
         .build()
         .await
 }
