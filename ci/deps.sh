@@ -83,3 +83,25 @@ moto_found() {
   [ "$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null)" \
     = "$MOTO_VERSION" ]
 }
+
+# The dynalite DynamoDB emulator: ci/dynalite/package.json pins it and package-lock.json
+# every package under it; it runs on the machine's Node.js, which must be this new.
+NODE_MIN_VERSION=20
+
+# node_found: whether `node` on PATH (which runs dynalite's launcher) is NODE_MIN_VERSION or
+# newer. It prints e.g. "v20.20.2".
+node_found() {
+  local version
+  version=$(node --version 2>/dev/null) || return 1
+  version=${version#v}
+  [ -n "$version" ] && version_at_least "$version" "$NODE_MIN_VERSION"
+}
+
+# dynalite_found DIR LOCK: whether DIR holds dynalite installed from lockfile LOCK: its
+# launcher, and a copy of exactly that lockfile (ci/install-deps keeps one beside what
+# `npm ci` installed from it), so that a changed pin installs again.
+dynalite_found() {
+  local dir=$1 lock=$2
+  [ -x "$dir/node_modules/.bin/dynalite" ] && [ -f "$dir/package-lock.json" ] \
+    && cmp -s "$dir/package-lock.json" "$lock"
+}

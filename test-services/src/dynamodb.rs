@@ -1,4 +1,5 @@
-//! A DynamoDB endpoint for tests: `KV_DYNAMODB_ENDPOINT`, else a private moto server.
+//! A DynamoDB endpoint for tests: `KV_DYNAMODB_ENDPOINT`, else a private emulator: dynalite
+//! (the default) or moto.
 //!
 //! ```no_run
 //! use kv_test_services::dynamodb;
@@ -14,22 +15,31 @@
 //! DynamoDB Local); else, with the `containers` feature and a Docker engine that answers, a
 //! container of `KV_DYNAMODB_IMAGE` (default `amazon/dynamodb-local:2.6.1`, or
 //! `motoserver/moto`), removed when the test process ends (see
-//! [`containers`](super::containers)); else `moto_server` from the path in `KV_MOTO_SERVER`
-//! (`ci/install-deps` sets it to a virtualenv's) or from `PATH`, started on a free loopback
-//! port and stopped when the test process exits; else [`unavailable`]. Tests never talk to real
-//! AWS: they use the dummy credentials [`ACCESS_KEY_ID`]/[`SECRET_ACCESS_KEY`] and region
-//! [`REGION`], which emulators accept.
+//! [`containers`](super::containers)); else the emulator `KV_DYNAMODB_EMULATOR` names
+//! ([`Emulator`]: `dynalite`, the default, or `moto`), started on a free loopback port and
+//! stopped when the test process exits; else [`unavailable`]. dynalite comes from the path in
+//! `KV_DYNALITE` or from `PATH`, moto's `moto_server` from `KV_MOTO_SERVER` or `PATH`;
+//! `ci/install-deps` installs both under its cache directory and sets both variables. Tests
+//! never talk to real AWS: they use the dummy credentials [`ACCESS_KEY_ID`] /
+//! [`SECRET_ACCESS_KEY`] and region [`REGION`], which emulators accept.
 //!
-//! # Moto runs requests one at a time here
+//! # dynalite runs requests concurrently; moto runs them one at a time here
+//!
+//! dynalite (a Node.js emulator on LevelDB, in memory here) locks each item while it applies
+//! a write, as DynamoDB does, so concurrent conditional writes to one item are decided one
+//! after the other. It is used as it is: the contract's concurrency checks run against a
+//! store that really executes requests at the same time.
 //!
 //! moto serves requests on parallel threads without locking items, so two conditional writes
 //! to one item can both pass their condition: concurrent `ADD`s with
 //! `attribute_not_exists` can both create the item, losing an update. DynamoDB itself never
-//! does that (every write to an item is atomic), and the contract's concurrency checks would
-//! fail at random. So the endpoint of a moto started here is a small relay on another loopback
-//! port that reads each whole request, forwards it to moto, and waits for moto's whole answer
-//! before forwarding the next one; a moto container gets one too. An endpoint from
-//! `KV_DYNAMODB_ENDPOINT`, and DynamoDB Local, are used as given.
+//! does that (every write to an item is atomic), and the contract's concurrency checks fail
+//! at random on it (two increments return the same value, two `compare_and_swap` calls both
+//! win). So the endpoint of a moto started here is a small relay on another loopback port
+//! that reads each whole request, forwards it to moto, and waits for moto's whole answer
+//! before forwarding the next one; a moto container gets one too. moto is kept for its wider
+//! API coverage (the TTL API, `ReturnValuesOnConditionCheckFailure`, which dynalite lacks).
+//! An endpoint from `KV_DYNAMODB_ENDPOINT`, and DynamoDB Local, are used as given.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
@@ -44,6 +54,13 @@ use super::{free_port, unavailable, wait_for_port, LocalProcess, Provider, Runni
 pub const ENDPOINT_ENV: &str = "KV_DYNAMODB_ENDPOINT";
 /// Environment variable: the `moto_server` executable to start when no endpoint is given.
 pub const MOTO_SERVER_ENV: &str = "KV_MOTO_SERVER";
+/// Environment variable: the `dynalite` executable to start when no endpoint is given.
+pub const DYNALITE_ENV: &str = "KV_DYNALITE";
+/// Environment variable: which emulator to start when no endpoint is given (see [`Emulator`]).
+pub const EMULATOR_ENV: &str = "KV_DYNAMODB_EMULATOR";
+/// Environment variable under which `kv-services moto` exports the endpoint of the moto it
+/// started (behind its relay), beside the default emulator's `KV_DYNAMODB_ENDPOINT`.
+pub const MOTO_ENDPOINT_ENV: &str = "KV_DYNAMODB_MOTO_ENDPOINT";
 /// The region tests configure (emulators accept any).
 pub const REGION: &str = "us-east-1";
 /// The dummy access key id tests configure.
@@ -51,8 +68,62 @@ pub const ACCESS_KEY_ID: &str = "test";
 /// The dummy secret access key tests configure.
 pub const SECRET_ACCESS_KEY: &str = "test";
 
-/// How long a starting moto server may take to accept connections.
+/// How long a starting emulator may take to accept connections.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The DynamoDB emulators the tests start themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emulator {
+    /// [dynalite](https://github.com/architect/dynalite), from npm: requests run
+    /// concurrently, each item's writes atomic, as on DynamoDB. No TTL API (`UpdateTimeToLive`
+    /// is an `UnknownOperationException`). The default.
+    Dynalite,
+    /// [moto](https://github.com/getmoto/moto)'s `moto_server`, from PyPI: the wider API, but
+    /// conditional writes are not atomic, so it runs behind a relay that serialises requests
+    /// (see the module docs).
+    Moto,
+}
+
+impl Emulator {
+    /// The emulator `KV_DYNAMODB_EMULATOR` names (`dynalite` or `moto`), dynalite when unset.
+    pub fn from_env() -> Result<Self, String> {
+        match std::env::var(EMULATOR_ENV).as_deref() {
+            Err(_) | Ok("" | "dynalite") => Ok(Self::Dynalite),
+            Ok("moto") => Ok(Self::Moto),
+            Ok(other) => Err(format!(
+                "${EMULATOR_ENV} is {other:?}; expected dynalite or moto"
+            )),
+        }
+    }
+
+    /// `dynalite` or `moto`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dynalite => "dynalite",
+            Self::Moto => "moto",
+        }
+    }
+
+    /// The executable's file name, and the variable that may give its path.
+    fn binary(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Dynalite => ("dynalite", DYNALITE_ENV),
+            Self::Moto => ("moto_server", MOTO_SERVER_ENV),
+        }
+    }
+
+    fn install_hint(self) -> &'static str {
+        match self {
+            Self::Dynalite => {
+                "Install it with `npm install dynalite` (ci/install-deps does, under ~/.cache/kvkit), \
+                 or set KV_DYNAMODB_EMULATOR=moto"
+            }
+            Self::Moto => {
+                "Install it with `pip install 'moto[server]'` (ci/install-deps does, in a virtualenv)"
+            }
+        }
+    }
+}
 
 /// A DynamoDB-compatible endpoint that tests may use.
 #[derive(Debug)]
@@ -119,47 +190,78 @@ fn find_or_start() -> Option<DynamoDbService> {
             )
         }
     }
-    let binary = match std::env::var_os(MOTO_SERVER_ENV).filter(|path| !path.is_empty()) {
+    match Emulator::from_env() {
+        Ok(emulator) => start(emulator),
+        Err(why) => unavailable("DynamoDB emulator", &why, "Unset it, or name an emulator"),
+    }
+}
+
+/// Starts a private `emulator` on a free loopback port, for as long as the returned service
+/// lives (`kv-services moto` keeps one beside the default emulator). `None` (after a loud
+/// skip message) when it is not installed or does not start; panics instead under
+/// `KVKIT_REQUIRE_SERVICES`.
+pub fn start(emulator: Emulator) -> Option<DynamoDbService> {
+    let (name, variable) = emulator.binary();
+    let what = format!("DynamoDB emulator {}", emulator.name());
+    let binary = match std::env::var_os(variable).filter(|path| !path.is_empty()) {
         Some(path) => {
             let path = PathBuf::from(path);
             if !path.is_file() {
                 return unavailable(
-                    "DynamoDB emulator",
-                    &format!("${MOTO_SERVER_ENV} is {}, which is not a file", path.display()),
-                    "Point it at moto_server, or run ci/install-deps",
+                    &what,
+                    &format!("${variable} is {}, which is not a file", path.display()),
+                    &format!("Point it at {name}, or run ci/install-deps"),
                 );
             }
             path
         }
-        None => match super::find_binary("moto_server") {
+        None => match super::find_binary(name) {
             Some(path) => path,
             None => {
                 return unavailable(
-                    "DynamoDB emulator",
-                    &format!("neither ${ENDPOINT_ENV} nor ${MOTO_SERVER_ENV} is set, and moto_server is not on PATH"),
-                    "Install it with `pip install 'moto[server]'` (ci/install-deps does, in a virtualenv)",
+                    &what,
+                    &format!(
+                        "neither ${ENDPOINT_ENV} nor ${variable} is set, and {name} is not on PATH"
+                    ),
+                    emulator.install_hint(),
                 )
             }
         },
     };
-    start_moto(binary)
-}
-
-fn start_moto(binary: PathBuf) -> Option<DynamoDbService> {
     let port = match free_port(u16::MAX, |_| None) {
         Ok(port) => port,
-        Err(err) => return unavailable("DynamoDB emulator", &err.to_string(), "Free a port"),
+        Err(err) => return unavailable(&what, &err.to_string(), "Free a port"),
     };
-    let log = std::env::temp_dir().join(format!("kvkit-moto-{}-{port}.log", std::process::id()));
+    let log = std::env::temp_dir().join(format!(
+        "kvkit-{}-{}-{port}.log",
+        emulator.name(),
+        std::process::id()
+    ));
     let mut command = Command::new(&binary);
-    command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    match emulator {
+        Emulator::Moto => command.args(["-H", "127.0.0.1", "-p", &port.to_string()]),
+        // Tables become ACTIVE (and are deleted) after 50 ms instead of 500: tests create
+        // many. Items stay in memory.
+        Emulator::Dynalite => command.args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--createTableMs",
+            "50",
+            "--deleteTableMs",
+            "50",
+            "--updateTableMs",
+            "50",
+        ]),
+    };
     let mut server = match LocalProcess::spawn(command, &log) {
         Ok(server) => server,
         Err(err) => {
             return unavailable(
-                "DynamoDB emulator",
+                &what,
                 &format!("cannot start {}: {err}", binary.display()),
-                "Check the moto installation (ci/install-deps)",
+                emulator.install_hint(),
             )
         }
     };
@@ -170,27 +272,32 @@ fn start_moto(binary: PathBuf) -> Option<DynamoDbService> {
             ""
         };
         return unavailable(
-            "DynamoDB emulator",
+            &what,
             &format!(
                 "{} did not start{exited}: {err}; its output is in {}",
                 binary.display(),
                 log.display()
             ),
-            "Check the moto installation (ci/install-deps)",
+            emulator.install_hint(),
         );
     }
-    let relay = match start_serial_relay(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port).into()) {
-        Ok(relay) => relay,
-        Err(err) => {
-            return unavailable(
-                "DynamoDB emulator",
-                &format!("cannot start the relay in front of moto: {err}"),
-                "Free a loopback port",
-            )
+    let endpoint_port = match emulator {
+        Emulator::Dynalite => port,
+        Emulator::Moto => {
+            match start_serial_relay(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port).into()) {
+                Ok(relay) => relay,
+                Err(err) => {
+                    return unavailable(
+                        &what,
+                        &format!("cannot start the relay in front of moto: {err}"),
+                        "Free a loopback port",
+                    )
+                }
+            }
         }
     };
     Some(DynamoDbService {
-        endpoint: format!("http://127.0.0.1:{relay}"),
+        endpoint: format!("http://127.0.0.1:{endpoint_port}"),
         provider: Provider::LocalBinary(binary),
         _server: Some(server),
         _container: None,
