@@ -96,6 +96,31 @@
 //! adapter's own tests: that keys and values reach the store as data, that blocking work stays
 //! off the executor, that requests time out and reconnect.
 //!
+//! # Histories and linearizability
+//!
+//! [`Recorder`] wraps any backend and logs every call made through it (who, what, invoke and
+//! return instants on the monotonic clock, result) into a [`History`]; [`Workload`] runs a
+//! contended history over a few hot keys from many tasks; [`Checker`] decides, key by key,
+//! whether a history is linearizable against the [`Model`], treating `Unavailable` calls as
+//! maybe-applied at any time after their invocation, and shows a violation as a small
+//! sub-history. The [`linearizability`] module documents the search, the treatment of expiry
+//! and the bounds. To check several handles on one store, pass them to
+//! [`Workload::run_on`]:
+//!
+//! ```
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use kv_conformance::{Checker, Workload};
+//! use kv_trait::KvBackend;
+//!
+//! let store = kv_memory::MemoryBackend::new();
+//! let handles: Vec<Arc<dyn KvBackend>> = vec![Arc::new(store.clone()), Arc::new(store)];
+//! let history = Workload::new().tasks(8).steps_per_task(40).run_on(handles).await;
+//! let result = Checker::new().check(&history);
+//! assert!(result.is_linearizable(), "{result}");
+//! # });
+//! ```
+//!
 //! # Timing
 //!
 //! Expiry checks measure the time around every call and judge only what the contract decides:
@@ -114,6 +139,8 @@
 
 mod checks;
 mod concurrency;
+mod history;
+pub mod linearizability;
 mod model;
 mod probe;
 mod profile;
@@ -123,6 +150,8 @@ pub mod shared_store;
 mod suite;
 
 pub use checks::{Check, CHECKS};
+pub use history::{Call, History, Recorder, Workload};
+pub use linearizability::{Checker, KeyResult, Linearizability, Settled, Verdict, Violation};
 pub use model::{ErrorKind, Model, Op, Outcome};
 pub use profile::{Profile, CASES_ENV, DEFAULT_CASES, SEED_ENV};
 pub use report::{CheckOutcome, Failure, Report};
