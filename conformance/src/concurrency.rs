@@ -402,3 +402,56 @@ pub(crate) async fn list_during_writes(t: Probe) -> CheckResult {
     }
     Ok(())
 }
+
+/// Steps each task takes in the history check (a get-then-CAS step is two calls).
+const HISTORY_STEPS_PER_TASK: usize = 40;
+
+/// A contended history over a few hot keys (a counter, a register, an expiring register whose
+/// short TTL runs out while the contention goes on) from many tasks is linearizable: the
+/// [`Checker`](crate::Checker) finds an order of all its calls that the model accepts.
+pub(crate) async fn history_linearizable(t: Probe) -> CheckResult {
+    note_runtime(&t);
+    // Long enough to outlive a few calls on a networked store, short enough to expire during
+    // the run; at least 20 of the backend's rounding steps (up to 1 s).
+    let ttl = (t.profile.ttl_granularity * 20).clamp(
+        std::time::Duration::from_millis(20),
+        std::time::Duration::from_secs(1),
+    );
+    let workload = crate::Workload::new()
+        .tasks(t.profile.tasks)
+        .steps_per_task(HISTORY_STEPS_PER_TASK)
+        .hot_keys(3)
+        .ttl(ttl)
+        .pause(ttl.min(std::time::Duration::from_millis(50)));
+    for key in workload.keys() {
+        t.remember_written(&key);
+    }
+    let history = workload.run(t.backend.clone()).await;
+    // A store that decides expiry on another clock (a server's, the wall clock) may run at a
+    // slightly different rate: 2 ms and 2% of the TTL of room either way.
+    let slack = std::time::Duration::from_millis(2) + ttl / 50;
+    let result = crate::Checker::for_profile(&t.profile)
+        .with_ttl_slack(slack)
+        .with_time_limit(std::time::Duration::from_secs(30))
+        .check(&history);
+    t.note(format!(
+        "{} tasks x {HISTORY_STEPS_PER_TASK} steps on {:?} (TTL {ttl:?}): {}",
+        t.profile.tasks,
+        workload.keys(),
+        result.to_string().lines().next().unwrap_or_default()
+    ));
+    if let Some(violation) = result.violation() {
+        let mut failure = Failure::new(format!(
+            "a concurrent history is not linearizable on key {:?}",
+            violation.key
+        ));
+        failure.operations = violation.to_string().lines().map(str::to_owned).collect();
+        return Err(failure);
+    }
+    if let Some((key, why)) = result.inconclusive().next() {
+        return Err(Failure::new(format!(
+            "the linearizability check of key {key:?} was inconclusive: {why}"
+        )));
+    }
+    Ok(())
+}

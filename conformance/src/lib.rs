@@ -82,6 +82,7 @@
 //! | `concurrent_writes_are_whole` | readers racing writers see only whole values that were written |
 //! | `concurrent_writes_visible` | a completed write is visible to every read that starts after it |
 //! | `concurrent_list_during_writes` | `list_keys` includes keys live for the whole call, excludes keys absent for the whole call |
+//! | `concurrent_history_linearizable` | a contended history over hot keys, with TTLs expiring during it, is linearizable ([`Checker`]) |
 //! | `namespaces_isolated` | backends with different namespaces never see each other's keys |
 //! | `debug_hides_secrets` | `Debug` output never contains a declared secret ([`Profile::with_secret`]) |
 //! | `model_state_machine` | random sequences of all eight operations over hostile keys agree with the [`Model`] |
@@ -104,8 +105,8 @@
 //! whether a history is linearizable against the [`Model`], treating `Unavailable` calls as
 //! maybe-applied at any time after their invocation, and shows a violation as a small
 //! sub-history. The [`linearizability`] module documents the search, the treatment of expiry
-//! and the bounds. To check several handles on one store, pass them to
-//! [`Workload::run_on`]:
+//! and the bounds. The suite runs all three as `concurrent_history_linearizable`; to check
+//! several handles on one store, pass them to [`Workload::run_on`]:
 //!
 //! ```
 //! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
@@ -213,7 +214,7 @@ macro_rules! __each_check {
             concurrent_increments_exact concurrent_cas_single_winner
             concurrent_cas_absent_single_winner concurrent_cas_loop_counter_exact
             concurrent_deletes_single_true concurrent_writes_are_whole concurrent_writes_visible
-            concurrent_list_during_writes
+            concurrent_list_during_writes concurrent_history_linearizable
             namespaces_isolated debug_hides_secrets model_state_machine
         }
     };

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kv_conformance::{
-    Call, Checker, History, Linearizability, Op, Outcome, Recorder, Verdict, Workload,
+    Call, Checker, History, Linearizability, Op, Outcome, Recorder, Suite, Verdict, Workload,
 };
 use kv_memory::MemoryBackend;
 use kv_trait::{apply_increment, async_trait, format_counter, monotonic_now, KvBackend, KvError};
@@ -702,4 +702,137 @@ async fn a_large_history_is_decided_in_seconds() {
     );
     assert!(result.is_linearizable(), "{result}");
     assert!(result.elapsed < Duration::from_secs(10), "{result}");
+}
+
+/// The suite's check over the real store passes and over a broken one fails with a report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_check_passes_memory_and_catches_a_broken_increment() {
+    let outcome = Suite::new(|| async { Ok(MemoryBackend::new()) })
+        .run_check("concurrent_history_linearizable")
+        .await
+        .unwrap();
+    assert!(outcome.passed(), "{:?}", outcome.failure);
+    for _ in 0..RUNS_TO_CATCH {
+        let outcome = Suite::new(|| async { Ok(Broken::new(Fault::NonAtomicIncrement)) })
+            .run_check("concurrent_history_linearizable")
+            .await
+            .unwrap();
+        if let Some(failure) = outcome.failure {
+            let text = failure.to_string();
+            assert!(text.contains("not linearizable"), "{text}");
+            assert!(text.contains("increment("), "{text}");
+            return;
+        }
+    }
+    panic!("the suite check missed a non-atomic increment");
+}
+
+/// Sleeps up to 2 ms before and after every call of a memory store: a store whose calls take
+/// as long as a networked one's, so that calls overlap widely and expiry decisions are often
+/// ambiguous.
+#[derive(Debug, Default)]
+struct Laggy {
+    inner: MemoryBackend,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl Laggy {
+    async fn lag(&self) {
+        let n = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let micros = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 53; // 0..2047
+        tokio::time::sleep(Duration::from_micros(micros)).await;
+    }
+}
+
+#[async_trait]
+impl KvBackend for Laggy {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.lag().await;
+        let result = self.inner.get(key).await;
+        self.lag().await;
+        result
+    }
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.lag().await;
+        let result = self.inner.set(key, value).await;
+        self.lag().await;
+        result
+    }
+    async fn set_with_ttl(&self, key: &str, value: &[u8], ttl_ns: u64) -> Result<(), KvError> {
+        self.lag().await;
+        let result = self.inner.set_with_ttl(key, value, ttl_ns).await;
+        self.lag().await;
+        result
+    }
+    async fn delete(&self, key: &str) -> Result<bool, KvError> {
+        self.lag().await;
+        let result = self.inner.delete(key).await;
+        self.lag().await;
+        result
+    }
+    async fn exists(&self, key: &str) -> Result<bool, KvError> {
+        self.lag().await;
+        let result = self.inner.exists(key).await;
+        self.lag().await;
+        result
+    }
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {
+        self.inner.list_keys(prefix).await
+    }
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        self.lag().await;
+        let result = self.inner.increment(key, delta).await;
+        self.lag().await;
+        result
+    }
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, KvError> {
+        self.lag().await;
+        let result = self.inner.compare_and_swap(key, expected, new).await;
+        self.lag().await;
+        result
+    }
+}
+
+/// A slow, correct store passes the suite's check (with TTLs expiring during it) twice over:
+/// wide overlaps and ambiguous expiry do not make the checker cry wolf or give up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_correct_store_passes_the_suite_check() {
+    for _ in 0..2 {
+        let outcome = Suite::new(|| async { Ok(Laggy::default()) })
+            .run_check("concurrent_history_linearizable")
+            .await
+            .unwrap();
+        assert!(outcome.passed(), "{:?}", outcome.failure);
+        println!("{outcome:?}");
+    }
+}
+
+/// The largest history the tests check: 16 tasks × 150 steps on 3 hot keys of the slow
+/// store, TTLs of 5 ms expiring throughout, about 2,700 calls and up to about 1,100 on one key.
+/// About 3 s in a debug build; the bound leaves room for a loaded machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_slow_history_is_decided_in_seconds() {
+    let history = Workload::new()
+        .tasks(16)
+        .steps_per_task(150)
+        .ttl(Duration::from_millis(5))
+        .pause(Duration::from_millis(2))
+        .run(Arc::new(Laggy::default()))
+        .await;
+    assert!(history.len() >= 2_400);
+    let result = Checker::new().check(&history);
+    println!(
+        "{} calls, at most {} on one key: {result}",
+        history.len(),
+        result.max_calls_per_key()
+    );
+    assert!(result.is_linearizable(), "{result}");
+    assert!(result.elapsed < Duration::from_secs(30), "{result}");
 }
