@@ -93,7 +93,8 @@
 //!
 //! Consistency across several handles on one store (two backends on one file, two connections
 //! to one server) needs handles the factory does not make: [`shared_store`] has those checks,
-//! for an adapter's own tests to call. Not checkable from outside a backend, and so left to each
+//! for an adapter's own tests to call ([`shared_store::history_across`] runs the
+//! linearizability workload across handles). Not checkable from outside a backend, and so left to each
 //! adapter's own tests: that keys and values reach the store as data, that blocking work stays
 //! off the executor, that requests time out and reconnect.
 //!

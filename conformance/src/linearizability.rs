@@ -52,7 +52,10 @@
 //! [`Checker::with_max_states`] distinct states per key (default 1,000,000), and at most
 //! [`Checker::with_time_limit`] for the whole history (default 10 s). A key over a bound is
 //! [`Verdict::Inconclusive`], never a pass. Contended histories of a few hundred calls per key
-//! with unique written values, like [`Workload`](crate::Workload)'s, take milliseconds.
+//! with unique written values, like [`Workload`](crate::Workload)'s, take milliseconds; the
+//! largest one the kit's tests check (16 tasks on a store that lags up to 2 ms before and after
+//! every call, about 2,700 calls, up to about 1,100 on one key, TTLs of 5 ms expiring
+//! throughout) meets some 50,000 states and takes about 3 s in a debug build.
 //!
 //! # The report of a violation
 //!
@@ -62,8 +65,11 @@
 //! reads still running are dropped), then drops, one by one, every read-only call (a read, a
 //! failed CAS, a `delete` that found nothing, an error) whose removal leaves the history still
 //! not linearizable. Both steps only make a history easier to linearize, so the shrunken
-//! history's violation is one of the original's. Shrinking has its own budget (a quarter of
-//! the time limit).
+//! history's violation is one of the original's. Between the two, the calls before the latest
+//! quiet instant (every earlier call returned before any later one was invoked) after which
+//! the key can be in one state only are replaced by that state ("after 19 earlier calls ... the
+//! key can only be holding "106""): exact, since the rest fails from that state iff the whole
+//! fails. Shrinking has its own budget: a quarter of the time limit per violating key.
 
 use std::collections::HashSet;
 use std::fmt;

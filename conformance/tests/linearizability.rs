@@ -836,3 +836,26 @@ async fn a_large_slow_history_is_decided_in_seconds() {
     assert!(result.is_linearizable(), "{result}");
     assert!(result.elapsed < Duration::from_secs(30), "{result}");
 }
+
+/// Across handles: two handles on one store pass; two handles on two different stores (a
+/// "replica" that never hears of the other's writes) are caught.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_across_handles() {
+    let store = MemoryBackend::new();
+    let shared: Vec<Arc<dyn KvBackend>> = vec![Arc::new(store.clone()), Arc::new(store.clone())];
+    let summary = kv_conformance::shared_store::history_across(&shared, 4, 30)
+        .await
+        .unwrap_or_else(|failure| panic!("{failure}"));
+    assert!(summary.contains("3 linearizable"), "{summary}");
+    assert!(store.list_keys("").await.unwrap().is_empty(), "keys left");
+    let split: Vec<Arc<dyn KvBackend>> = vec![
+        Arc::new(MemoryBackend::new()),
+        Arc::new(MemoryBackend::new()),
+    ];
+    let failure = kv_conformance::shared_store::history_across(&split, 4, 30)
+        .await
+        .expect_err("two separate stores are not one linearizable store");
+    let text = failure.to_string();
+    assert!(text.contains("not linearizable"), "{text}");
+    assert!(text.contains("task "), "{text}");
+}
