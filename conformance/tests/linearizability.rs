@@ -859,3 +859,138 @@ async fn histories_across_handles() {
     assert!(text.contains("not linearizable"), "{text}");
     assert!(text.contains("task "), "{text}");
 }
+
+/// Loses replies: every third write returns `Unavailable`, alternately after applying it (a
+/// lost reply) and without applying it (a refused call); with `retries_blindly`, an increment
+/// whose reply was lost is applied again and acknowledged, as a blind retry would.
+#[derive(Debug, Default)]
+struct LossyReplies {
+    inner: MemoryBackend,
+    writes: std::sync::atomic::AtomicU64,
+    retries_blindly: bool,
+}
+
+enum Fate {
+    Normal,
+    Refused,
+    ReplyLost,
+}
+
+impl LossyReplies {
+    fn fate(&self) -> Fate {
+        match self
+            .writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % 6
+        {
+            2 => Fate::Refused,
+            5 => Fate::ReplyLost,
+            _ => Fate::Normal,
+        }
+    }
+
+    fn lost() -> KvError {
+        KvError::unavailable("the reply was lost")
+    }
+}
+
+#[async_trait]
+impl KvBackend for LossyReplies {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.inner.get(key).await
+    }
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        match self.fate() {
+            Fate::Refused => Err(Self::lost()),
+            Fate::ReplyLost => self.inner.set(key, value).await.and(Err(Self::lost())),
+            Fate::Normal => self.inner.set(key, value).await,
+        }
+    }
+    async fn set_with_ttl(&self, key: &str, value: &[u8], ttl_ns: u64) -> Result<(), KvError> {
+        match self.fate() {
+            Fate::Refused => Err(Self::lost()),
+            Fate::ReplyLost => {
+                let applied = self.inner.set_with_ttl(key, value, ttl_ns).await;
+                applied.and(Err(Self::lost()))
+            }
+            Fate::Normal => self.inner.set_with_ttl(key, value, ttl_ns).await,
+        }
+    }
+    async fn delete(&self, key: &str) -> Result<bool, KvError> {
+        match self.fate() {
+            Fate::Refused => Err(Self::lost()),
+            Fate::ReplyLost => self.inner.delete(key).await.and(Err(Self::lost())),
+            Fate::Normal => self.inner.delete(key).await,
+        }
+    }
+    async fn exists(&self, key: &str) -> Result<bool, KvError> {
+        self.inner.exists(key).await
+    }
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {
+        self.inner.list_keys(prefix).await
+    }
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        match self.fate() {
+            Fate::Refused => Err(Self::lost()),
+            Fate::ReplyLost if self.retries_blindly => {
+                self.inner.increment(key, delta).await?;
+                self.inner.increment(key, delta).await
+            }
+            Fate::ReplyLost => self
+                .inner
+                .increment(key, delta)
+                .await
+                .and(Err(Self::lost())),
+            Fate::Normal => self.inner.increment(key, delta).await,
+        }
+    }
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, KvError> {
+        match self.fate() {
+            Fate::Refused => Err(Self::lost()),
+            Fate::ReplyLost => {
+                let applied = self.inner.compare_and_swap(key, expected, new).await;
+                applied.and(Err(Self::lost()))
+            }
+            Fate::Normal => self.inner.compare_and_swap(key, expected, new).await,
+        }
+    }
+}
+
+/// Unavailable calls in a recorded history: lost replies and refused calls both pass; an
+/// increment applied twice by a blind retry is caught.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_replies_pass_and_blind_retries_are_caught() {
+    for seed in 0..RUNS_TO_CATCH {
+        let history = Workload::new()
+            .seed(seed)
+            .run(Arc::new(LossyReplies::default()))
+            .await;
+        let unavailable = history
+            .calls()
+            .iter()
+            .filter(|c| c.is_indeterminate())
+            .count();
+        assert!(unavailable >= 20, "only {unavailable} Unavailable calls");
+        let result = Checker::new().check(&history);
+        assert!(result.is_linearizable(), "seed {seed}:\n{result}");
+    }
+    for seed in 0..RUNS_TO_CATCH {
+        let backend = LossyReplies {
+            retries_blindly: true,
+            ..LossyReplies::default()
+        };
+        let history = Workload::new().seed(seed).run(Arc::new(backend)).await;
+        let result = Checker::new().check(&history);
+        if let Some(violation) = result.violation() {
+            println!("{result}");
+            assert!(violation.key.starts_with("counter") || violation.key.starts_with("expiring"));
+            return;
+        }
+    }
+    panic!("an increment applied twice was not caught");
+}
