@@ -55,7 +55,7 @@
 //! with unique written values, like [`Workload`](crate::Workload)'s, take milliseconds; the
 //! largest one the kit's tests check (16 tasks on a store that lags up to 2 ms before and after
 //! every call, about 2,700 calls, up to about 1,100 on one key, TTLs of 5 ms expiring
-//! throughout) meets some 50,000 states and takes about 3 s in a debug build.
+//! throughout) meets 15,000 to 50,000 states and takes 0.5 to 3 s in a debug build.
 //!
 //! # The report of a violation
 //!
