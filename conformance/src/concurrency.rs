@@ -18,6 +18,7 @@ use tokio::sync::Barrier;
 use crate::model::{Op, Outcome};
 use crate::probe::{ensure, CheckResult, Probe};
 use crate::report::Failure;
+use crate::{Checker, Workload};
 
 /// Increments each task performs in the lost-update check.
 const INCREMENTS_PER_TASK: usize = 40;
@@ -400,5 +401,83 @@ pub(crate) async fn list_during_writes(t: Probe) -> CheckResult {
             || format!("a listing held a key that was never written: {listing:?}"),
         )?;
     }
+    Ok(())
+}
+
+/// Steps each task takes in the history check (a get-then-CAS step is two calls).
+const HISTORY_STEPS_PER_TASK: usize = 40;
+
+/// The history check's TTL for a backend of `granularity`: long enough to outlive a few calls
+/// on a networked store, short enough to expire during the run; at least 20 of the backend's
+/// rounding steps, at least 20 ms, at most 1 s.
+pub(crate) fn history_ttl(granularity: std::time::Duration) -> std::time::Duration {
+    (granularity * 20).clamp(
+        std::time::Duration::from_millis(20),
+        std::time::Duration::from_secs(1),
+    )
+}
+
+/// The history check's workload: `tasks` tasks, a counter, a register and an expiring counter,
+/// with pauses of up to one TTL so that keys expire while they are read and written.
+pub(crate) fn history_workload(tasks: usize, steps: usize, ttl: std::time::Duration) -> Workload {
+    Workload::new()
+        .tasks(tasks)
+        .steps_per_task(steps)
+        .hot_keys(3)
+        .ttl(ttl)
+        .pause(ttl.min(std::time::Duration::from_millis(50)))
+}
+
+/// Checks `history` with the suite's checker settings; on success, the one-line summary.
+pub(crate) fn check_history(
+    history: &crate::History,
+    ttl: std::time::Duration,
+    checker: Checker,
+) -> Result<String, Failure> {
+    // A store that decides expiry on another clock (a server's, the wall clock) may run at a
+    // slightly different rate: 2 ms and 2% of the TTL of room either way.
+    let slack = std::time::Duration::from_millis(2) + ttl / 50;
+    let result = checker
+        .with_ttl_slack(slack)
+        .with_time_limit(std::time::Duration::from_secs(30))
+        .check(history);
+    if let Some(violation) = result.violation() {
+        let mut failure = Failure::new(format!(
+            "a concurrent history is not linearizable on key {:?}",
+            violation.key
+        ));
+        failure.operations = violation.to_string().lines().map(str::to_owned).collect();
+        return Err(failure);
+    }
+    if let Some((key, why)) = result.inconclusive().next() {
+        return Err(Failure::new(format!(
+            "the linearizability check of key {key:?} was inconclusive: {why}"
+        )));
+    }
+    Ok(result
+        .to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+/// A contended history over a few hot keys (a counter, a register, an expiring counter whose
+/// short TTL runs out while the contention goes on) from many tasks is linearizable: the
+/// [`Checker`] finds an order of all its calls that the model accepts.
+pub(crate) async fn history_linearizable(t: Probe) -> CheckResult {
+    note_runtime(&t);
+    let ttl = history_ttl(t.profile.ttl_granularity);
+    let workload = history_workload(t.profile.tasks, HISTORY_STEPS_PER_TASK, ttl);
+    for key in workload.keys() {
+        t.remember_written(&key);
+    }
+    let history = workload.run(t.backend.clone()).await;
+    let summary = check_history(&history, ttl, Checker::for_profile(&t.profile))?;
+    t.note(format!(
+        "{} tasks x {HISTORY_STEPS_PER_TASK} steps on {:?} (TTL {ttl:?}): {summary}",
+        t.profile.tasks,
+        workload.keys(),
+    ));
     Ok(())
 }

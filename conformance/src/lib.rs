@@ -82,6 +82,7 @@
 //! | `concurrent_writes_are_whole` | readers racing writers see only whole values that were written |
 //! | `concurrent_writes_visible` | a completed write is visible to every read that starts after it |
 //! | `concurrent_list_during_writes` | `list_keys` includes keys live for the whole call, excludes keys absent for the whole call |
+//! | `concurrent_history_linearizable` | a contended history over hot keys, with TTLs expiring during it, is linearizable ([`Checker`]) |
 //! | `namespaces_isolated` | backends with different namespaces never see each other's keys |
 //! | `debug_hides_secrets` | `Debug` output never contains a declared secret ([`Profile::with_secret`]) |
 //! | `model_state_machine` | random sequences of all eight operations over hostile keys agree with the [`Model`] |
@@ -92,9 +93,35 @@
 //!
 //! Consistency across several handles on one store (two backends on one file, two connections
 //! to one server) needs handles the factory does not make: [`shared_store`] has those checks,
-//! for an adapter's own tests to call. Not checkable from outside a backend, and so left to each
+//! for an adapter's own tests to call ([`shared_store::history_across`] runs the
+//! linearizability workload across handles). Not checkable from outside a backend, and so left to each
 //! adapter's own tests: that keys and values reach the store as data, that blocking work stays
 //! off the executor, that requests time out and reconnect.
+//!
+//! # Histories and linearizability
+//!
+//! [`Recorder`] wraps any backend and logs every call made through it (who, what, invoke and
+//! return instants on the monotonic clock, result) into a [`History`]; [`Workload`] runs a
+//! contended history over a few hot keys from many tasks; [`Checker`] decides, key by key,
+//! whether a history is linearizable against the [`Model`], treating `Unavailable` calls as
+//! maybe-applied at any time after their invocation, and shows a violation as a small
+//! sub-history. The [`linearizability`] module documents the search, the treatment of expiry
+//! and the bounds. The suite runs all three as `concurrent_history_linearizable`; to check
+//! several handles on one store, pass them to [`Workload::run_on`]:
+//!
+//! ```
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use kv_conformance::{Checker, Workload};
+//! use kv_trait::KvBackend;
+//!
+//! let store = kv_memory::MemoryBackend::new();
+//! let handles: Vec<Arc<dyn KvBackend>> = vec![Arc::new(store.clone()), Arc::new(store)];
+//! let history = Workload::new().tasks(8).steps_per_task(40).run_on(handles).await;
+//! let result = Checker::new().check(&history);
+//! assert!(result.is_linearizable(), "{result}");
+//! # });
+//! ```
 //!
 //! # Timing
 //!
@@ -114,6 +141,8 @@
 
 mod checks;
 mod concurrency;
+mod history;
+pub mod linearizability;
 mod model;
 mod probe;
 mod profile;
@@ -123,6 +152,8 @@ pub mod shared_store;
 mod suite;
 
 pub use checks::{Check, CHECKS};
+pub use history::{Call, History, Recorder, Workload};
+pub use linearizability::{Checker, KeyResult, Linearizability, Settled, Verdict, Violation};
 pub use model::{ErrorKind, Model, Op, Outcome};
 pub use profile::{Profile, CASES_ENV, DEFAULT_CASES, SEED_ENV};
 pub use report::{CheckOutcome, Failure, Report};
@@ -184,7 +215,7 @@ macro_rules! __each_check {
             concurrent_increments_exact concurrent_cas_single_winner
             concurrent_cas_absent_single_winner concurrent_cas_loop_counter_exact
             concurrent_deletes_single_true concurrent_writes_are_whole concurrent_writes_visible
-            concurrent_list_during_writes
+            concurrent_list_during_writes concurrent_history_linearizable
             namespaces_isolated debug_hides_secrets model_state_machine
         }
     };

@@ -250,7 +250,7 @@ impl ErrorKind {
 }
 
 /// One key's state in the [`Model`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct ModelEntry {
     value: Vec<u8>,
     /// Nanoseconds on the model's clock at which the key expires; `None`: never.
@@ -273,7 +273,7 @@ struct ModelEntry {
 /// assert_eq!(model.apply(&Op::exists("t"), 9), Outcome::Bool(true));
 /// assert_eq!(model.apply(&Op::exists("t"), 10), Outcome::Bool(false));
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Model {
     entries: BTreeMap<String, ModelEntry>,
     max_value_bytes: usize,
@@ -294,6 +294,14 @@ impl Model {
             .retain(|_, entry| entry.deadline.is_none_or(|d| now_ns < d));
         self.apply_live(op, now_ns)
             .unwrap_or_else(|err| Outcome::Error(ErrorKind::of(&err)))
+    }
+
+    /// Removes every deadline: the linearizability checker applies writes at virtual time 0
+    /// and tracks each key's deadline itself, as an interval of possible instants.
+    pub(crate) fn forget_deadlines(&mut self) {
+        for entry in self.entries.values_mut() {
+            entry.deadline = None;
+        }
     }
 
     /// The live keys, sorted.

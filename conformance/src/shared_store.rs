@@ -13,6 +13,8 @@
 //! let handles: [Arc<dyn KvBackend>; 2] = [Arc::new(store.clone()), Arc::new(store)];
 //! kv_conformance::shared_store::increments_across(&handles, 4, 25).await.unwrap();
 //! kv_conformance::shared_store::cas_rounds_across(&handles, 10, 4).await.unwrap();
+//! let summary = kv_conformance::shared_store::history_across(&handles, 4, 30).await.unwrap();
+//! assert!(summary.contains("3 linearizable"), "{summary}");
 //! # });
 //! ```
 //!
@@ -190,4 +192,32 @@ async fn add_one(handle: &dyn KvBackend) -> Result<bool, KvError> {
     handle
         .compare_and_swap(COUNTER, current.as_deref(), next.to_string().as_bytes())
         .await
+}
+
+/// `tasks_per_handle` tasks on each handle run the suite's `concurrent_history_linearizable`
+/// workload together, `steps_per_task` steps each, on keys under `shared-store/history/`: a
+/// counter, a register and an expiring counter (TTL 20 ms, expiring during the run). The one
+/// history of all handles must be linearizable ([`Checker`](crate::Checker), values up to
+/// 1 MiB, TTL granularity 1 ms, 2.4 ms of clock slack; an inconclusive search fails too). The
+/// keys are deleted at the end. Returns the checker's one-line summary.
+pub async fn history_across(
+    handles: &[Arc<dyn KvBackend>],
+    tasks_per_handle: usize,
+    steps_per_task: usize,
+) -> Result<String, Failure> {
+    if handles.is_empty() {
+        return Err(Failure::new("history_across needs at least one handle"));
+    }
+    let ttl = crate::concurrency::history_ttl(std::time::Duration::from_millis(1));
+    let workload = crate::concurrency::history_workload(
+        handles.len() * tasks_per_handle.max(1),
+        steps_per_task,
+        ttl,
+    )
+    .key_prefix("shared-store/history/");
+    let history = workload.run_on(handles.to_vec()).await;
+    for key in workload.keys() {
+        handles[0].delete(&key).await.map_err(failed("delete"))?;
+    }
+    crate::concurrency::check_history(&history, ttl, crate::Checker::new())
 }

@@ -90,6 +90,11 @@ struct Toy {
     map: Arc<Mutex<HashMap<String, Entry>>>,
     writes_in_flight: Arc<AtomicUsize>,
     read_cache: Arc<Mutex<Option<Snapshot>>>,
+    /// Held for the whole of every write, so that a read-modify-write (increment, CAS) is
+    /// atomic against every other write, as the contract requires; the atomicity faults skip
+    /// it. (Without it, a thread could slip a write between an increment's read and its
+    /// write: `concurrent_history_linearizable` caught that.)
+    serial: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl fmt::Debug for Toy {
@@ -117,11 +122,24 @@ impl Toy {
             map,
             writes_in_flight: Arc::default(),
             read_cache: Arc::default(),
+            serial: Arc::default(),
         }
     }
 
     fn is(&self, fault: Fault) -> bool {
         self.fault == fault
+    }
+
+    /// Serializes a write with every other write, unless the store has the fault `skipped_by`.
+    async fn serial_unless(
+        &self,
+        skipped_by: Option<Fault>,
+    ) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if skipped_by.is_some_and(|fault| self.is(fault)) {
+            None
+        } else {
+            Some(self.serial.lock().await)
+        }
     }
 
     fn check_key(&self, key: &str) -> Result<(), KvError> {
@@ -249,6 +267,7 @@ impl KvBackend for Toy {
             self.write(key, value, None, None).await;
         }
         check_value_size(value, self.max_value())?;
+        let _serial = self.serial_unless(None).await;
         let kept = self
             .is(Fault::SetKeepsTtl)
             .then(|| self.live(&self.map.lock().unwrap(), key))
@@ -264,6 +283,7 @@ impl KvBackend for Toy {
         if !(self.is(Fault::ZeroTtlMeansForever) && ttl_ns == 0) {
             validate_ttl(ttl_ns)?;
         }
+        let _serial = self.serial_unless(None).await;
         let (deadline, ttl) = if ttl_ns == 0 {
             (None, None)
         } else {
@@ -275,6 +295,7 @@ impl KvBackend for Toy {
 
     async fn delete(&self, key: &str) -> Result<bool, KvError> {
         self.check_key(key)?;
+        let _serial = self.serial_unless(Some(Fault::DeleteNotAtomic)).await;
         if self.is(Fault::DeleteNotAtomic) {
             let live = self.live(&self.map.lock().unwrap(), key).is_some();
             tokio::task::yield_now().await;
@@ -335,6 +356,7 @@ impl KvBackend for Toy {
 
     async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
         self.check_key(key)?;
+        let _serial = self.serial_unless(Some(Fault::IncrementLosesUpdates)).await;
         let current = self.live(&self.map.lock().unwrap(), key);
         if self.is(Fault::IncrementLosesUpdates) {
             tokio::task::yield_now().await;
@@ -402,6 +424,7 @@ impl KvBackend for Toy {
         if !self.is(Fault::CasValidatesOnlyOnSuccess) {
             check_value_size(new, self.max_value())?;
         }
+        let _serial = self.serial_unless(Some(Fault::CasNotAtomic)).await;
         let current = self.live(&self.map.lock().unwrap(), key);
         let value = current.as_ref().map(|e| e.value.as_slice());
         let matches = match (self.fault, expected) {
@@ -529,6 +552,13 @@ caught! {
     stale_reads: StaleReads by "concurrent_writes_visible";
     shared_namespace: SharedNamespace by "namespaces_isolated";
     debug_leaks_secret: DebugLeaksSecret by "debug_hides_secrets";
+    history_with_lost_updates: IncrementLosesUpdates by "concurrent_history_linearizable";
+    history_with_cas_not_atomic: CasNotAtomic by "concurrent_history_linearizable";
+    history_with_stale_reads: StaleReads by "concurrent_history_linearizable";
+    history_with_torn_writes: TornWrites by "concurrent_history_linearizable";
+    history_with_delete_not_atomic: DeleteNotAtomic by "concurrent_history_linearizable";
+    history_with_exists_ignoring_expiry: ExistsIgnoresExpiry by "concurrent_history_linearizable";
+    history_with_ttl_read_as_millis: TtlReadAsMillis by "concurrent_history_linearizable";
 }
 
 /// The state machine finds faults without being told where to look. Random search needs

@@ -135,6 +135,8 @@ checks! {
             "a completed write is visible to every read that starts after it",
         concurrent_list_during_writes = concurrency::list_during_writes:
             "list_keys includes keys live for the whole call and excludes keys absent for the whole call",
+        concurrent_history_linearizable = concurrency::history_linearizable:
+            "a contended history over hot keys, with TTLs expiring during it, is linearizable",
     }
     "Namespaces" {
         namespaces_isolated = namespaces::namespaces_isolated:

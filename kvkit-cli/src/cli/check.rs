@@ -55,7 +55,7 @@ pub(crate) async fn run(args: CheckArgs) -> u8 {
         eprintln!("kvkit: no check is called `{unknown}` (see kvkit check --list)");
         return EXIT_ERROR;
     }
-    // One open before the run: an unreachable store is one clear error, not 44 failures.
+    // One open before the run: an unreachable store is one clear error, not one failure per check.
     let info = match target.open_with_info().await {
         Ok((_, info)) => info,
         Err(err) => return error(&format!("cannot open {target}: {err}")),
