@@ -23,7 +23,7 @@ use kv_trait::{
 
 use crate::config::EtcdBackendBuilder;
 use crate::encoding::{after, envelope, plain, with_deadline, Entry, KeySpace};
-use crate::error::{from_etcd, lease_not_found};
+use crate::error::{from_etcd, lease_not_found, never_sent};
 use crate::lease::{Leases, Need};
 
 /// Keys fetched per range request by `list_keys` (keys only, no values).
@@ -41,6 +41,10 @@ const TURN_STRIPES: usize = 64;
 
 /// Pause between two attempts of a read that failed with `Unavailable`.
 const RETRY_PAUSE: Duration = Duration::from_millis(25);
+
+/// Pause before sending again a request that found no connection to its member: short, since
+/// the channel then picks a member at random again and the others are likely up.
+const RESEND_PAUSE: Duration = Duration::from_millis(2);
 
 /// HTTP/2 keep-alive: a member that stops answering (paused, cut off) is noticed within
 /// about interval + timeout even when no request is waiting on it. etcd refuses pings more
@@ -244,9 +248,34 @@ impl EtcdBackend {
         }
     }
 
+    /// Sends a request made by `request`, again (after a pause) while it fails before leaving
+    /// this process (`never_sent`: the member it was routed to is down, so the channel may
+    /// pick another), until the request timeout is near. Any other outcome is returned.
+    async fn resending<T, F, Fut>(&self, mut request: F) -> Result<T, KvError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let give_up = monotonic_now() + self.shared.request_timeout;
+        loop {
+            match request().await {
+                Err(err) if never_sent(&err) && monotonic_now() + RESEND_PAUSE < give_up => {
+                    tracing::debug!(error = %err, "no connection to a member; sending again");
+                    tokio::time::sleep(RESEND_PAUSE).await;
+                }
+                outcome => return outcome.map_err(from_etcd),
+            }
+        }
+    }
+
     /// The stored entry of etcd key `key`, live or not.
     async fn entry(&self, key: &[u8]) -> Result<Option<Entry>, KvError> {
-        let reply = self.kv().get(key, None).await.map_err(from_etcd)?;
+        let reply = self
+            .resending(|| {
+                let mut kv = self.kv();
+                async move { kv.get(key, None).await }
+            })
+            .await?;
         reply
             .kvs()
             .first()
@@ -265,7 +294,12 @@ impl EtcdBackend {
 
     /// Sends `txn`; `Ok(None)` when its comparison held, else the entry its `or_else` read.
     async fn transact(&self, txn: Txn) -> Result<Option<Option<Entry>>, KvError> {
-        let reply = self.kv().txn(txn).await.map_err(from_etcd)?;
+        let reply = self
+            .resending(|| {
+                let (mut kv, txn) = (self.kv(), txn.clone());
+                async move { kv.txn(txn).await }
+            })
+            .await?;
         if reply.succeeded() {
             return Ok(None);
         }
@@ -284,12 +318,8 @@ impl EtcdBackend {
             } => {
                 let ttl = i64::try_from(ttl_s).unwrap_or(i64::MAX);
                 let granted = self
-                    .shared
-                    .lease
-                    .clone()
-                    .grant(ttl, None)
-                    .await
-                    .map_err(from_etcd)?;
+                    .resending(|| async { self.shared.lease.clone().grant(ttl, None).await })
+                    .await?;
                 self.shared.leases.remember(bucket_end_s, granted.id());
                 Ok(Some(granted.id()))
             }
@@ -306,18 +336,25 @@ impl EtcdBackend {
                 return self.put(key, plain(value), None).await;
             };
             let options = PutOptions::new().with_lease(lease);
-            match self
-                .kv()
-                .put(
-                    key.clone(),
-                    with_deadline(value, deadline_ms),
-                    Some(options),
-                )
-                .await
-            {
-                Err(err) if lease_not_found(&err) => self.shared.leases.forget(lease),
-                outcome => return outcome.map(drop).map_err(from_etcd),
+            let stored = with_deadline(value, deadline_ms);
+            let written = self
+                .resending(|| {
+                    let (mut kv, key, stored, options) =
+                        (self.kv(), key.clone(), stored.clone(), options.clone());
+                    async move {
+                        match kv.put(key, stored, Some(options)).await {
+                            // Refused, so nothing was written: told apart from the other
+                            // failures here, before they become a KvError.
+                            Err(err) if lease_not_found(&err) => Ok(false),
+                            outcome => outcome.map(|_| true),
+                        }
+                    }
+                })
+                .await?;
+            if written {
+                return Ok(());
             }
+            self.shared.leases.forget(lease);
         }
         Err(KvError::backend(
             "etcd refused two fresh leases in a row as not found",
@@ -330,11 +367,13 @@ impl EtcdBackend {
         stored: Vec<u8>,
         options: Option<PutOptions>,
     ) -> Result<(), KvError> {
-        self.kv()
-            .put(key, stored, options)
-            .await
-            .map(drop)
-            .map_err(from_etcd)
+        self.resending(|| {
+            let (mut kv, key, stored, options) =
+                (self.kv(), key.clone(), stored.clone(), options.clone());
+            async move { kv.put(key, stored, options).await }
+        })
+        .await
+        .map(drop)
     }
 
     /// One pass of `list_keys` (see the README: a page of keys, then the values of the
@@ -349,10 +388,11 @@ impl EtcdBackend {
                 .with_keys_only()
                 .with_limit(LIST_PAGE);
             let reply = self
-                .kv()
-                .get(start.clone(), Some(page))
-                .await
-                .map_err(from_etcd)?;
+                .resending(|| {
+                    let (mut kv, start, page) = (self.kv(), start.clone(), page.clone());
+                    async move { kv.get(start, Some(page)).await }
+                })
+                .await?;
             let kvs = reply.kvs();
             // A key without a lease has no deadline (kv-etcd attaches a lease to every key
             // it gives one), so only keys with a lease need their values read.
@@ -386,11 +426,13 @@ impl EtcdBackend {
         let mut entries = HashMap::with_capacity(keys.len());
         for batch in keys.chunks(LIST_VALUE_BATCH) {
             let gets: Vec<TxnOp> = batch.iter().map(|key| TxnOp::get(*key, None)).collect();
+            let txn = Txn::new().and_then(gets);
             let reply = self
-                .kv()
-                .txn(Txn::new().and_then(gets))
-                .await
-                .map_err(from_etcd)?;
+                .resending(|| {
+                    let (mut kv, txn) = (self.kv(), txn.clone());
+                    async move { kv.txn(txn).await }
+                })
+                .await?;
             for response in reply.op_responses() {
                 if let TxnOpResponse::Get(get) = response {
                     for kv in get.kvs() {
@@ -508,10 +550,11 @@ impl Store for EtcdBackend {
         self.writing(async {
             let options = DeleteOptions::new().with_prev_key();
             let reply = self
-                .kv()
-                .delete(key, Some(options))
-                .await
-                .map_err(from_etcd)?;
+                .resending(|| {
+                    let (mut kv, key, options) = (self.kv(), key.clone(), options.clone());
+                    async move { kv.delete(key, Some(options)).await }
+                })
+                .await?;
             let now = unix_millis_now();
             match reply.prev_kvs().first() {
                 Some(kv) => Ok(Entry::decode(kv.value(), kv.mod_revision())?.is_live_at(now)),

@@ -50,6 +50,30 @@ pub(crate) fn from_etcd(err: Error) -> KvError {
     }
 }
 
+/// Whether a request failed before it left this process: no connection to the member it was
+/// routed to could be made (refused, unreachable). Such a request was never seen by etcd, so
+/// sending it again, to whichever member the channel picks, cannot apply it twice. A failure
+/// on a connection that was up (reset, closed, timed out) may have been seen, and is not
+/// this.
+pub(crate) fn never_sent(err: &Error) -> bool {
+    let Error::GRpcStatus(status) = err else {
+        return false;
+    };
+    if status.code() != Code::Unavailable {
+        return false;
+    }
+    let mut text = status.message().to_ascii_lowercase();
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string().to_ascii_lowercase());
+        source = cause.source();
+    }
+    text.contains("tcp connect error")
+        || text.contains("error trying to connect")
+        || text.contains("connection refused")
+}
+
 /// Whether etcd refused a put because its lease is gone (expired or revoked): nothing was
 /// written, so the put may be sent again with another lease.
 pub(crate) fn lease_not_found(err: &Error) -> bool {
@@ -95,6 +119,18 @@ mod tests {
                 "{code:?} {message}"
             );
         }
+        assert!(never_sent(&Error::GRpcStatus(Status::new(
+            Code::Unavailable,
+            "tcp connect error"
+        ))));
+        assert!(!never_sent(&Error::GRpcStatus(Status::new(
+            Code::Unavailable,
+            "etcdserver: leader changed"
+        ))));
+        assert!(!never_sent(&Error::GRpcStatus(Status::new(
+            Code::Unknown,
+            "connection reset by peer"
+        ))));
         assert!(lease_not_found(&Error::GRpcStatus(Status::new(
             Code::NotFound,
             "etcdserver: requested lease not found"
