@@ -23,7 +23,7 @@ use kv_trait::{
 
 use crate::config::EtcdBackendBuilder;
 use crate::encoding::{after, envelope, plain, with_deadline, Entry, KeySpace};
-use crate::error::{from_etcd, lease_not_found, never_sent};
+use crate::error::{from_etcd, from_etcd_opening, lease_not_found, never_sent};
 use crate::lease::{Leases, Need};
 
 /// Keys fetched per range request by `list_keys` (keys only, no values).
@@ -137,7 +137,7 @@ impl EtcdBackend {
         let opened = tokio::time::timeout(budget, async {
             let client = Client::connect(&members, Some(options))
                 .await
-                .map_err(from_etcd)?;
+                .map_err(from_etcd_opening)?;
             let mut kv = client
                 .kv_client()
                 .max_decoding_message_size(MAX_REPLY_BYTES);
@@ -146,12 +146,15 @@ impl EtcdBackend {
             let space = KeySpace::new(&config.namespace);
             kv.get(space.prefix(), Some(GetOptions::new().with_count_only()))
                 .await
-                .map_err(from_etcd)?;
+                .map_err(from_etcd_opening)?;
             Ok::<_, KvError>((client.lease_client(), kv, space))
         })
         .await;
         let (lease, kv, space) = match opened {
             Ok(Ok(opened)) => opened,
+            Ok(Err(KvError::InvalidConfig(message))) => {
+                return Err(KvError::InvalidConfig(format!("{endpoint}: {message}")))
+            }
             Ok(Err(err)) => return Err(in_context(err, &endpoint)),
             Err(_) => {
                 return Err(KvError::unavailable(format!(

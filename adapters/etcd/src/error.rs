@@ -50,6 +50,34 @@ pub(crate) fn from_etcd(err: Error) -> KvError {
     }
 }
 
+/// Maps a failure of opening: etcd refusing the credentials (a wrong password, a missing
+/// user, no credentials where authentication is on, a user without rights) is
+/// `InvalidConfig`, since only a different configuration helps; the rest as [`from_etcd`].
+pub(crate) fn from_etcd_opening(err: Error) -> KvError {
+    if let Error::GRpcStatus(status) = &err {
+        let refused = matches!(
+            status.code(),
+            Code::Unauthenticated | Code::PermissionDenied
+        ) || (matches!(
+            status.code(),
+            Code::InvalidArgument | Code::FailedPrecondition
+        ) && [
+            "authentication failed",
+            "user name is empty",
+            "user name not found",
+        ]
+        .iter()
+        .any(|words| status.message().contains(words)));
+        if refused {
+            return KvError::InvalidConfig(format!(
+                "etcd refused the credentials: {}",
+                status.message()
+            ));
+        }
+    }
+    from_etcd(err)
+}
+
 /// Whether a request failed before it left this process: no connection to the member it was
 /// routed to could be made (refused, unreachable). Such a request was never seen by etcd, so
 /// sending it again, to whichever member the channel picks, cannot apply it twice. A failure

@@ -297,3 +297,41 @@ async fn bad_urls_fail_before_connecting_and_a_missing_cluster_is_unavailable_in
     }
     assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
 }
+
+#[tokio::test]
+async fn a_user_and_password_authenticate_and_never_show() {
+    let Some(cluster) = kv_test_services::etcd::private_cluster(1) else {
+        return;
+    };
+    let password = "s3cret-p@ss/word";
+    let mut raw = raw_client(&cluster).await;
+    raw.role_add("root").await.unwrap();
+    raw.user_add("root", password, None).await.unwrap();
+    raw.user_grant_role("root", "root").await.unwrap();
+    raw.auth_enable().await.unwrap();
+
+    let encoded = "s3cret-p%40ss%2Fword";
+    let url = format!("etcd://root:{encoded}@{}", cluster.members[0]);
+    let store = EtcdBackend::from_url(&url)
+        .await
+        .expect("open with the password");
+    store.set("k", b"v").await.unwrap();
+    assert_eq!(store.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(store.increment("n", 2).await.unwrap(), 2);
+    let shown = format!("{store:?} {}", store.endpoint());
+    assert!(
+        !shown.contains(password) && !shown.contains(encoded),
+        "{shown}"
+    );
+    assert!(shown.contains("root:***@"), "{shown}");
+
+    // A wrong password fails at open, without quoting either password.
+    let wrong = format!("etcd://root:wrong-{encoded}@{}", cluster.members[0]);
+    let err = EtcdBackend::from_url(&wrong).await.unwrap_err();
+    assert!(matches!(err, KvError::InvalidConfig(_)), "{err:?}");
+    assert!(!err.to_string().contains("wrong-"), "{err}");
+    // Without credentials, etcd refuses the first read.
+    let anonymous = format!("etcd://{}", cluster.members[0]);
+    let err = EtcdBackend::from_url(&anonymous).await.unwrap_err();
+    assert!(matches!(err, KvError::InvalidConfig(_)), "{err:?}");
+}
