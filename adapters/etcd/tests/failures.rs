@@ -17,8 +17,12 @@ use kv_trait::{monotonic_now, KvBackend, KvError};
 
 /// The backends' request timeout here.
 const TIMEOUT: Duration = Duration::from_millis(2000);
-/// What a call may take beyond the timeout: the scheduling of a loaded two-core machine.
-const MARGIN: Duration = Duration::from_millis(500);
+/// What a call may take beyond the timeout: the scheduling of a loaded two-core machine
+/// (ci/test runs every test binary against its servers at once).
+const MARGIN: Duration = Duration::from_millis(1000);
+/// How long after the leader's death calls may still fail: an election (etcd's election
+/// timeout is 1 s, randomized up to 2 s) and the requests in flight to the dead member.
+const FAILOVER: Duration = Duration::from_secs(5);
 
 async fn backend(cluster: &EtcdService) -> EtcdBackend {
     EtcdBackend::builder(&cluster.url)
@@ -96,7 +100,7 @@ async fn losing_one_member_of_three_loses_no_acknowledged_write() {
     let cluster = Arc::new(Mutex::new(cluster));
     let tally = Arc::new(Tally::default());
     let killed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let workload = Duration::from_secs(8);
+    let workload = Duration::from_secs(10);
     let started = monotonic_now();
 
     let tasks: Vec<_> = (0..4)
@@ -183,7 +187,7 @@ async fn losing_one_member_of_three_loses_no_acknowledged_write() {
     // Failures only while the cluster elects a new leader and the dead member's connections
     // fail: after that, every call succeeds on the two members left.
     assert!(
-        last_failure < killed_at + 2 * TIMEOUT,
+        last_failure < killed_at + FAILOVER,
         "calls still failed {:?} after the kill",
         last_failure.saturating_sub(killed_at)
     );
