@@ -135,18 +135,27 @@ impl EtcdBackend {
         }
         let budget = config.connect_timeout + config.request_timeout;
         let opened = tokio::time::timeout(budget, async {
-            let client = Client::connect(&members, Some(options))
-                .await
-                .map_err(from_etcd_opening)?;
+            // Both steps are sent again while they find no connection to the member they were
+            // routed to: a member that is down must not make opening fail.
+            let client = loop {
+                match Client::connect(&members, Some(options.clone())).await {
+                    Err(err) if never_sent(&err) => tokio::time::sleep(RESEND_PAUSE).await,
+                    connected => break connected.map_err(from_etcd_opening)?,
+                }
+            };
             let mut kv = client
                 .kv_client()
                 .max_decoding_message_size(MAX_REPLY_BYTES);
             // One linearizable read: the cluster has a leader and lets us in. The namespace's
             // prefix itself is never a key (keys are not empty).
             let space = KeySpace::new(&config.namespace);
-            kv.get(space.prefix(), Some(GetOptions::new().with_count_only()))
-                .await
-                .map_err(from_etcd_opening)?;
+            loop {
+                let count = Some(GetOptions::new().with_count_only());
+                match kv.get(space.prefix(), count).await {
+                    Err(err) if never_sent(&err) => tokio::time::sleep(RESEND_PAUSE).await,
+                    read => break read.map(drop).map_err(from_etcd_opening)?,
+                };
+            }
             Ok::<_, KvError>((client.lease_client(), kv, space))
         })
         .await;

@@ -215,6 +215,22 @@ async fn losing_one_member_of_three_loses_no_acknowledged_write() {
         (acked..=acked + maybe_applied as i64).contains(&counter),
         "counter {counter}: {acked} acknowledged, {maybe_applied} unanswered"
     );
+    // A backend opened now, with the dead member still in its URL, works too.
+    let url = cluster.lock().unwrap().url.clone();
+    for attempt in 0..5 {
+        let late = EtcdBackend::builder(&url)
+            .unwrap()
+            .namespace(store.namespace())
+            .request_timeout(TIMEOUT)
+            .build()
+            .await
+            .expect("open with a member down");
+        let key = format!("late/{attempt}");
+        timed("set", late.set(&key, b"v"))
+            .await
+            .expect("a write with a member down");
+        assert_eq!(late.get(&key).await.unwrap().as_deref(), Some(&b"v"[..]));
+    }
     println!(
         "{} acknowledged sets all present; counter {counter} = {acked} acknowledged \
          increments + {} of {maybe_applied} unanswered",
