@@ -94,10 +94,10 @@ struct Shared {
     /// For `Debug` and errors: never the password.
     endpoint: String,
     leases: Leases,
-    /// `increment` and `compare_and_swap` of one key take turns within this backend (striped
-    /// by the key's hash). etcd decides atomicity across backends either way; the turn only
-    /// saves work: a transaction whose comparison fails still goes through Raft, so N tasks
-    /// racing on one counter would cost about N/2 Raft rounds per increment instead of one.
+    /// `increment`s of one key take turns within this backend (striped by the key's hash).
+    /// etcd decides atomicity across backends either way; the turn only saves work: a
+    /// transaction whose comparison fails still goes through Raft, so N tasks racing on one
+    /// counter would cost about N/2 Raft rounds per increment instead of one.
     turns: Vec<tokio::sync::Mutex<()>>,
     turn_hasher: std::hash::RandomState,
 }
@@ -210,7 +210,7 @@ impl EtcdBackend {
         &self.shared.endpoint
     }
 
-    /// Waits for this backend's turn on etcd key `key` (see `Shared::turns`).
+    /// Waits for this backend's turn to increment etcd key `key` (see `Shared::turns`).
     async fn turn(&self, key: &[u8]) -> tokio::sync::MutexGuard<'_, ()> {
         use std::hash::BuildHasher;
         let stripe = self.shared.turn_hasher.hash_one(key) as usize % TURN_STRIPES;
@@ -641,8 +641,10 @@ impl Store for EtcdBackend {
         new: Value<'_>,
     ) -> Result<bool, KvError> {
         let key = self.shared.space.key(&key);
+        // No turn here (unlike `add`): a compare-and-swap that loses returns `false` after its
+        // one transaction, so racing ones cost no extra Raft rounds, and etcd applies
+        // concurrent ones in one batch; taking turns would only serialize them.
         self.writing(async {
-            let _turn = self.turn(&key).await;
             let mut txn = match expected {
                 None => if_absent(&key, plain(&new)),
                 Some(expected) => if_stored(&key, plain(expected), plain(&new)),
