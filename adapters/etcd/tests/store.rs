@@ -335,3 +335,34 @@ async fn a_user_and_password_authenticate_and_never_show() {
     let err = EtcdBackend::from_url(&anonymous).await.unwrap_err();
     assert!(matches!(err, KvError::InvalidConfig(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn ttls_from_a_millisecond_to_centuries_each_get_a_lease_or_none() {
+    let Some(service) = single() else { return };
+    let store = fresh("long-ttls").await.unwrap();
+    let mut raw = raw_client(service).await;
+    const YEAR_NS: u64 = 365 * 86_400 * 1_000_000_000;
+    // (TTL, whether a lease covers it): etcd's longest lease is 9e9 s, about 285 years;
+    // beyond it the key has no TTL at all ("effectively never").
+    for (name, ttl_ns, leased) in [
+        ("ms", 1_000_000, true),
+        ("day", 86_400 * 1_000_000_000, true),
+        ("200y", 200 * YEAR_NS, true),
+        ("300y", 300 * YEAR_NS, false),
+        ("max", u64::MAX, false),
+    ] {
+        store.set_with_ttl(name, b"v", ttl_ns).await.unwrap();
+        let kv = raw_get(&mut raw, &[store.key_prefix(), name.as_bytes()].concat())
+            .await
+            .unwrap();
+        assert_eq!(kv.lease() != 0, leased, "{name}");
+        assert_eq!(
+            kv.value()[0],
+            u8::from(leased),
+            "{name}: the envelope's tag"
+        );
+        if leased && name != "ms" {
+            assert!(store.exists(name).await.unwrap(), "{name}");
+        }
+    }
+}
