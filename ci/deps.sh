@@ -4,6 +4,8 @@
 
 # The oldest Redis the tests support: the oldest image of the workflow's matrix.
 REDIS_MIN_VERSION=6.2
+# The oldest etcd the tests support (Debian 12's etcd-server).
+ETCD_MIN_VERSION=3.4
 # The DynamoDB emulator, pinned: a new moto release must not change a test run unannounced.
 MOTO_VERSION=5.2.5
 
@@ -104,4 +106,30 @@ dynalite_found() {
   local dir=$1 lock=$2
   [ -x "$dir/node_modules/.bin/dynalite" ] && [ -f "$dir/package-lock.json" ] \
     && cmp -s "$dir/package-lock.json" "$lock"
+}
+
+# protoc_found: whether etcd-client's build script (prost-build) would find `protoc`: the
+# program $PROTOC names, else `protoc` on PATH; either must run (`protoc --version`).
+protoc_found() {
+  "${PROTOC:-protoc}" --version >/dev/null 2>&1
+}
+
+# etcd_found [ROOT]: whether the test services (kv-test-services' etcd module) would find an
+# `etcd` of at least ETCD_MIN_VERSION: the first file named `etcd` on PATH, else in
+# ROOT/usr/local/bin, ROOT/usr/bin or ROOT/usr/sbin. It prints e.g. "etcd Version: 3.4.23".
+etcd_found() {
+  local root=${1:-} dir path_dirs version
+  IFS=: read -ra path_dirs <<<"$PATH"
+  for dir in "${path_dirs[@]}" "$root/usr/local/bin" "$root/usr/bin" "$root/usr/sbin"; do
+    [ -f "$dir/etcd" ] || continue
+    version=$("$dir/etcd" --version 2>/dev/null | sed -n 's/^etcd Version: \([0-9][0-9.]*\).*/\1/p')
+    [ -n "$version" ] && version_at_least "$version" "$ETCD_MIN_VERSION"
+    return
+  done
+  return 1
+}
+
+# etcdctl_found: whether `etcdctl` runs (for looking at the data by hand, as the READMEs show).
+etcdctl_found() {
+  etcdctl version >/dev/null 2>&1
 }

@@ -11,7 +11,7 @@ step() { printf '\n==> [%4d s] %s\n' "$(($(date +%s) - KVKIT_CI_STARTED))" "$*";
 # calls inherit the environment it exported.
 install_deps() {
   if [ -z "${KVKIT_DEPS_READY:-}" ]; then
-    step "install what is missing (Redis, PostgreSQL, libclang, the moto and dynalite DynamoDB emulators)"
+    step "install what is missing (Redis, PostgreSQL, libclang, protoc, etcd, the moto and dynalite DynamoDB emulators)"
     eval "$(bash ci/install-deps)"
     use_rocksdb_cache
     export KVKIT_DEPS_READY=1
@@ -57,7 +57,8 @@ save_rocksdb_cache() {
   echo "RocksDB: kept the static library for later runs in $dir"
 }
 
-# start_services SERVICE... (redis, redis-cluster, dynamodb, moto, postgres): finds or starts each
+# start_services SERVICE... (redis, redis-cluster, dynamodb, moto, postgres, etcd,
+# etcd-cluster): finds or starts each
 # one once, with the kv-services binary, exactly as the tests would (the environment's URL,
 # else a container when the `containers` feature is on and a Docker engine answers, else a
 # local binary), and exports the URLs for every test binary of the run. From then on a test that

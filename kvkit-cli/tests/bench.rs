@@ -248,6 +248,48 @@ fn redis_against_raw_leaves_no_keys() {
     }
 }
 
+/// etcd, one member and three, against etcd-client by hand: nothing left behind once the
+/// leases of the adapter's expired keys ran out (the raw side writes no TTL).
+#[cfg(feature = "etcd")] // off by default (its build needs protoc); on under --all-features
+#[test]
+fn etcd_against_raw_leaves_no_keys() {
+    use kv_test_services::etcd;
+    for service in [etcd::single(), etcd::cluster()] {
+        let Some(service) = service else {
+            return; // announced (or failed, under KVKIT_REQUIRE_SERVICES) by `services`
+        };
+        let namespace = format!("kvkit-bench-test-{}", std::process::id());
+        let url = service.url_with(&format!("namespace={namespace}"));
+        for workload in ["write-heavy", "cas"] {
+            let report = bench_json(&[
+                &url,
+                "--raw",
+                "--workload",
+                workload,
+                "--ops",
+                "300",
+                "--rounds",
+                "1",
+                "--keys",
+                "40",
+            ]);
+            assert_consistent(&report, "adapter", 300);
+            assert_consistent(&report, "raw", 300);
+        }
+        for prefix in [format!("kvkit/{namespace}"), "kvkit-bench-raw/".to_owned()] {
+            let listed = Command::new("etcdctl")
+                .args(["--endpoints", &service.members.join(",")])
+                .args(["get", "--prefix", "--keys-only", &prefix])
+                .env("ETCDCTL_API", "3")
+                .output()
+                .expect("etcdctl is installed beside etcd (Debian's etcd-client)");
+            assert!(listed.status.success(), "{listed:?}");
+            let keys = String::from_utf8_lossy(&listed.stdout).trim().to_owned();
+            assert!(keys.is_empty(), "left behind under {prefix}: {keys}");
+        }
+    }
+}
+
 /// DynamoDB: one request per get and per set, on both sides, counted.
 #[test]
 fn dynamodb_counts_one_request_per_get_and_set() {

@@ -193,6 +193,41 @@ fn check_passes_on_postgres_and_leaves_no_rows() {
     );
 }
 
+/// `kvkit check` against the three-member etcd cluster the tests share, and the keys it
+/// leaves: none, once the leases of its expired keys have run out (within about 12 s).
+#[cfg(feature = "etcd")] // off by default (its build needs protoc); on under --all-features
+#[test]
+fn check_passes_on_an_etcd_cluster_and_leaves_no_keys() {
+    use kv_test_services::etcd;
+    let Some(service) = etcd::cluster() else {
+        return; // announced (or failed, under KVKIT_REQUIRE_SERVICES) by `services`
+    };
+    let namespace = format!("kvkit-cli-{}", std::process::id());
+    let url = service.url_with(&format!("namespace={namespace}"));
+    let output = kvkit(&["check", &url, "--cases", "16"]);
+    passed(&output);
+    let endpoints = service.members.join(",");
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let listed = Command::new("etcdctl")
+            .args(["--endpoints", &endpoints, "get", "--prefix", "--keys-only"])
+            .arg(format!("kvkit/{namespace}"))
+            .env("ETCDCTL_API", "3")
+            .output()
+            .expect("etcdctl is installed beside etcd (Debian's etcd-client)");
+        assert!(listed.status.success(), "{listed:?}");
+        let keys = String::from_utf8_lossy(&listed.stdout).trim().to_owned();
+        if keys.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < give_up,
+            "keys left behind after 30 s:\n{keys}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 /// `kvkit check rocksdb://PATH`: every check opens the same path again, in its own namespace.
 #[cfg(feature = "rocksdb")] // off by default; on under ci/test's --all-features
 #[test]

@@ -28,6 +28,7 @@ fn scheme() -> impl Strategy<Value = &'static str> {
         "dynamodb",
         "postgres",
         "postgresql",
+        "etcd",
         "sqlite",
         "memory",
         "rocksdb",
@@ -128,6 +129,14 @@ proptest! {
             Ok(builder) => {
                 assert_hidden("kv-postgres's builder", &url, &format!("{builder:?}"));
                 assert_hidden("kv-postgres's endpoint", &url, &builder.endpoint());
+            }
+        }
+        #[cfg(feature = "etcd")]
+        match kv_etcd::EtcdBackendBuilder::from_url(&url) {
+            Err(err) => assert_hidden("kv-etcd's error", &url, &err.to_string()),
+            Ok(builder) => {
+                assert_hidden("kv-etcd's builder", &url, &format!("{builder:?}"));
+                assert_hidden("kv-etcd's endpoint", &url, &builder.endpoint());
             }
         }
         if let Err(err) = kv_sqlite::SqliteBackendBuilder::from_url(&url) {

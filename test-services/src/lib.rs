@@ -2,13 +2,14 @@
 //! started on loopback.
 //!
 //! Every adapter's tests in this repository get their servers here, and so can the tests of
-//! your own Redis-, DynamoDB- or PostgreSQL-backed backend. (The conformance kit,
+//! your own Redis-, DynamoDB-, PostgreSQL- or etcd-backed backend. (The conformance kit,
 //! `kv-conformance`, checks semantics and does not depend on this crate.)
 //!
 //! The order, for each service:
 //!
 //! 1. a URL or endpoint from an environment variable (`KV_REDIS_URL`,
-//!    `KV_REDIS_CLUSTER_URL`, `KV_DYNAMODB_ENDPOINT`, `KV_POSTGRES_URL`);
+//!    `KV_REDIS_CLUSTER_URL`, `KV_DYNAMODB_ENDPOINT`, `KV_POSTGRES_URL`, `KV_ETCD_URL`,
+//!    `KV_ETCD_CLUSTER_URL`);
 //! 2. with the `containers` feature, a Docker container started
 //!    with testcontainers, when a Docker engine answers; the image is chosen by
 //!    `KV_REDIS_IMAGE`, `KV_REDIS_CLUSTER_IMAGE`, `KV_DYNAMODB_IMAGE` and `KV_POSTGRES_IMAGE`,
@@ -27,6 +28,7 @@
 #[cfg(feature = "containers")]
 pub mod containers;
 pub mod dynamodb;
+pub mod etcd;
 pub mod postgres;
 pub mod proxy;
 pub mod redis;

@@ -9,6 +9,8 @@ use kv_trait::{KvBackend, KvError};
 
 #[cfg(feature = "dynamodb")]
 mod dynamodb;
+#[cfg(feature = "etcd")]
+mod etcd;
 #[cfg(feature = "memory")]
 mod memory;
 #[cfg(feature = "postgres")]
@@ -66,6 +68,11 @@ pub(crate) const KNOWN: &[(&str, &str, Option<&str>)] = &[
     ("dynamodb", "dynamodb", None),
     ("postgres", "postgres", None),
     ("postgresql", "postgres", None),
+    (
+        "etcd",
+        "etcd",
+        Some("protoc, e.g. Debian's `protobuf-compiler`"),
+    ),
 ];
 
 /// The adapters compiled into this build.
@@ -90,6 +97,8 @@ pub(crate) const ADAPTERS: &[Adapter] = &[
     postgres::ADAPTERS[0],
     #[cfg(feature = "postgres")]
     postgres::ADAPTERS[1],
+    #[cfg(feature = "etcd")]
+    etcd::ADAPTER,
 ];
 
 /// The adapter for `scheme`, if compiled in.

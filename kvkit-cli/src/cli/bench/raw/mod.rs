@@ -5,6 +5,8 @@
 
 #[cfg(feature = "dynamodb")]
 pub(crate) mod dynamodb;
+#[cfg(feature = "etcd")]
+mod etcd;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]
@@ -30,10 +32,13 @@ pub(crate) enum RawDriver {
     DynamoDb(dynamodb::RawDynamoDb),
     #[cfg(feature = "postgres")]
     Postgres(postgres::RawPostgres),
+    /// Boxed: an etcd client holds one gRPC client per etcd service.
+    #[cfg(feature = "etcd")]
+    Etcd(Box<etcd::RawEtcd>),
 }
 
 /// The schemes with a raw client, for messages.
-pub(crate) const SCHEMES: &str = "sqlite, rocksdb, redis, redis+cluster, dynamodb, postgres";
+pub(crate) const SCHEMES: &str = "sqlite, rocksdb, redis, redis+cluster, dynamodb, postgres, etcd";
 
 impl RawDriver {
     /// The raw client for the store at `url`, or `None` when kvkit has none for its scheme
@@ -65,6 +70,8 @@ impl RawDriver {
             "postgres" | "postgresql" => {
                 RawDriver::Postgres(postgres::RawPostgres::open(url, run_id).await?)
             }
+            #[cfg(feature = "etcd")]
+            "etcd" => RawDriver::Etcd(Box::new(etcd::RawEtcd::open(url, run_id).await?)),
             _ => return Ok(None),
         }))
     }
@@ -84,6 +91,8 @@ macro_rules! each {
             RawDriver::DynamoDb($raw) => $call,
             #[cfg(feature = "postgres")]
             RawDriver::Postgres($raw) => $call,
+            #[cfg(feature = "etcd")]
+            RawDriver::Etcd($raw) => $call,
         }
     };
 }
@@ -122,7 +131,10 @@ impl Driver for RawDriver {
 /// The counter after adding `delta` to `current` (absent counts as 0); `None` when the value
 /// is not a decimal integer or the sum overflows. What an application parsing its own
 /// counters writes.
-#[cfg_attr(not(any(feature = "sqlite", feature = "rocksdb")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "rocksdb", feature = "etcd")),
+    allow(dead_code)
+)]
 fn next_counter(current: Option<&[u8]>, delta: i64) -> Option<i64> {
     let current = match current {
         None => 0,

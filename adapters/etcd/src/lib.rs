@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+
+mod backend;
+mod config;
+mod encoding;
+mod error;
+mod lease;
+
+pub use backend::EtcdBackend;
+pub use config::{
+    EtcdBackendBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT,
+    LARGEST_MAX_VALUE_BYTES,
+};
+
+/// The crate's version of etcd-client, re-exported so callers use the same one.
+pub use etcd_client;

@@ -1,0 +1,352 @@
+//! etcd for tests: one single-member cluster and one three-member cluster per test process,
+//! plus private clusters a test may disturb (kill and restart members).
+//!
+//! Each service is found in this order:
+//!
+//! 1. a URL in [`URL_ENV`] (`KV_ETCD_URL`, e.g. `etcd://10.0.0.5:2379`) or [`CLUSTER_URL_ENV`]
+//!    (`KV_ETCD_CLUSTER_URL`, e.g. `etcd://10.0.0.5:2379,10.0.0.6:2379,10.0.0.7:2379`), used
+//!    as given;
+//! 2. else private `etcd` processes started from the binary on `PATH` (Debian's
+//!    `etcd-server`), each with its client and peer ports free on `127.0.0.1` and its data
+//!    directory in a temporary directory, ready once every member's `/health` says so (the
+//!    cluster has a leader), and stopped by PID when the test process ends (see
+//!    [`LocalProcess`]);
+//! 3. else none: [`unavailable`] makes that a failure under `KVKIT_REQUIRE_SERVICES` (as
+//!    `ci/test` sets) and a loud skip otherwise.
+//!
+//! ```no_run
+//! use kv_test_services::etcd;
+//!
+//! if let Some(cluster) = etcd::cluster() {
+//!     println!("testing against {} members at {}", cluster.members.len(), cluster.url);
+//! }
+//! ```
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use kv_trait::url_config::redact;
+
+use super::{
+    find_binary, free_port, nodes_in, password_in, private_dir, unavailable, url_with,
+    wait_for_port, LocalProcess, Provider,
+};
+
+/// Environment variable: the URL of an etcd cluster (often of one member) to test against.
+pub const URL_ENV: &str = "KV_ETCD_URL";
+/// Environment variable: the URL of an etcd cluster of three members to test against.
+pub const CLUSTER_URL_ENV: &str = "KV_ETCD_CLUSTER_URL";
+
+/// How to get etcd, for messages when there is none.
+pub const HOW_TO_GET_ONE: &str = "Set KV_ETCD_URL / KV_ETCD_CLUSTER_URL to a cluster you run, \
+     or install etcd 3.4 or newer so that `etcd` is on PATH (Debian and Ubuntu: `apt-get \
+     install etcd-server etcd-client`; or run `ci/install-deps`)";
+
+/// How long a private cluster may take to elect a leader.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An etcd cluster that tests can use.
+///
+/// `Debug` shows the URL with any password replaced by `***`.
+#[non_exhaustive]
+pub struct EtcdService {
+    /// The URL to connect to: `etcd://127.0.0.1:P1[,127.0.0.1:P2,127.0.0.1:P3]` for a private
+    /// cluster, or the environment's URL.
+    pub url: String,
+    /// Where the service came from.
+    pub provider: Provider,
+    /// The password in [`url`](Self::url), if any: declare it secret in the conformance
+    /// profile (`Profile::with_secret`).
+    pub password: Option<String>,
+    /// `host:port` of every member's client address, in the URL's order.
+    pub members: Vec<String>,
+    local: Vec<LocalMember>,
+}
+
+/// A member this process started, and what it takes to start it again.
+struct LocalMember {
+    binary: PathBuf,
+    dir: PathBuf,
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    initial_cluster: String,
+    process: Option<LocalProcess>,
+    starts: usize,
+}
+
+impl fmt::Debug for EtcdService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdService")
+            .field("url", &redact(&self.url))
+            .field("provider", &self.provider)
+            .field("members", &self.members)
+            .field(
+                "pids",
+                &self
+                    .local
+                    .iter()
+                    .map(|member| member.process.as_ref().map(LocalProcess::pid))
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl EtcdService {
+    /// The URL with query options appended, e.g. `url_with("namespace=a")`.
+    pub fn url_with(&self, options: &str) -> String {
+        url_with(&self.url, options)
+    }
+
+    /// The URL of member `index` alone (`etcd://host:port`), with `options` appended when
+    /// not empty: for a backend that must talk to one member only.
+    pub fn member_url(&self, index: usize, options: &str) -> Option<String> {
+        let member = self.members.get(index)?;
+        let url = format!("etcd://{member}");
+        Some(match options {
+            "" => url,
+            options => url_with(&url, options),
+        })
+    }
+
+    /// Kills member `index` (`SIGKILL`: no goodbye to its peers or clients) and waits for it
+    /// to exit. Its data directory stays, for [`start_member`](Self::start_member). Killing a
+    /// stopped member does nothing; a member not started here cannot be killed.
+    pub fn kill_member(&mut self, index: usize) -> io::Result<()> {
+        let member = self.local_member(index)?;
+        if let Some(mut process) = member.process.take() {
+            process.signal("KILL")?;
+            process.wait_exit(Duration::from_secs(10))?;
+        }
+        Ok(())
+    }
+
+    /// Starts a killed member again on its ports and data directory, and waits until it
+    /// listens (not until it has caught up: [`wait_healthy`](Self::wait_healthy) does that).
+    /// Starting a running member does nothing.
+    pub fn start_member(&mut self, index: usize) -> io::Result<()> {
+        let member = self.local_member(index)?;
+        if member.process.is_none() {
+            member.spawn()?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every running member started here reports itself healthy (it has a
+    /// leader), up to `timeout`.
+    pub fn wait_healthy(&self, timeout: Duration) -> io::Result<()> {
+        let deadline = Instant::now() + timeout;
+        for member in self.local.iter().filter(|member| member.process.is_some()) {
+            wait_healthy(member.client_port, deadline, &member.dir)?;
+        }
+        Ok(())
+    }
+
+    fn local_member(&mut self, index: usize) -> io::Result<&mut LocalMember> {
+        let provider = self.provider.clone();
+        self.local.get_mut(index).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("no member {index} started here (the cluster comes from {provider})"),
+            )
+        })
+    }
+}
+
+impl LocalMember {
+    fn spawn(&mut self) -> io::Result<()> {
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let mut command = Command::new(&self.binary);
+        command
+            .args(["--name", &self.name])
+            .arg("--data-dir")
+            .arg(self.dir.join(format!("{}.etcd", self.name)))
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", "kvkit-test"])
+            // Warnings only: a member's log is for reading when a test failed.
+            .args(["--log-level", "warn", "--logger", "zap"]);
+        self.starts += 1;
+        let log = self.dir.join(format!("{}-{}.log", self.name, self.starts));
+        let mut process = LocalProcess::spawn(command, &log)?;
+        wait_for_port(self.client_port, Duration::from_secs(20))?;
+        if process.has_exited() {
+            return Err(io::Error::other(format!(
+                "etcd member {} exited at start; see {}",
+                self.name,
+                log.display()
+            )));
+        }
+        self.process = Some(process);
+        Ok(())
+    }
+}
+
+/// The single-member cluster of this test process: the one in `KV_ETCD_URL`, else a private
+/// one started on first use. `None` (after a loud skip message) when there is neither; a
+/// panic instead under `KVKIT_REQUIRE_SERVICES`.
+pub fn single() -> Option<&'static EtcdService> {
+    static SERVICE: OnceLock<Option<EtcdService>> = OnceLock::new();
+    SERVICE
+        .get_or_init(|| {
+            let service = match from_env(URL_ENV) {
+                Some(service) => service,
+                None => start_or_report("etcd member", 1, "single")?,
+            };
+            announce("etcd (one member)", &service);
+            Some(service)
+        })
+        .as_ref()
+}
+
+/// The three-member cluster of this test process: the one in `KV_ETCD_CLUSTER_URL`, else a
+/// private one started on first use (a few seconds). `None` or a panic as for [`single`].
+pub fn cluster() -> Option<&'static EtcdService> {
+    static SERVICE: OnceLock<Option<EtcdService>> = OnceLock::new();
+    SERVICE
+        .get_or_init(|| {
+            let service = match from_env(CLUSTER_URL_ENV) {
+                Some(service) => service,
+                None => start_or_report("etcd cluster", 3, "cluster")?,
+            };
+            announce("etcd (three members)", &service);
+            Some(service)
+        })
+        .as_ref()
+}
+
+/// A new private cluster of `members` members for this caller alone, stopped when the value
+/// is dropped: for tests that kill and restart members. Always local processes, even when
+/// the environment names a cluster. `None` or a panic as for [`single`].
+pub fn private_cluster(members: usize) -> Option<EtcdService> {
+    start_or_report("private etcd cluster", members, "private")
+}
+
+fn announce(what: &str, service: &EtcdService) {
+    eprintln!(
+        "kv-conformance: {what} for this test process: {} at {}",
+        service.provider,
+        redact(&service.url)
+    );
+}
+
+fn from_env(variable: &'static str) -> Option<EtcdService> {
+    let url = std::env::var(variable)
+        .ok()
+        .filter(|url| !url.trim().is_empty())?;
+    Some(EtcdService {
+        password: password_in(&url),
+        members: nodes_in(&url, 2379),
+        url,
+        provider: Provider::Environment(variable),
+        local: Vec::new(),
+    })
+}
+
+fn start_or_report(service: &str, members: usize, label: &str) -> Option<EtcdService> {
+    let Some(binary) = find_binary("etcd") else {
+        return unavailable(
+            service,
+            "no URL in the environment, and `etcd` is not installed",
+            HOW_TO_GET_ONE,
+        );
+    };
+    match start_private(binary, members, label) {
+        Ok(service) => Some(service),
+        Err(err) => unavailable(
+            service,
+            &format!("starting it failed: {err}"),
+            HOW_TO_GET_ONE,
+        ),
+    }
+}
+
+fn start_private(binary: PathBuf, count: usize, label: &str) -> io::Result<EtcdService> {
+    let dir = private_dir("etcd", label)?;
+    let mut ports: Vec<u16> = Vec::new();
+    while ports.len() < 2 * count {
+        let port = free_port(u16::MAX, |_| None)?;
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    let names: Vec<String> = (0..count).map(|i| format!("m{i}")).collect();
+    let initial_cluster = names
+        .iter()
+        .zip(ports.chunks(2))
+        .map(|(name, pair)| format!("{name}=http://127.0.0.1:{}", pair[1]))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut local: Vec<LocalMember> = names
+        .into_iter()
+        .zip(ports.chunks(2))
+        .map(|(name, pair)| LocalMember {
+            binary: binary.clone(),
+            dir: dir.clone(),
+            name,
+            client_port: pair[0],
+            peer_port: pair[1],
+            initial_cluster: initial_cluster.clone(),
+            process: None,
+            starts: 0,
+        })
+        .collect();
+    for member in &mut local {
+        member.spawn()?;
+    }
+    let members: Vec<String> = local
+        .iter()
+        .map(|member| format!("127.0.0.1:{}", member.client_port))
+        .collect();
+    let service = EtcdService {
+        url: format!("etcd://{}", members.join(",")),
+        provider: Provider::LocalBinary(binary),
+        password: None,
+        members,
+        local,
+    };
+    service.wait_healthy(STARTUP_TIMEOUT)?;
+    Ok(service)
+}
+
+/// Waits until the member on `port` answers `/health` with `"health":"true"` (etcd 3.4 says
+/// so only while the member sees a leader), up to `deadline`.
+fn wait_healthy(port: u16, deadline: Instant, dir: &Path) -> io::Result<()> {
+    loop {
+        if health(port).is_ok_and(|body| body.contains("\"health\":\"true\"")) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "etcd on 127.0.0.1:{port} did not report itself healthy in time; logs in {}",
+                    dir.display()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The body of `GET /health` from the member on `port`, by plain HTTP/1.0.
+fn health(port: u16) -> io::Result<String> {
+    let address = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port).into();
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1))?;
+    stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+    stream.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    Ok(reply)
+}
