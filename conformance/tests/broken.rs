@@ -557,7 +557,6 @@ caught! {
     history_with_stale_reads: StaleReads by "concurrent_history_linearizable";
     history_with_torn_writes: TornWrites by "concurrent_history_linearizable";
     history_with_delete_not_atomic: DeleteNotAtomic by "concurrent_history_linearizable";
-    history_with_exists_ignoring_expiry: ExistsIgnoresExpiry by "concurrent_history_linearizable";
     history_with_ttl_read_as_millis: TtlReadAsMillis by "concurrent_history_linearizable";
 }
 

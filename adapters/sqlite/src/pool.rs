@@ -139,8 +139,30 @@ impl Pool {
     }
 }
 
-/// Opens and configures one connection, and brings the schema up to date.
+/// Opens and configures one connection, and brings the schema up to date, waiting up to the
+/// busy timeout for other connections' locks.
+///
+/// The busy handler covers most waits, but SQLite returns `SQLITE_BUSY` at once, without
+/// calling it, where waiting could deadlock, and while another connection recovers or resets
+/// the WAL (seen when many connections open and close on one file: "database is locked"
+/// after 1 ms). Opening holds no lock between tries, so trying again is safe; it is bounded
+/// by the same busy timeout.
 fn open_connection(settings: &SqliteBackendBuilder) -> Result<Connection, OpError> {
+    let started = monotonic_now();
+    loop {
+        match try_open_connection(settings) {
+            Err(OpError::Sqlite(err))
+                if err.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && monotonic_now().duration_since(started) < settings.busy_timeout =>
+            {
+                thread::sleep(BUSY_POLL);
+            }
+            result => return result,
+        }
+    }
+}
+
+fn try_open_connection(settings: &SqliteBackendBuilder) -> Result<Connection, OpError> {
     let mut conn = match &settings.location {
         // No SQLITE_OPEN_URI: the path is a file name, never a `file:` URI with options.
         Location::File(path) => Connection::open_with_flags(
