@@ -203,7 +203,10 @@ pub use ttl::{
     instant_deadline, is_live_at, round_up_ttl, ttl_millis_ceil, unix_deadline_ms, unix_millis,
     unix_millis_now, validate_ttl, NEVER_UNIX_MS,
 };
-pub use value::{check_value_size, DEFAULT_MAX_VALUE_BYTES, MIN_MAX_VALUE_BYTES};
+pub use value::{
+    check_max_value_bytes, check_timeouts, check_value_size, DEFAULT_MAX_VALUE_BYTES,
+    MIN_MAX_VALUE_BYTES,
+};
 
 /// An async key-value store that keeps the contract described in the [crate docs](crate).
 ///

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::Client;
 use kv_trait::url_config::{self, parse_whole_number, percent_decode, split_userinfo, StoreUrl};
-use kv_trait::{KvError, MIN_MAX_VALUE_BYTES};
+use kv_trait::KvError;
 use url::Url;
 
 use crate::backend::DynamoDbBackend;
@@ -430,25 +430,20 @@ impl DynamoDbBackendBuilder {
                 self.namespace.len()
             )));
         }
-        if !(MIN_MAX_VALUE_BYTES..=AWS_MAX_VALUE_BYTES).contains(&self.max_value_bytes) {
-            return Err(invalid(format!(
-                "max_value_bytes={} is outside {MIN_MAX_VALUE_BYTES}..={AWS_MAX_VALUE_BYTES} \
-                 (the most that fits DynamoDB's 400 KB item limit)",
-                self.max_value_bytes
-            )));
-        }
+        // AWS_MAX_VALUE_BYTES: the most that fits DynamoDB's 400 KB item limit.
+        kv_trait::check_max_value_bytes(self.max_value_bytes, AWS_MAX_VALUE_BYTES)?;
         if self.max_attempts == Some(0) {
             return Err(invalid("max_attempts must be at least 1"));
         }
-        for (name, timeout) in [
-            ("connect_timeout", self.connect_timeout),
-            ("attempt_timeout", self.attempt_timeout),
-            ("operation_timeout", self.operation_timeout),
-        ] {
-            if timeout == Some(Duration::ZERO) {
-                return Err(invalid(format!("{name} must be longer than zero")));
-            }
-        }
+        kv_trait::check_timeouts(
+            [
+                ("connect_timeout", self.connect_timeout),
+                ("attempt_timeout", self.attempt_timeout),
+                ("operation_timeout", self.operation_timeout),
+            ]
+            .into_iter()
+            .filter_map(|(name, timeout)| Some((name, timeout?))),
+        )?;
         if let Some(endpoint) = &self.endpoint {
             let parsed = Url::parse(endpoint)
                 // Not echoed: an unparsable URL cannot be stripped of a password it may hold.
@@ -710,8 +705,8 @@ mod tests {
                 "dynamodb://kvs?manage_ttl=true&manage_ttl=true",
                 "more than once",
             ),
-            ("dynamodb://kvs?max_value_bytes=1000", "outside"),
-            ("dynamodb://kvs?max_value_bytes=407519", "outside"),
+            ("dynamodb://kvs?max_value_bytes=1000", "between"),
+            ("dynamodb://kvs?max_value_bytes=407519", "between"),
             ("dynamodb://kvs?endpoint=ftp://x", "http"),
             ("dynamodb://kvs?endpoint=nonsense", "not a URL"),
             ("dynamodb://ab", "table name"),

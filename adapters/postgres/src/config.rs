@@ -12,7 +12,7 @@ use kv_trait::url_config::{
     encode_component, parse_host_port, percent_decode, redact, split_userinfo, Secret, StoreUrl,
     REDACTED,
 };
-use kv_trait::{KvError, DEFAULT_MAX_VALUE_BYTES, MIN_MAX_VALUE_BYTES};
+use kv_trait::{KvError, DEFAULT_MAX_VALUE_BYTES};
 
 use crate::schema::TableName;
 use crate::PostgresBackend;
@@ -382,20 +382,11 @@ impl PostgresBackendBuilder {
                 self.pool_size
             )));
         }
-        if !(MIN_MAX_VALUE_BYTES..=LARGEST_MAX_VALUE_BYTES).contains(&self.max_value_bytes) {
-            return Err(invalid(format!(
-                "max_value_bytes must be {MIN_MAX_VALUE_BYTES} to {LARGEST_MAX_VALUE_BYTES}, not {}",
-                self.max_value_bytes
-            )));
-        }
-        for (name, timeout) in [
+        kv_trait::check_max_value_bytes(self.max_value_bytes, LARGEST_MAX_VALUE_BYTES)?;
+        kv_trait::check_timeouts([
             ("connect_timeout", self.connect_timeout),
             ("request_timeout", self.request_timeout),
-        ] {
-            if timeout.is_zero() {
-                return Err(invalid(format!("{name} must be more than 0")));
-            }
-        }
+        ])?;
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use kv_trait::url_config::{
     encode_component, parse_host_port, split_userinfo, Secret, StoreUrl, REDACTED,
 };
-use kv_trait::{KvError, DEFAULT_MAX_VALUE_BYTES, MIN_MAX_VALUE_BYTES};
+use kv_trait::{KvError, DEFAULT_MAX_VALUE_BYTES};
 
 use crate::RedisBackend;
 
@@ -391,27 +391,17 @@ impl RedisBackendBuilder {
                 "tls_ca_file / tls_root_certificates need a TLS URL (`rediss://`)",
             ));
         }
-        if !(MIN_MAX_VALUE_BYTES..=LARGEST_MAX_VALUE_BYTES).contains(&self.max_value_bytes) {
-            return Err(invalid(format!(
-                "max_value_bytes is {}; it must be between {MIN_MAX_VALUE_BYTES} and \
-                 {LARGEST_MAX_VALUE_BYTES}",
-                self.max_value_bytes
-            )));
-        }
+        kv_trait::check_max_value_bytes(self.max_value_bytes, LARGEST_MAX_VALUE_BYTES)?;
         if !(1..=MAX_POOL_SIZE).contains(&self.pool_size) {
             return Err(invalid(format!(
                 "pool_size is {}; it must be between 1 and {MAX_POOL_SIZE}",
                 self.pool_size
             )));
         }
-        for (name, timeout) in [
+        kv_trait::check_timeouts([
             ("connect_timeout", self.connect_timeout),
             ("request_timeout", self.request_timeout),
-        ] {
-            if timeout.is_zero() {
-                return Err(invalid(format!("{name} must be longer than zero")));
-            }
-        }
+        ])?;
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use kv_trait::url_config::StoreUrl;
-use kv_trait::{KvError, DEFAULT_MAX_VALUE_BYTES, MIN_MAX_VALUE_BYTES};
+use kv_trait::{KvError, DEFAULT_MAX_VALUE_BYTES};
 
 use crate::RocksDbBackend;
 
@@ -163,12 +163,7 @@ impl RocksDbBackendBuilder {
                 "lock_stripes must be at least 1".into(),
             ));
         }
-        if !(MIN_MAX_VALUE_BYTES..=LARGEST_MAX_VALUE_BYTES).contains(&self.max_value_bytes) {
-            return Err(KvError::InvalidConfig(format!(
-                "max_value_bytes is {}; it must be between {MIN_MAX_VALUE_BYTES} and {LARGEST_MAX_VALUE_BYTES}",
-                self.max_value_bytes
-            )));
-        }
+        kv_trait::check_max_value_bytes(self.max_value_bytes, LARGEST_MAX_VALUE_BYTES)?;
         Ok(())
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kv_trait::url_config::StoreUrl;
-use kv_trait::{KvError, DEFAULT_MAX_VALUE_BYTES, MIN_MAX_VALUE_BYTES};
+use kv_trait::{KvError, DEFAULT_MAX_VALUE_BYTES};
 use tokio::sync::Semaphore;
 
 use crate::SqliteBackend;
@@ -301,13 +301,7 @@ impl SqliteBackendBuilder {
         if self.namespace.contains('\0') {
             return Err(invalid("the namespace must not contain NUL characters"));
         }
-        if !(MIN_MAX_VALUE_BYTES..=LARGEST_MAX_VALUE_BYTES).contains(&self.max_value_bytes) {
-            return Err(invalid(format!(
-                "max_value_bytes is {}; it must be between {MIN_MAX_VALUE_BYTES} and \
-                 {LARGEST_MAX_VALUE_BYTES}",
-                self.max_value_bytes
-            )));
-        }
+        kv_trait::check_max_value_bytes(self.max_value_bytes, LARGEST_MAX_VALUE_BYTES)?;
         if !(1..=Semaphore::MAX_PERMITS).contains(&self.max_queued) {
             return Err(invalid(format!(
                 "max_queued is {}; it must be between 1 and {}",
