@@ -164,7 +164,7 @@ pub async fn cas_loop_counter_across(
             let handle = handle.clone();
             tasks.push(tokio::spawn(async move {
                 for _ in 0..per_task {
-                    while !add_one(handle.as_ref()).await? {}
+                    while !add_one(handle.as_ref(), COUNTER).await? {}
                 }
                 Ok(())
             }));
@@ -181,16 +181,16 @@ pub async fn cas_loop_counter_across(
     .await
 }
 
-/// One attempt to add 1 to [`COUNTER`] by compare-and-swap; whether it won.
-async fn add_one(handle: &dyn KvBackend) -> Result<bool, KvError> {
-    let current = handle.get(COUNTER).await?;
+/// One attempt to add 1 to the counter at `key` by compare-and-swap; whether it won.
+async fn add_one(handle: &dyn KvBackend, key: &str) -> Result<bool, KvError> {
+    let current = handle.get(key).await?;
     let next = current
         .as_deref()
         .and_then(kv_trait::parse_counter)
         .unwrap_or(0)
         + 1;
     handle
-        .compare_and_swap(COUNTER, current.as_deref(), next.to_string().as_bytes())
+        .compare_and_swap(key, current.as_deref(), next.to_string().as_bytes())
         .await
 }
 
@@ -220,4 +220,172 @@ pub async fn history_across(
         handles[0].delete(&key).await.map_err(failed("delete"))?;
     }
     crate::concurrency::check_history(&history, ttl, crate::Checker::new())
+}
+
+/// Keys of the multi-process workload ([`process_workload`]).
+const PROCESS_COUNTER: &str = "shared-store/processes/counter";
+const PROCESS_CAS_COUNTER: &str = "shared-store/processes/cas-counter";
+
+/// What one OS process of a multi-process test did in [`process_workload`]: every value its
+/// increments returned, and how many compare-and-swaps it won. A child process prints it as
+/// one line ([`to_line`](Self::to_line)); the parent reads it back from the child's output
+/// ([`from_output`](Self::from_output)) and checks every process's tally together with
+/// [`check_process_tallies`].
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use kv_conformance::shared_store::{check_process_tallies, process_workload, ProcessTally};
+///
+/// let store = Arc::new(kv_memory::MemoryBackend::new());
+/// // In each process (here: one), on the same namespace:
+/// let tally = process_workload(store.clone(), 4, 5, 3).await.unwrap();
+/// let printed = format!("running 1 test\n{}\ntest child ... ok\n", tally.to_line());
+/// // In the parent, from every child's output and its own tally:
+/// let read = ProcessTally::from_output(&printed).unwrap();
+/// assert_eq!(read, tally);
+/// let lost = ProcessTally { increments: vec![], ..read.clone() };
+/// assert!(check_process_tallies(store.as_ref(), &[lost], 4, 5, 3).await.is_err());
+/// check_process_tallies(store.as_ref(), &[read], 4, 5, 3).await.unwrap();
+/// # });
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessTally {
+    /// The results of this process's increments, in no particular order.
+    pub increments: Vec<i64>,
+    /// How many of this process's compare-and-swaps succeeded.
+    pub swaps_won: usize,
+}
+
+impl ProcessTally {
+    /// Precedes the tally on its line of a child's output.
+    const MARKER: &'static str = "kv-conformance process tally: ";
+
+    /// The tally as one line of text, for a child process to print.
+    pub fn to_line(&self) -> String {
+        let increments: Vec<String> = self.increments.iter().map(i64::to_string).collect();
+        format!(
+            "{}{}|{}",
+            Self::MARKER,
+            increments.join(","),
+            self.swaps_won
+        )
+    }
+
+    /// The tally a child printed with [`to_line`](Self::to_line), found in its whole output
+    /// (test harness lines around it are skipped); `None` when there is none or it is garbled.
+    pub fn from_output(output: &str) -> Option<Self> {
+        let line = output
+            .lines()
+            .find_map(|line| line.split_once(Self::MARKER).map(|(_, rest)| rest.trim()))?;
+        let (increments, won) = line.split_once('|')?;
+        let increments = if increments.is_empty() {
+            Vec::new()
+        } else {
+            increments
+                .split(',')
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .ok()?
+        };
+        Some(Self {
+            increments,
+            swaps_won: won.parse().ok()?,
+        })
+    }
+}
+
+/// One process's part of a multi-process test: `tasks` tasks on `store`, each incrementing a
+/// counter `increments` times, then winning `swaps` get + compare-and-swap rounds on a second
+/// counter. Run it in every process on the same namespace, then check all the tallies with
+/// [`check_process_tallies`].
+pub async fn process_workload(
+    store: Arc<dyn KvBackend>,
+    tasks: usize,
+    increments: usize,
+    swaps: usize,
+) -> Result<ProcessTally, Failure> {
+    let spawned = (0..tasks)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::with_capacity(increments);
+                for _ in 0..increments {
+                    seen.push(store.increment(PROCESS_COUNTER, 1).await?);
+                }
+                let mut won = 0;
+                while won < swaps {
+                    if add_one(store.as_ref(), PROCESS_CAS_COUNTER).await? {
+                        won += 1;
+                    }
+                }
+                Ok((seen, won))
+            })
+        })
+        .collect();
+    let mut tally = ProcessTally::default();
+    for (seen, won) in join_all(spawned).await? {
+        tally.increments.extend(seen);
+        tally.swaps_won += won;
+    }
+    Ok(tally)
+}
+
+/// Checks the tallies of every process of a [`process_workload`] run (each ran `tasks`
+/// tasks, `increments` increments and `swaps` won compare-and-swaps per task) against
+/// `store`: the increments returned exactly `1..=total`, each once, and both counters hold
+/// their totals. Deletes both counters.
+pub async fn check_process_tallies(
+    store: &dyn KvBackend,
+    tallies: &[ProcessTally],
+    tasks: usize,
+    increments: usize,
+    swaps: usize,
+) -> Result<(), Failure> {
+    let mut returned: Vec<i64> = tallies
+        .iter()
+        .flat_map(|tally| tally.increments.iter().copied())
+        .collect();
+    returned.sort_unstable();
+    let total = tallies.len() * tasks * increments;
+    let expected: Vec<i64> = (1..=i64::try_from(total).unwrap_or(i64::MAX)).collect();
+    if returned != expected {
+        return Err(Failure::mismatch(
+            "increments from several processes",
+            format!("the values 1..={total}, each once"),
+            format!(
+                "{} values, {} distinct",
+                returned.len(),
+                returned.iter().collect::<BTreeSet<_>>().len()
+            ),
+        ));
+    }
+    let won: usize = tallies.iter().map(|tally| tally.swaps_won).sum();
+    let swaps_total = tallies.len() * tasks * swaps;
+    if won != swaps_total {
+        return Err(Failure::mismatch(
+            "compare-and-swaps won by several processes",
+            swaps_total.to_string(),
+            won.to_string(),
+        ));
+    }
+    for (key, expected, what) in [
+        (PROCESS_COUNTER, total, "the counter after the processes"),
+        (
+            PROCESS_CAS_COUNTER,
+            swaps_total,
+            "the get + CAS counter after the processes",
+        ),
+    ] {
+        let stored = store.get(key).await.map_err(failed("get"))?;
+        store.delete(key).await.map_err(failed("delete"))?;
+        if stored != Some(expected.to_string().into_bytes()) {
+            return Err(Failure::mismatch(
+                what,
+                expected.to_string(),
+                format!("{stored:?}"),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -7,9 +7,10 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 
+use kv_conformance::shared_store::{check_process_tallies, process_workload, ProcessTally};
 use kv_postgres::PostgresBackend;
 use kv_trait::KvBackend;
 
@@ -19,15 +20,10 @@ use common::{fresh, server, twin};
 const CHILD_NAMESPACE_VAR: &str = "KV_POSTGRES_CHILD_NAMESPACE";
 /// The test function children run (`--exact` matches its full name).
 const CHILD_TEST: &str = "child_process";
-/// Precedes, on one line of a child's output, its increments' results, then `|`, then how
-/// many compare-and-swaps it won.
-const RESULTS_MARKER: &str = "kv-postgres child results: ";
 const CHILDREN: usize = 2;
 const TASKS_PER_PROCESS: usize = 8;
 const INCREMENTS_PER_TASK: usize = 25;
 const CAS_PER_TASK: usize = 15;
-const COUNTER: &str = "processes/counter";
-const CAS_COUNTER: &str = "processes/cas-counter";
 
 async fn two_handles(label: &str) -> Option<[Arc<dyn KvBackend>; 2]> {
     let store = fresh(label).await?;
@@ -65,58 +61,6 @@ async fn a_cas_loop_counter_across_two_backends_is_exact() {
         .unwrap();
 }
 
-/// `TASKS_PER_PROCESS` tasks, each incrementing `COUNTER` and then adding one to
-/// `CAS_COUNTER` through a compare-and-swap loop; returns every increment's result and how
-/// many compare-and-swaps won.
-async fn work(store: &PostgresBackend) -> (Vec<i64>, usize) {
-    let tasks: Vec<_> = (0..TASKS_PER_PROCESS)
-        .map(|_| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                for _ in 0..INCREMENTS_PER_TASK {
-                    seen.push(store.increment(COUNTER, 1).await.expect("increment"));
-                }
-                let mut won = 0;
-                while won < CAS_PER_TASK {
-                    let current = store.get(CAS_COUNTER).await.expect("get");
-                    let next = next_count(current.as_deref());
-                    if store
-                        .compare_and_swap(
-                            CAS_COUNTER,
-                            current.as_deref(),
-                            next.to_string().as_bytes(),
-                        )
-                        .await
-                        .expect("compare_and_swap")
-                    {
-                        won += 1;
-                    }
-                }
-                (seen, won)
-            })
-        })
-        .collect();
-    let mut results = Vec::new();
-    let mut won = 0;
-    for task in tasks {
-        let (seen, wins) = task.await.expect("a worker task");
-        results.extend(seen);
-        won += wins;
-    }
-    (results, won)
-}
-
-/// The CAS-loop counter after `current`.
-fn next_count(current: Option<&[u8]>) -> u64 {
-    current.map_or(0, |bytes| {
-        std::str::from_utf8(bytes)
-            .ok()
-            .and_then(|text| text.parse::<u64>().ok())
-            .expect("a counter")
-    }) + 1
-}
-
 /// Child entry point, not a test on its own: with `KV_POSTGRES_CHILD_NAMESPACE` unset (a
 /// normal run) it returns at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,23 +75,15 @@ async fn child_process() {
         .build()
         .await
         .unwrap();
-    let (results, won) = work(&store).await;
-    let results: Vec<String> = results.iter().map(i64::to_string).collect();
-    println!("{RESULTS_MARKER}{}|{won}", results.join(","));
-}
-
-fn child_results(output: &Output) -> (Vec<i64>, usize) {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .find_map(|line| line.split_once(RESULTS_MARKER).map(|(_, rest)| rest.trim()))
-        .unwrap_or_else(|| panic!("no results from a child; stdout:\n{stdout}"));
-    let (numbers, won) = line.split_once('|').expect("results|wins");
-    let numbers = numbers
-        .split(',')
-        .map(|n| n.parse().expect("a number"))
-        .collect();
-    (numbers, won.parse().expect("a count"))
+    let tally = process_workload(
+        Arc::new(store),
+        TASKS_PER_PROCESS,
+        INCREMENTS_PER_TASK,
+        CAS_PER_TASK,
+    )
+    .await
+    .unwrap_or_else(|failure| panic!("{failure}"));
+    println!("{}", tally.to_line());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,7 +106,14 @@ async fn increments_and_cas_from_three_processes_are_exact() {
         })
         .collect();
 
-    let (mut results, mut won) = work(&store).await;
+    let mut tallies = vec![process_workload(
+        Arc::new(store.clone()),
+        TASKS_PER_PROCESS,
+        INCREMENTS_PER_TASK,
+        CAS_PER_TASK,
+    )
+    .await
+    .unwrap_or_else(|failure| panic!("{failure}"))];
     let outputs = tokio::task::spawn_blocking(move || {
         children
             .into_iter()
@@ -187,30 +130,23 @@ async fn increments_and_cas_from_three_processes_are_exact() {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        let (from_child, child_won) = child_results(output);
-        assert_eq!(from_child.len(), TASKS_PER_PROCESS * INCREMENTS_PER_TASK);
-        results.extend(from_child);
-        won += child_won;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let tally = ProcessTally::from_output(&stdout)
+            .unwrap_or_else(|| panic!("no tally from a child; stdout:\n{stdout}"));
+        assert_eq!(
+            tally.increments.len(),
+            TASKS_PER_PROCESS * INCREMENTS_PER_TASK
+        );
+        tallies.push(tally);
     }
-
-    let processes = CHILDREN + 1;
-    let increments = (processes * TASKS_PER_PROCESS * INCREMENTS_PER_TASK) as i64;
-    results.sort_unstable();
-    assert_eq!(
-        results,
-        (1..=increments).collect::<Vec<_>>(),
-        "each distinct, none lost"
-    );
-    assert_eq!(
-        store.get(COUNTER).await.unwrap(),
-        Some(increments.to_string().into_bytes())
-    );
-    let swaps = processes * TASKS_PER_PROCESS * CAS_PER_TASK;
-    assert_eq!(won, swaps);
-    assert_eq!(
-        store.get(CAS_COUNTER).await.unwrap(),
-        Some(swaps.to_string().into_bytes())
-    );
-    store.delete(COUNTER).await.unwrap();
-    store.delete(CAS_COUNTER).await.unwrap();
+    assert_eq!(tallies.len(), CHILDREN + 1);
+    check_process_tallies(
+        &store,
+        &tallies,
+        TASKS_PER_PROCESS,
+        INCREMENTS_PER_TASK,
+        CAS_PER_TASK,
+    )
+    .await
+    .unwrap_or_else(|failure| panic!("{failure}"));
 }
