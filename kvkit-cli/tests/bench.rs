@@ -214,6 +214,27 @@ fn bad_arguments_are_one_line_with_status_2() {
     }
 }
 
+/// The write-heavy and cas workloads against the raw client, 300 operations each: both
+/// sides' counts consistent.
+fn write_heavy_and_cas_against_raw(url: &str) {
+    for workload in ["write-heavy", "cas"] {
+        let report = bench_json(&[
+            url,
+            "--raw",
+            "--workload",
+            workload,
+            "--ops",
+            "300",
+            "--rounds",
+            "1",
+            "--keys",
+            "40",
+        ]);
+        assert_consistent(&report, "adapter", 300);
+        assert_consistent(&report, "raw", 300);
+    }
+}
+
 /// Redis, standalone and cluster, against redis-rs: nothing left behind on the server.
 #[test]
 fn redis_against_raw_leaves_no_keys() {
@@ -224,22 +245,7 @@ fn redis_against_raw_leaves_no_keys() {
         };
         let namespace = format!("kvkit-bench-test-{}", std::process::id());
         let url = service.url_with(&format!("namespace={namespace}"));
-        for workload in ["write-heavy", "cas"] {
-            let report = bench_json(&[
-                &url,
-                "--raw",
-                "--workload",
-                workload,
-                "--ops",
-                "300",
-                "--rounds",
-                "1",
-                "--keys",
-                "40",
-            ]);
-            assert_consistent(&report, "adapter", 300);
-            assert_consistent(&report, "raw", 300);
-        }
+        write_heavy_and_cas_against_raw(&url);
         // The adapter's keys are under the namespace, the raw side's under `kvkit-bench-*`.
         for pattern in [format!("{namespace}*"), "kvkit-bench-*".to_owned()] {
             let left = service.keys_matching(&pattern).expect("scan the nodes");
@@ -260,22 +266,7 @@ fn etcd_against_raw_leaves_no_keys() {
         };
         let namespace = format!("kvkit-bench-test-{}", std::process::id());
         let url = service.url_with(&format!("namespace={namespace}"));
-        for workload in ["write-heavy", "cas"] {
-            let report = bench_json(&[
-                &url,
-                "--raw",
-                "--workload",
-                workload,
-                "--ops",
-                "300",
-                "--rounds",
-                "1",
-                "--keys",
-                "40",
-            ]);
-            assert_consistent(&report, "adapter", 300);
-            assert_consistent(&report, "raw", 300);
-        }
+        write_heavy_and_cas_against_raw(&url);
         for prefix in [format!("kvkit/{namespace}"), "kvkit-bench-raw/".to_owned()] {
             let listed = Command::new("etcdctl")
                 .args(["--endpoints", &service.members.join(",")])
