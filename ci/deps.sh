@@ -129,6 +129,12 @@ etcd_found() {
   return 1
 }
 
+# openssl_found: whether the `openssl` command on PATH runs, as kv-test-services' certificates
+# module runs it to make the CA and certificates of the TLS tests (PostgreSQL, etcd).
+openssl_found() {
+  openssl version >/dev/null 2>&1
+}
+
 # etcdctl_found: whether `etcdctl` runs (for looking at the data by hand, as the READMEs show).
 etcdctl_found() {
   etcdctl version >/dev/null 2>&1

@@ -24,7 +24,7 @@
 //! | `redis+cluster://host:port[,host:port...]`, `rediss+cluster://...` | a Redis Cluster | `redis` |
 //! | `dynamodb://TABLE?region=..&endpoint=..` | a DynamoDB table | `dynamodb` |
 //! | `postgres://user:pass@host[:port]/db`, `postgresql://...` | a table in a PostgreSQL database (TLS: `postgres-tls`) | `postgres` |
-//! | `etcd://[user:pass@]host:port[,host:port...]` | an etcd cluster | `etcd` (off by default: its build needs protoc) |
+//! | `etcd://[user:pass@]host:port[,host:port...]` | an etcd cluster (TLS: `etcd-tls`) | `etcd` (off by default: its build needs protoc) |
 //!
 //! Every URL takes `?namespace=NAME`: backends with different namespaces share the store
 //! without seeing each other's keys. Adapters take further options of their own (see each

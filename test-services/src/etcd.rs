@@ -1,5 +1,6 @@
 //! etcd for tests: one single-member cluster and one three-member cluster per test process,
-//! plus private clusters a test may disturb (kill and restart members).
+//! plus private clusters a test may disturb (kill and restart members), and a single member
+//! that speaks only TLS and requires client certificates ([`tls_single`]).
 //!
 //! Each service is found in this order:
 //!
@@ -30,7 +31,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use kv_trait::url_config::redact;
+use kv_trait::url_config::{encode_component, redact};
+
+use crate::certificates::TestCertificates;
 
 use super::{
     find_binary, free_port, nodes_in, password_in, private_dir, unavailable, url_with,
@@ -41,6 +44,9 @@ use super::{
 pub const URL_ENV: &str = "KV_ETCD_URL";
 /// Environment variable: the URL of an etcd cluster of three members to test against.
 pub const CLUSTER_URL_ENV: &str = "KV_ETCD_CLUSTER_URL";
+/// Environment variable: the URL, TLS options included (`tls=true&ca_file=...`), of an etcd
+/// cluster that speaks TLS and requires client certificates, to test against.
+pub const TLS_URL_ENV: &str = "KV_ETCD_TLS_URL";
 
 /// How to get etcd, for messages when there is none.
 pub const HOW_TO_GET_ONE: &str = "Set KV_ETCD_URL / KV_ETCD_CLUSTER_URL to a cluster you run, \
@@ -65,6 +71,9 @@ pub struct EtcdService {
     pub password: Option<String>,
     /// `host:port` of every member's client address, in the URL's order.
     pub members: Vec<String>,
+    /// For a private member that speaks TLS ([`tls_single`]): the CA that signed its
+    /// certificate and the client certificate it requires. The URL already names them.
+    pub certificates: Option<TestCertificates>,
     local: Vec<LocalMember>,
 }
 
@@ -76,6 +85,10 @@ struct LocalMember {
     client_port: u16,
     peer_port: u16,
     initial_cluster: String,
+    /// The certificates of a member that speaks TLS to its clients, which then answers
+    /// `/health` in plain HTTP on `metrics_port` instead.
+    tls: Option<TestCertificates>,
+    metrics_port: u16,
     process: Option<LocalProcess>,
     starts: usize,
 }
@@ -143,7 +156,7 @@ impl EtcdService {
     pub fn wait_healthy(&self, timeout: Duration) -> io::Result<()> {
         let deadline = Instant::now() + timeout;
         for member in self.local.iter().filter(|member| member.process.is_some()) {
-            wait_healthy(member.client_port, deadline, &member.dir)?;
+            wait_healthy(member.metrics_port, deadline, &member.dir)?;
         }
         Ok(())
     }
@@ -161,9 +174,22 @@ impl EtcdService {
 
 impl LocalMember {
     fn spawn(&mut self) -> io::Result<()> {
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{}", self.client_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let mut command = Command::new(&self.binary);
+        if let Some(certificates) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(certificates.server_cert())
+                .arg("--key-file")
+                .arg(certificates.server_key())
+                .arg("--trusted-ca-file")
+                .arg(certificates.ca())
+                .arg("--client-cert-auth")
+                .arg("--listen-metrics-urls")
+                .arg(format!("http://127.0.0.1:{}", self.metrics_port));
+        }
         command
             .args(["--name", &self.name])
             .arg("--data-dir")
@@ -233,6 +259,25 @@ pub fn private_cluster(members: usize) -> Option<EtcdService> {
     start_or_report("private etcd cluster", members, "private")
 }
 
+/// The TLS member of this test process: the cluster in `KV_ETCD_TLS_URL`, else a private
+/// member started on first use that speaks only TLS, with a certificate for `127.0.0.1` and
+/// `localhost` signed by a CA made for it ([`TestCertificates`]), and that requires a client
+/// certificate signed by the same CA (`--client-cert-auth`). Its URL carries `tls=true`,
+/// `ca_file`, `cert_file` and `key_file`. `None` or a panic as for [`single`].
+pub fn tls_single() -> Option<&'static EtcdService> {
+    static SERVICE: OnceLock<Option<EtcdService>> = OnceLock::new();
+    SERVICE
+        .get_or_init(|| {
+            let service = match from_env(TLS_URL_ENV) {
+                Some(service) => service,
+                None => start_or_report("etcd TLS member", 1, "tls")?,
+            };
+            announce("etcd (one member, TLS)", &service);
+            Some(service)
+        })
+        .as_ref()
+}
+
 fn announce(what: &str, service: &EtcdService) {
     eprintln!(
         "kv-conformance: {what} for this test process: {} at {}",
@@ -250,6 +295,7 @@ fn from_env(variable: &'static str) -> Option<EtcdService> {
         members: nodes_in(&url, 2379),
         url,
         provider: Provider::Environment(variable),
+        certificates: None,
         local: Vec::new(),
     })
 }
@@ -274,8 +320,16 @@ fn start_or_report(service: &str, members: usize, label: &str) -> Option<EtcdSer
 
 fn start_private(binary: PathBuf, count: usize, label: &str) -> io::Result<EtcdService> {
     let dir = private_dir("etcd", label)?;
+    let tls = match label {
+        "tls" => Some(TestCertificates::make(
+            &dir,
+            &["IP:127.0.0.1", "DNS:localhost"],
+        )?),
+        _ => None,
+    };
+    let ports_per_member = if tls.is_some() { 3 } else { 2 };
     let mut ports: Vec<u16> = Vec::new();
-    while ports.len() < 2 * count {
+    while ports.len() < ports_per_member * count {
         let port = free_port(u16::MAX, |_| None)?;
         if !ports.contains(&port) {
             ports.push(port);
@@ -284,19 +338,22 @@ fn start_private(binary: PathBuf, count: usize, label: &str) -> io::Result<EtcdS
     let names: Vec<String> = (0..count).map(|i| format!("m{i}")).collect();
     let initial_cluster = names
         .iter()
-        .zip(ports.chunks(2))
-        .map(|(name, pair)| format!("{name}=http://127.0.0.1:{}", pair[1]))
+        .zip(ports.chunks(ports_per_member))
+        .map(|(name, ports)| format!("{name}=http://127.0.0.1:{}", ports[1]))
         .collect::<Vec<_>>()
         .join(",");
     let mut local: Vec<LocalMember> = names
         .into_iter()
-        .zip(ports.chunks(2))
-        .map(|(name, pair)| LocalMember {
+        .zip(ports.chunks(ports_per_member))
+        .map(|(name, ports)| LocalMember {
             binary: binary.clone(),
             dir: dir.clone(),
             name,
-            client_port: pair[0],
-            peer_port: pair[1],
+            client_port: ports[0],
+            peer_port: ports[1],
+            // Without TLS the client port answers `/health` itself.
+            metrics_port: ports.get(2).copied().unwrap_or(ports[0]),
+            tls: tls.clone(),
             initial_cluster: initial_cluster.clone(),
             process: None,
             starts: 0,
@@ -309,11 +366,25 @@ fn start_private(binary: PathBuf, count: usize, label: &str) -> io::Result<EtcdS
         .iter()
         .map(|member| format!("127.0.0.1:{}", member.client_port))
         .collect();
+    let mut url = format!("etcd://{}", members.join(","));
+    if let Some(certificates) = &tls {
+        let option = |path: PathBuf| encode_component(&path.to_string_lossy());
+        url = url_with(
+            &url,
+            &format!(
+                "tls=true&ca_file={}&cert_file={}&key_file={}",
+                option(certificates.ca()),
+                option(certificates.client_cert()),
+                option(certificates.client_key())
+            ),
+        );
+    }
     let service = EtcdService {
-        url: format!("etcd://{}", members.join(",")),
+        url,
         provider: Provider::LocalBinary(binary),
         password: None,
         members,
+        certificates: tls,
         local,
     };
     service.wait_healthy(STARTUP_TIMEOUT)?;

@@ -9,7 +9,7 @@
 //!
 //! 1. a URL or endpoint from an environment variable (`KV_REDIS_URL`,
 //!    `KV_REDIS_CLUSTER_URL`, `KV_DYNAMODB_ENDPOINT`, `KV_POSTGRES_URL`, `KV_ETCD_URL`,
-//!    `KV_ETCD_CLUSTER_URL`);
+//!    `KV_ETCD_CLUSTER_URL`, `KV_ETCD_TLS_URL`);
 //! 2. with the `containers` feature, a Docker container started
 //!    with testcontainers, when a Docker engine answers; the image is chosen by
 //!    `KV_REDIS_IMAGE`, `KV_REDIS_CLUSTER_IMAGE`, `KV_DYNAMODB_IMAGE` and `KV_POSTGRES_IMAGE`,
@@ -23,8 +23,9 @@
 //! (and which image), and where.
 //!
 //! [`proxy`] holds a TCP proxy that counts round trips, for tests that measure how many a
-//! client makes.
+//! client makes; [`certificates`] makes a CA and certificates for TLS tests.
 
+pub mod certificates;
 #[cfg(feature = "containers")]
 pub mod containers;
 pub mod dynamodb;

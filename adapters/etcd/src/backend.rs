@@ -116,8 +116,13 @@ impl EtcdBackend {
 
     pub(crate) async fn open(config: EtcdBackendBuilder) -> Result<Self, KvError> {
         let endpoint = config.endpoint();
+        let scheme = if config.tls.enabled {
+            "https://"
+        } else {
+            "http://"
+        };
         let members: Vec<String> = config
-            .member_list(",", "http://")
+            .member_list(",", scheme)
             .split(',')
             .map(str::to_owned)
             .collect();
@@ -132,6 +137,10 @@ impl EtcdBackend {
             options = options
                 .with_user(user.clone(), password.expose())
                 .with_auto_token_refresh(true);
+        }
+        #[cfg(feature = "tls")]
+        if config.tls.enabled {
+            options = options.with_tls(crate::tls::options(&config.tls)?);
         }
         let budget = config.connect_timeout + config.request_timeout;
         let opened = tokio::time::timeout(budget, async {
@@ -163,6 +172,17 @@ impl EtcdBackend {
             Ok(Ok(opened)) => opened,
             Ok(Err(KvError::InvalidConfig(message))) => {
                 return Err(KvError::InvalidConfig(format!("{endpoint}: {message}")))
+            }
+            // A member that requires client certificates closes the connection of a client
+            // without one, after the handshake: the client sees nothing but the close.
+            Ok(Err(KvError::Unavailable(source)))
+                if config.tls.enabled && config.tls.client_identity.is_none() =>
+            {
+                return Err(KvError::unavailable(format!(
+                    "{endpoint}: {} (over TLS without a client certificate: if the members \
+                     require one, set `cert_file` and `key_file`)",
+                    error_chain(&*source)
+                )))
             }
             Ok(Err(err)) => return Err(in_context(err, &endpoint)),
             Err(_) => {

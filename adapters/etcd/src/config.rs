@@ -6,6 +6,7 @@
 //! error message print `***` in its place.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use kv_trait::url_config::{
@@ -33,12 +34,37 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const LARGEST_MAX_VALUE_BYTES: usize = DEFAULT_MAX_VALUE_BYTES;
 
 /// The `?name=value` options of an etcd URL.
-const URL_OPTIONS: [&str; 4] = [
+const URL_OPTIONS: [&str; 9] = [
     "namespace",
     "connect_timeout_ms",
     "request_timeout_ms",
     "max_value_bytes",
+    "tls",
+    "ca_file",
+    "cert_file",
+    "key_file",
+    "tls_server_name",
 ];
+
+/// How the client secures its connections to the members: the `tls`, `ca_file`, `cert_file`,
+/// `key_file` and `tls_server_name` URL options, or the builder's `tls*` methods.
+///
+/// The files are read when the backend opens, so a missing or malformed one fails there, as
+/// `InvalidConfig` naming the file (never its contents).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// Whether the members are reached over TLS (`https`), verifying their certificates.
+    pub enabled: bool,
+    /// PEM certificates of the authorities to trust (etcd's `--trusted-ca-file` on the
+    /// server side); `None`: the Mozilla roots (webpki-roots).
+    pub ca_file: Option<PathBuf>,
+    /// The client's PEM certificate and its private key, for members started with
+    /// `--client-cert-auth`: both or neither.
+    pub client_identity: Option<(PathBuf, PathBuf)>,
+    /// The name the members' certificates must carry, when it is not the host of the URL
+    /// (members reached by address whose certificates name a DNS name).
+    pub server_name: Option<String>,
+}
 
 /// Builds an [`EtcdBackend`] with non-default settings.
 ///
@@ -67,6 +93,7 @@ pub struct EtcdBackendBuilder {
     pub(crate) connect_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) max_value_bytes: usize,
+    pub(crate) tls: TlsSettings,
 }
 
 impl EtcdBackendBuilder {
@@ -81,6 +108,11 @@ impl EtcdBackendBuilder {
     ///   `/` and `%` as `%40`, `%3A`, `%2F` and `%25`.
     /// - Options: `namespace`, `connect_timeout_ms`, `request_timeout_ms` and
     ///   `max_value_bytes` mean what the builder methods of the same names mean.
+    /// - TLS (kv-etcd's `tls` feature; see [`TlsSettings`]): `tls=true` reaches the members
+    ///   over TLS; `ca_file=PATH` trusts that authority instead of the Mozilla roots;
+    ///   `cert_file=PATH&key_file=PATH` present a client certificate; `tls_server_name=NAME`
+    ///   checks the members' certificates against NAME. Any of the last four turns TLS on;
+    ///   with `tls=false` they are an error.
     ///
     /// Another scheme, a path, a malformed host or port, a user without a password, an
     /// unknown or repeated option or a malformed value is [`KvError::InvalidConfig`] naming
@@ -134,6 +166,7 @@ impl EtcdBackendBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            tls: TlsSettings::default(),
         };
         if let Some(namespace) = parsed.take("namespace") {
             builder = builder.namespace(namespace);
@@ -146,6 +179,27 @@ impl EtcdBackendBuilder {
         }
         if let Some(max) = parsed.take_number("max_value_bytes")? {
             builder = builder.max_value_bytes(max);
+        }
+        let tls = parsed.take_bool("tls")?;
+        if let Some(path) = parsed.take("ca_file") {
+            builder = builder.tls_ca_file(path);
+        }
+        match (parsed.take("cert_file"), parsed.take("key_file")) {
+            (Some(cert), Some(key)) => builder = builder.tls_client_identity(cert, key),
+            (None, None) => {}
+            _ => {
+                return Err(invalid(
+                    "a client certificate needs both `cert_file` and `key_file`".into(),
+                ))
+            }
+        }
+        if let Some(name) = parsed.take("tls_server_name") {
+            builder = builder.tls_server_name(name);
+        }
+        // After the files, so that `tls=false` beside them reaches `check` as the contradiction
+        // it is.
+        if let Some(enabled) = tls {
+            builder = builder.tls(enabled);
         }
         parsed.finish(&URL_OPTIONS)?;
         builder.check()?;
@@ -177,6 +231,44 @@ impl EtcdBackendBuilder {
     pub fn max_value_bytes(mut self, max: usize) -> Self {
         self.max_value_bytes = max;
         self
+    }
+
+    /// Whether to reach the members over TLS (default: no), trusting the Mozilla roots unless
+    /// [`tls_ca_file`](Self::tls_ca_file) names an authority. Needs the `tls` feature:
+    /// without it, [`build`](Self::build) fails with `InvalidConfig`.
+    pub fn tls(mut self, enabled: bool) -> Self {
+        self.tls.enabled = enabled;
+        self
+    }
+
+    /// Trusts the PEM certificates in `path` (a private CA's, as etcd's `--trusted-ca-file`)
+    /// instead of the Mozilla roots; turns TLS on.
+    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls.ca_file = Some(path.into());
+        self.tls(true)
+    }
+
+    /// Presents the PEM certificate in `cert` with the private key in `key`, for members that
+    /// require client certificates (`--client-cert-auth`); turns TLS on.
+    pub fn tls_client_identity(
+        mut self,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Self {
+        self.tls.client_identity = Some((cert.into(), key.into()));
+        self.tls(true)
+    }
+
+    /// Checks the members' certificates against `name` instead of the URL's host names;
+    /// turns TLS on.
+    pub fn tls_server_name(mut self, name: impl Into<String>) -> Self {
+        self.tls.server_name = Some(name.into());
+        self.tls(true)
+    }
+
+    /// The TLS settings (see [`TlsSettings`]).
+    pub fn tls_settings(&self) -> &TlsSettings {
+        &self.tls
     }
 
     /// The cluster as a URL without the password and options, e.g.
@@ -214,6 +306,21 @@ impl EtcdBackendBuilder {
             ("connect_timeout", self.connect_timeout),
             ("request_timeout", self.request_timeout),
         ])?;
+        let tls = &self.tls;
+        if !tls.enabled
+            && (tls.ca_file.is_some() || tls.client_identity.is_some() || tls.server_name.is_some())
+        {
+            return Err(invalid(
+                "TLS is off (`tls=false`), yet a CA file, client certificate or server name is \
+                 set: turn TLS on or drop them"
+                    .into(),
+            ));
+        }
+        if tls.enabled && !cfg!(feature = "tls") {
+            return Err(invalid(
+                "TLS needs kv-etcd's `tls` feature (kvkit's and kvkit-cli's `etcd-tls`)".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -226,6 +333,7 @@ impl fmt::Debug for EtcdBackendBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("max_value_bytes", &self.max_value_bytes)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -335,6 +443,53 @@ mod tests {
             assert!(message.contains(expected), "{url}: {message}");
             assert!(!message.contains("hunter2"), "{url}: {message}");
         }
+    }
+
+    #[test]
+    fn tls_options_set_the_tls_settings() {
+        let b = parse(
+            "etcd://db?ca_file=%2Fetc%2Fetcd%2Fca.pem&cert_file=%2Fc.pem&key_file=%2Fk.pem\
+             &tls_server_name=etcd.internal",
+        );
+        assert_eq!(
+            b.tls,
+            TlsSettings {
+                enabled: true,
+                ca_file: Some("/etc/etcd/ca.pem".into()),
+                client_identity: Some(("/c.pem".into(), "/k.pem".into())),
+                server_name: Some("etcd.internal".into()),
+            }
+        );
+        assert!(parse("etcd://db?tls=true").tls.enabled);
+        assert!(!parse("etcd://db?tls=false").tls.enabled);
+        assert_eq!(parse("etcd://db").tls, TlsSettings::default());
+    }
+
+    #[test]
+    fn contradictory_tls_options_are_refused() {
+        for (url, expected) in [
+            (
+                "etcd://db?cert_file=%2Fc.pem",
+                "both `cert_file` and `key_file`",
+            ),
+            (
+                "etcd://db?key_file=%2Fk.pem",
+                "both `cert_file` and `key_file`",
+            ),
+            ("etcd://db?tls=false&ca_file=%2Fca.pem", "TLS is off"),
+            ("etcd://db?tls=maybe", "tls"),
+        ] {
+            let message = error(url);
+            assert!(message.contains(expected), "{url}: {message}");
+        }
+        let builder = parse("etcd://db?ca_file=%2Fca.pem").tls(false);
+        assert!(builder.check().is_err());
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn tls_without_the_feature_says_which_feature() {
+        assert!(error("etcd://db?tls=true").contains("`tls` feature"));
     }
 
     #[test]

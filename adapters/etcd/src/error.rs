@@ -51,8 +51,9 @@ pub(crate) fn from_etcd(err: Error) -> KvError {
 }
 
 /// Maps a failure of opening: etcd refusing the credentials (a wrong password, a missing
-/// user, no credentials where authentication is on, a user without rights) is
-/// `InvalidConfig`, since only a different configuration helps; the rest as [`from_etcd`].
+/// user, no credentials where authentication is on, a user without rights) or a member's
+/// certificate that TLS does not trust is `InvalidConfig`, since only a different
+/// configuration helps; the rest as [`from_etcd`].
 pub(crate) fn from_etcd_opening(err: Error) -> KvError {
     if let Error::GRpcStatus(status) = &err {
         let refused = matches!(
@@ -74,6 +75,18 @@ pub(crate) fn from_etcd_opening(err: Error) -> KvError {
                 status.message()
             ));
         }
+        // rustls refused the member's certificate (unknown authority, another name,
+        // expired): only other TLS settings help.
+        if status.code() == Code::Unavailable
+            && status_and_causes(status).contains("invalid peer certificate")
+        {
+            return KvError::InvalidConfig(format!(
+                "the TLS handshake failed, the member's certificate is not trusted ({}): set \
+                 `ca_file` to the authority that signed it, or `tls_server_name` to a name it \
+                 carries",
+                status.message()
+            ));
+        }
     }
     from_etcd(err)
 }
@@ -90,6 +103,14 @@ pub(crate) fn never_sent(err: &Error) -> bool {
     if status.code() != Code::Unavailable {
         return false;
     }
+    let text = status_and_causes(status);
+    text.contains("tcp connect error")
+        || text.contains("error trying to connect")
+        || text.contains("connection refused")
+}
+
+/// The status's message and the messages of its causes, lower case, joined by `: `.
+fn status_and_causes(status: &tonic::Status) -> String {
     let mut text = status.message().to_ascii_lowercase();
     let mut source = std::error::Error::source(status);
     while let Some(cause) = source {
@@ -97,9 +118,7 @@ pub(crate) fn never_sent(err: &Error) -> bool {
         text.push_str(&cause.to_string().to_ascii_lowercase());
         source = cause.source();
     }
-    text.contains("tcp connect error")
-        || text.contains("error trying to connect")
-        || text.contains("connection refused")
+    text
 }
 
 /// Whether etcd refused a put because its lease is gone (expired or revoked): nothing was

@@ -5,11 +5,13 @@ mod config;
 mod encoding;
 mod error;
 mod lease;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use backend::EtcdBackend;
 pub use config::{
-    EtcdBackendBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT,
-    LARGEST_MAX_VALUE_BYTES,
+    EtcdBackendBuilder, TlsSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT,
+    DEFAULT_REQUEST_TIMEOUT, LARGEST_MAX_VALUE_BYTES,
 };
 
 /// The crate's version of etcd-client, re-exported so callers use the same one.

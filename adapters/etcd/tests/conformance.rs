@@ -1,6 +1,7 @@
 //! The whole conformance suite against `EtcdBackend`, on a single member and on a cluster of
 //! three, one test per check, each in a fresh namespace, the way applications share one
-//! cluster.
+//! cluster; with the `tls` feature, also on a member that speaks only TLS and requires a
+//! client certificate.
 //!
 //! The clusters come from `KV_ETCD_URL` and `KV_ETCD_CLUSTER_URL`, else private ones started
 //! for this test binary (see `kv_test_services::etcd`).
@@ -43,5 +44,15 @@ mod three_members {
     kv_conformance::conformance_tests!(
         || fresh_namespace(common::cluster()),
         profile(common::cluster())
+    );
+}
+
+#[cfg(feature = "tls")]
+mod tls_member {
+    use super::*;
+
+    kv_conformance::conformance_tests!(
+        || fresh_namespace(kv_test_services::etcd::tls_single()),
+        profile(kv_test_services::etcd::tls_single())
     );
 }

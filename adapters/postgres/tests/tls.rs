@@ -9,89 +9,12 @@ mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::Command;
 
 use kv_postgres::PostgresBackend;
+use kv_test_services::certificates::TestCertificates;
 use kv_trait::{KvBackend, KvError};
 
 use common::raw_client;
-
-/// Runs `openssl` with `args` in `dir`.
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is installed (Debian's postgresql depends on it)");
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A CA (`ca.crt`) and a server certificate for DNS name `localhost` only (`server.crt`,
-/// `server.key`), in `dir`.
-fn make_certificates(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=kvkit test CA",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-    );
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .expect("write the certificate's extensions");
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ],
-    );
-}
 
 /// Whether the session of `application` uses TLS, as the server sees it.
 async fn uses_tls(admin: &tokio_postgres::Client, application: &str) -> bool {
@@ -123,10 +46,14 @@ async fn tls_verifies_the_chain_and_the_host_name() {
     let data_dir = Path::new(&data_dir);
     let owner = std::fs::metadata(data_dir).unwrap();
     let certificates = tempfile_dir();
-    make_certificates(&certificates);
-    for file in ["server.crt", "server.key"] {
+    // For the DNS name `localhost` only.
+    let made = TestCertificates::make(&certificates, &["DNS:localhost"]).unwrap();
+    for (file, source) in [
+        ("server.crt", made.server_cert()),
+        ("server.key", made.server_key()),
+    ] {
         let target = data_dir.join(file);
-        std::fs::copy(certificates.join(file), &target).unwrap();
+        std::fs::copy(source, &target).unwrap();
         std::os::unix::fs::chown(&target, Some(owner.uid()), Some(owner.gid())).unwrap();
         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
@@ -148,7 +75,7 @@ async fn tls_verifies_the_chain_and_the_host_name() {
         .get(0);
     assert_eq!(ssl, "on");
 
-    let ca = certificates.join("ca.crt");
+    let ca = made.ca();
     let by_name = server.url.replacen("@127.0.0.1:", "@localhost:", 1);
     assert_ne!(by_name, server.url);
     let url = |base: &str, application: &str, options: &str| {

@@ -20,7 +20,7 @@ Stores: memory://, sqlite://, redis://, redis+cluster://, dynamodb:// and postgr
 the default build; rediss:// needs the `redis-tls` feature and postgres:// with sslmode=require
 the `postgres-tls` feature. rocksdb:// needs the `rocksdb` feature, whose build needs libclang (Debian: apt-get install libclang-dev):
   cargo install --path kvkit-cli --features rocksdb
-etcd:// needs the `etcd` feature, whose build needs protoc (Debian: apt-get install protobuf-compiler).";
+etcd:// needs the `etcd` feature (TLS: `etcd-tls`), whose build needs protoc (Debian: apt-get install protobuf-compiler).";
 
 /// kvkit: one async interface to any key-value store, and proof that each store keeps it.
 #[derive(Debug, Parser)]
