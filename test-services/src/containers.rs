@@ -3,7 +3,8 @@
 //! With this feature on, every service of [this crate](crate) is looked for in this order:
 //!
 //! 1. a URL or endpoint in the environment (`KV_REDIS_URL`, `KV_REDIS_CLUSTER_URL`,
-//!    `KV_DYNAMODB_ENDPOINT`, `KV_POSTGRES_URL`), used as given;
+//!    `KV_DYNAMODB_ENDPOINT`, `KV_POSTGRES_URL`, `KV_ETCD_URL`, `KV_ETCD_CLUSTER_URL`), used
+//!    as given;
 //! 2. a container, when a Docker engine answers (see [`engine`]);
 //! 3. a server started from a locally installed binary;
 //! 4. none: [`unavailable`](super::unavailable) fails the test under `KVKIT_REQUIRE_SERVICES`
@@ -17,6 +18,7 @@
 //! | Redis Cluster | [`REDIS_CLUSTER_IMAGE_ENV`] (`KV_REDIS_CLUSTER_IMAGE`) | [`DEFAULT_REDIS_CLUSTER_IMAGE`] | like `grokzen/redis-cluster`: three primaries and three replicas on ports 7000 to 7005 of one container, no password, `redis-cli` inside |
 //! | DynamoDB | [`DYNAMODB_IMAGE_ENV`] (`KV_DYNAMODB_IMAGE`) | [`DEFAULT_DYNAMODB_IMAGE`] | the DynamoDB API over HTTP: on port 8000 (`amazon/dynamodb-local`), or on port 5000 when the image's name contains `moto` (`motoserver/moto`) |
 //! | PostgreSQL | [`POSTGRES_IMAGE_ENV`] (`KV_POSTGRES_IMAGE`) | [`DEFAULT_POSTGRES_IMAGE`] | the official `postgres` entrypoint: the superuser from `POSTGRES_USER`/`POSTGRES_PASSWORD`, arguments starting with `-` go to the server, port 5432, `pg_isready` inside |
+//! | etcd (one member, and each member of the cluster) | [`ETCD_IMAGE_ENV`] (`KV_ETCD_IMAGE`) | [`DEFAULT_ETCD_IMAGE`] | like etcd's own images (`gcr.io/etcd-development/etcd`, `quay.io/coreos/etcd`): `/usr/local/bin/etcd` inside, 3.4 or newer |
 //!
 //! An image is `[REGISTRY/]REPOSITORY[:TAG][@DIGEST]`, checked by [`ImageRef::parse`]; the tag
 //! defaults to `latest`. The standalone server and PostgreSQL get a random password. The
@@ -25,7 +27,10 @@
 //! GitHub's runners), not with Docker Desktop. A moto container gets the same serialising
 //! relay as a local moto (see [`dynamodb`](super::dynamodb)); DynamoDB Local needs none.
 //! PostgreSQL is ready once `pg_isready` inside the container answers over TCP (see
-//! [`postgres`](super::postgres)).
+//! [`postgres`](super::postgres)). etcd's members, one container each, run on the host's
+//! network, on free `127.0.0.1` ports chosen as for local members, so that the members of a
+//! cluster reach each other at the addresses its initial configuration names: that too needs
+//! an engine on Linux (see [`etcd`](super::etcd)).
 //!
 //! # Choosing, or not, containers
 //!
@@ -93,6 +98,8 @@ pub const REDIS_CLUSTER_IMAGE_ENV: &str = "KV_REDIS_CLUSTER_IMAGE";
 pub const DYNAMODB_IMAGE_ENV: &str = "KV_DYNAMODB_IMAGE";
 /// Environment variable: the PostgreSQL server's image, e.g. `postgres:14.13`.
 pub const POSTGRES_IMAGE_ENV: &str = "KV_POSTGRES_IMAGE";
+/// Environment variable: the image of every etcd member, e.g. `quay.io/coreos/etcd:v3.4.33`.
+pub const ETCD_IMAGE_ENV: &str = "KV_ETCD_IMAGE";
 /// The standalone Redis image when [`REDIS_IMAGE_ENV`] is unset.
 pub const DEFAULT_REDIS_IMAGE: &str = "redis:7.4.1";
 /// The Redis Cluster image when [`REDIS_CLUSTER_IMAGE_ENV`] is unset.
@@ -101,6 +108,8 @@ pub const DEFAULT_REDIS_CLUSTER_IMAGE: &str = "grokzen/redis-cluster:7.0.10";
 pub const DEFAULT_DYNAMODB_IMAGE: &str = "amazon/dynamodb-local:2.6.1";
 /// The PostgreSQL image when [`POSTGRES_IMAGE_ENV`] is unset.
 pub const DEFAULT_POSTGRES_IMAGE: &str = "postgres:16.4";
+/// The etcd image when [`ETCD_IMAGE_ENV`] is unset.
+pub const DEFAULT_ETCD_IMAGE: &str = "gcr.io/etcd-development/etcd:v3.5.17";
 /// How long the engine check waits for the engine's answer, all in all.
 pub const ENGINE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The label every container started here carries, with the PID of the process that owns it.
@@ -145,6 +154,8 @@ pub enum Service {
     DynamoDb,
     /// A PostgreSQL server.
     Postgres,
+    /// An etcd member (one, or each of a cluster's).
+    Etcd,
 }
 
 impl Service {
@@ -155,6 +166,7 @@ impl Service {
             Service::RedisCluster => REDIS_CLUSTER_IMAGE_ENV,
             Service::DynamoDb => DYNAMODB_IMAGE_ENV,
             Service::Postgres => POSTGRES_IMAGE_ENV,
+            Service::Etcd => ETCD_IMAGE_ENV,
         }
     }
 
@@ -165,6 +177,7 @@ impl Service {
             Service::RedisCluster => DEFAULT_REDIS_CLUSTER_IMAGE,
             Service::DynamoDb => DEFAULT_DYNAMODB_IMAGE,
             Service::Postgres => DEFAULT_POSTGRES_IMAGE,
+            Service::Etcd => DEFAULT_ETCD_IMAGE,
         }
     }
 }
@@ -639,6 +652,28 @@ impl RunningContainer {
         env: &[(&str, &str)],
         ready: Ready,
     ) -> Result<Self, String> {
+        Self::launch(image, ports, args, env, ready, None)
+    }
+
+    /// Starts a container of `image` on the host's network (it listens on the host's own
+    /// addresses; nothing is published), with `args` as its command, and waits until it is
+    /// `ready`.
+    pub(crate) fn start_on_host_network(
+        image: &ImageRef,
+        args: Vec<String>,
+        ready: Ready,
+    ) -> Result<Self, String> {
+        Self::launch(image, &[], Some(args), &[], ready, Some("host"))
+    }
+
+    fn launch(
+        image: &ImageRef,
+        ports: &[u16],
+        args: Option<Vec<String>>,
+        env: &[(&str, &str)],
+        ready: Ready,
+        network: Option<&str>,
+    ) -> Result<Self, String> {
         let engine = engine().map_err(str::to_owned)?.clone();
         let mut generic = GenericImage::new(image.repository.clone(), image.tag_and_digest());
         for port in ports {
@@ -652,6 +687,9 @@ impl RunningContainer {
             .with_startup_timeout(STARTUP_TIMEOUT);
         if let Some(args) = args {
             request = request.with_cmd(args);
+        }
+        if let Some(network) = network {
+            request = request.with_network(network);
         }
         for (name, value) in env {
             request = request.with_env_var(*name, *value);
@@ -839,6 +877,7 @@ mod tests {
             (Service::RedisCluster, "grokzen/redis-cluster", "7.0.10"),
             (Service::DynamoDb, "amazon/dynamodb-local", "2.6.1"),
             (Service::Postgres, "postgres", "16.4"),
+            (Service::Etcd, "gcr.io/etcd-development/etcd", "v3.5.17"),
         ] {
             let choice = choose_image(service, &none).unwrap();
             assert_eq!(choice.chosen_by, None);
@@ -858,6 +897,7 @@ mod tests {
             (REDIS_CLUSTER_IMAGE_ENV, "grokzen/redis-cluster:6.2.14"),
             (DYNAMODB_IMAGE_ENV, "motoserver/moto"),
             (POSTGRES_IMAGE_ENV, "postgres:14.13"),
+            (ETCD_IMAGE_ENV, "quay.io/coreos/etcd:v3.4.33"),
         ]);
         let redis = choose_image(Service::Redis, &lookup).unwrap();
         assert_eq!(redis.chosen_by, Some("KV_REDIS_IMAGE"));
@@ -873,6 +913,10 @@ mod tests {
         let postgres = choose_image(Service::Postgres, &lookup).unwrap();
         assert_eq!(postgres.chosen_by, Some("KV_POSTGRES_IMAGE"));
         assert_eq!(postgres.image.to_string(), "postgres:14.13");
+        let etcd = choose_image(Service::Etcd, &lookup).unwrap();
+        assert_eq!(etcd.chosen_by, Some("KV_ETCD_IMAGE"));
+        assert_eq!(etcd.image.repository, "quay.io/coreos/etcd");
+        assert_eq!(etcd.image.tag, "v3.4.33");
     }
 
     #[test]

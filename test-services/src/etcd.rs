@@ -7,12 +7,17 @@
 //! 1. a URL in [`URL_ENV`] (`KV_ETCD_URL`, e.g. `etcd://10.0.0.5:2379`) or [`CLUSTER_URL_ENV`]
 //!    (`KV_ETCD_CLUSTER_URL`, e.g. `etcd://10.0.0.5:2379,10.0.0.6:2379,10.0.0.7:2379`), used
 //!    as given;
-//! 2. else private `etcd` processes started from the binary on `PATH` (Debian's
+//! 2. else, with the `containers` feature and a Docker engine that answers, one container of
+//!    [`KV_ETCD_IMAGE`](super::containers::ETCD_IMAGE_ENV) per member, on the host's network
+//!    (so an engine on Linux, as on GitHub's runners), each member on free `127.0.0.1` ports
+//!    as below and ready by the same `/health`; removed when the test process ends (see
+//!    [`containers`](super::containers));
+//! 3. else private `etcd` processes started from the binary on `PATH` (Debian's
 //!    `etcd-server`), each with its client and peer ports free on `127.0.0.1` and its data
 //!    directory in a temporary directory, ready once every member's `/health` says so (the
 //!    cluster has a leader), and stopped by PID when the test process ends (see
 //!    [`LocalProcess`]);
-//! 3. else none: [`unavailable`] makes that a failure under `KVKIT_REQUIRE_SERVICES` (as
+//! 4. else none: [`unavailable`] makes that a failure under `KVKIT_REQUIRE_SERVICES` (as
 //!    `ci/test` sets) and a loud skip otherwise.
 //!
 //! ```no_run
@@ -26,7 +31,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -37,7 +42,7 @@ use crate::certificates::TestCertificates;
 
 use super::{
     find_binary, free_port, nodes_in, password_in, private_dir, unavailable, url_with,
-    wait_for_port, LocalProcess, Provider,
+    wait_for_port, LocalProcess, Provider, RunningContainer,
 };
 
 /// Environment variable: the URL of an etcd cluster (often of one member) to test against.
@@ -75,6 +80,9 @@ pub struct EtcdService {
     /// certificate and the client certificate it requires. The URL already names them.
     pub certificates: Option<TestCertificates>,
     local: Vec<LocalMember>,
+    /// The members' containers, kept running for as long as this value lives.
+    #[allow(dead_code)] // held, never read
+    containers: Vec<RunningContainer>,
 }
 
 /// A member this process started, and what it takes to start it again.
@@ -156,7 +164,8 @@ impl EtcdService {
     pub fn wait_healthy(&self, timeout: Duration) -> io::Result<()> {
         let deadline = Instant::now() + timeout;
         for member in self.local.iter().filter(|member| member.process.is_some()) {
-            wait_healthy(member.metrics_port, deadline, &member.dir)?;
+            let logs = format!("logs in {}", member.dir.display());
+            wait_healthy(member.metrics_port, deadline, &logs)?;
         }
         Ok(())
     }
@@ -175,9 +184,17 @@ impl EtcdService {
 impl LocalMember {
     fn spawn(&mut self) -> io::Result<()> {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let client = format!("{scheme}://127.0.0.1:{}", self.client_port);
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let mut command = Command::new(&self.binary);
+        command.args(member_args(
+            &self.name,
+            &self
+                .dir
+                .join(format!("{}.etcd", self.name))
+                .to_string_lossy(),
+            &format!("{scheme}://127.0.0.1:{}", self.client_port),
+            self.peer_port,
+            &self.initial_cluster,
+        ));
         if let Some(certificates) = &self.tls {
             command
                 .arg("--cert-file")
@@ -190,19 +207,6 @@ impl LocalMember {
                 .arg("--listen-metrics-urls")
                 .arg(format!("http://127.0.0.1:{}", self.metrics_port));
         }
-        command
-            .args(["--name", &self.name])
-            .arg("--data-dir")
-            .arg(self.dir.join(format!("{}.etcd", self.name)))
-            .args(["--listen-client-urls", &client])
-            .args(["--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer])
-            .args(["--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &self.initial_cluster])
-            .args(["--initial-cluster-state", "new"])
-            .args(["--initial-cluster-token", "kvkit-test"])
-            // Warnings only: a member's log is for reading when a test failed.
-            .args(["--log-level", "warn", "--logger", "zap"]);
         self.starts += 1;
         let log = self.dir.join(format!("{}-{}.log", self.name, self.starts));
         let mut process = LocalProcess::spawn(command, &log)?;
@@ -228,7 +232,11 @@ pub fn single() -> Option<&'static EtcdService> {
         .get_or_init(|| {
             let service = match from_env(URL_ENV) {
                 Some(service) => service,
-                None => start_or_report("etcd member", 1, "single")?,
+                None => match from_containers("etcd member", 1) {
+                    Ok(Some(service)) => service,
+                    Ok(None) => start_or_report("etcd member", 1, "single")?,
+                    Err(why) => return unavailable("etcd member", &why, HOW_TO_GET_ONE),
+                },
             };
             announce("etcd (one member)", &service);
             Some(service)
@@ -244,7 +252,11 @@ pub fn cluster() -> Option<&'static EtcdService> {
         .get_or_init(|| {
             let service = match from_env(CLUSTER_URL_ENV) {
                 Some(service) => service,
-                None => start_or_report("etcd cluster", 3, "cluster")?,
+                None => match from_containers("etcd cluster", 3) {
+                    Ok(Some(service)) => service,
+                    Ok(None) => start_or_report("etcd cluster", 3, "cluster")?,
+                    Err(why) => return unavailable("etcd cluster", &why, HOW_TO_GET_ONE),
+                },
             };
             announce("etcd (three members)", &service);
             Some(service)
@@ -297,6 +309,7 @@ fn from_env(variable: &'static str) -> Option<EtcdService> {
         provider: Provider::Environment(variable),
         certificates: None,
         local: Vec::new(),
+        containers: Vec::new(),
     })
 }
 
@@ -328,20 +341,8 @@ fn start_private(binary: PathBuf, count: usize, label: &str) -> io::Result<EtcdS
         _ => None,
     };
     let ports_per_member = if tls.is_some() { 3 } else { 2 };
-    let mut ports: Vec<u16> = Vec::new();
-    while ports.len() < ports_per_member * count {
-        let port = free_port(u16::MAX, |_| None)?;
-        if !ports.contains(&port) {
-            ports.push(port);
-        }
-    }
-    let names: Vec<String> = (0..count).map(|i| format!("m{i}")).collect();
-    let initial_cluster = names
-        .iter()
-        .zip(ports.chunks(ports_per_member))
-        .map(|(name, ports)| format!("{name}=http://127.0.0.1:{}", ports[1]))
-        .collect::<Vec<_>>()
-        .join(",");
+    let ports = distinct_free_ports(ports_per_member * count)?;
+    let (names, initial_cluster) = initial_cluster(&ports, ports_per_member);
     let mut local: Vec<LocalMember> = names
         .into_iter()
         .zip(ports.chunks(ports_per_member))
@@ -386,14 +387,127 @@ fn start_private(binary: PathBuf, count: usize, label: &str) -> io::Result<EtcdS
         members,
         certificates: tls,
         local,
+        containers: Vec::new(),
     };
     service.wait_healthy(STARTUP_TIMEOUT)?;
     Ok(service)
 }
 
+/// `count` different free ports on `127.0.0.1`.
+fn distinct_free_ports(count: usize) -> io::Result<Vec<u16>> {
+    let mut ports: Vec<u16> = Vec::new();
+    while ports.len() < count {
+        let port = free_port(u16::MAX, |_| None)?;
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    Ok(ports)
+}
+
+/// The members' names (`m0`, `m1`, ...) and etcd's `--initial-cluster` for them, member `i`
+/// having the ports `ports[i * per_member..]`: its client port, then its peer port.
+fn initial_cluster(ports: &[u16], per_member: usize) -> (Vec<String>, String) {
+    let names: Vec<String> = (0..ports.len() / per_member)
+        .map(|i| format!("m{i}"))
+        .collect();
+    let initial = names
+        .iter()
+        .zip(ports.chunks(per_member))
+        .map(|(name, ports)| format!("{name}=http://127.0.0.1:{}", ports[1]))
+        .collect::<Vec<_>>()
+        .join(",");
+    (names, initial)
+}
+
+/// The arguments of member `name` of a new cluster: its data in `data_dir`, clients served
+/// at `client_url`, peers on `127.0.0.1:peer_port`, the others in `initial_cluster`. The same
+/// for a local process and a container.
+fn member_args(
+    name: &str,
+    data_dir: &str,
+    client_url: &str,
+    peer_port: u16,
+    initial_cluster: &str,
+) -> Vec<String> {
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    [
+        ("--name", name),
+        ("--data-dir", data_dir),
+        ("--listen-client-urls", client_url),
+        ("--advertise-client-urls", client_url),
+        ("--listen-peer-urls", &peer),
+        ("--initial-advertise-peer-urls", &peer),
+        ("--initial-cluster", initial_cluster),
+        ("--initial-cluster-state", "new"),
+        ("--initial-cluster-token", "kvkit-test"),
+        // Warnings only: a member's log is for reading when a test failed.
+        ("--log-level", "warn"),
+        ("--logger", "zap"),
+    ]
+    .into_iter()
+    .flat_map(|(flag, value)| [flag.to_owned(), value.to_owned()])
+    .collect()
+}
+
+/// The container step (see [`containers::attempt`](super::containers)): `count` members,
+/// one container each, on the host's network.
+#[cfg(feature = "containers")]
+fn from_containers(what: &str, count: usize) -> Result<Option<EtcdService>, String> {
+    use super::containers::{attempt, Ready, Service};
+    attempt(what, Service::Etcd, |image| {
+        let ports = distinct_free_ports(2 * count).map_err(|err| err.to_string())?;
+        let (names, initial) = initial_cluster(&ports, 2);
+        let mut containers = Vec::new();
+        // Each member waits for the others to elect a leader, so all start before any is
+        // waited for.
+        for (name, ports) in names.iter().zip(ports.chunks(2)) {
+            let mut args = vec!["/usr/local/bin/etcd".to_owned()];
+            args.extend(member_args(
+                name,
+                &format!("/tmp/kvkit-etcd/{name}"),
+                &format!("http://127.0.0.1:{}", ports[0]),
+                ports[1],
+                &initial,
+            ));
+            containers.push(RunningContainer::start_on_host_network(
+                image,
+                args,
+                Ready::Started,
+            )?);
+        }
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        for (container, ports) in containers.iter().zip(ports.chunks(2)) {
+            let logs = format!("see `docker logs {}`", container.id());
+            wait_healthy(ports[0], deadline, &logs).map_err(|err| err.to_string())?;
+        }
+        let members: Vec<String> = ports
+            .chunks(2)
+            .map(|ports| format!("127.0.0.1:{}", ports[0]))
+            .collect();
+        Ok(EtcdService {
+            url: format!("etcd://{}", members.join(",")),
+            provider: Provider::Container {
+                image: image.to_string(),
+            },
+            password: None,
+            members,
+            certificates: None,
+            local: Vec::new(),
+            containers,
+        })
+    })
+}
+
+#[cfg(not(feature = "containers"))]
+fn from_containers(_what: &str, _count: usize) -> Result<Option<EtcdService>, String> {
+    Ok(None)
+}
+
 /// Waits until the member on `port` answers `/health` with `"health":"true"` (etcd 3.4 says
-/// so only while the member sees a leader), up to `deadline`.
-fn wait_healthy(port: u16, deadline: Instant, dir: &Path) -> io::Result<()> {
+/// so only while the member sees a leader), up to `deadline`; `logs` says where to look when
+/// it does not.
+fn wait_healthy(port: u16, deadline: Instant, logs: &str) -> io::Result<()> {
     loop {
         if health(port).is_ok_and(|body| body.contains("\"health\":\"true\"")) {
             return Ok(());
@@ -401,10 +515,7 @@ fn wait_healthy(port: u16, deadline: Instant, dir: &Path) -> io::Result<()> {
         if Instant::now() > deadline {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!(
-                    "etcd on 127.0.0.1:{port} did not report itself healthy in time; logs in {}",
-                    dir.display()
-                ),
+                format!("etcd on 127.0.0.1:{port} did not report itself healthy in time; {logs}"),
             ));
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -420,4 +531,50 @@ fn health(port: u16) -> io::Result<String> {
     let mut reply = String::new();
     stream.read_to_string(&mut reply)?;
     Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_initial_cluster_names_each_members_peer_port() {
+        let (names, initial) = initial_cluster(&[2379, 2380, 2479, 2480, 2579, 2580], 2);
+        assert_eq!(names, ["m0", "m1", "m2"]);
+        assert_eq!(
+            initial,
+            "m0=http://127.0.0.1:2380,m1=http://127.0.0.1:2480,m2=http://127.0.0.1:2580"
+        );
+        // A TLS member has a third port, for /health in plain HTTP.
+        let (names, initial) = initial_cluster(&[2379, 2380, 2381], 3);
+        assert_eq!(names, ["m0"]);
+        assert_eq!(initial, "m0=http://127.0.0.1:2380");
+    }
+
+    #[test]
+    fn a_member_listens_and_advertises_where_the_cluster_expects_it() {
+        let args = member_args(
+            "m1",
+            "/tmp/kvkit-etcd/m1",
+            "http://127.0.0.1:2479",
+            2480,
+            "m0=http://127.0.0.1:2380,m1=http://127.0.0.1:2480",
+        );
+        let value = |flag: &str| {
+            let at = args.iter().position(|arg| arg == flag).unwrap();
+            args[at + 1].clone()
+        };
+        assert_eq!(value("--name"), "m1");
+        assert_eq!(value("--data-dir"), "/tmp/kvkit-etcd/m1");
+        assert_eq!(value("--listen-client-urls"), "http://127.0.0.1:2479");
+        assert_eq!(value("--advertise-client-urls"), "http://127.0.0.1:2479");
+        assert_eq!(value("--listen-peer-urls"), "http://127.0.0.1:2480");
+        assert_eq!(
+            value("--initial-advertise-peer-urls"),
+            "http://127.0.0.1:2480"
+        );
+        assert!(value("--initial-cluster").contains("m1=http://127.0.0.1:2480"));
+        assert_eq!(value("--initial-cluster-state"), "new");
+        assert_eq!(args.len() % 2, 0, "flags and values in pairs: {args:?}");
+    }
 }

@@ -10,9 +10,9 @@
 //! 1. a URL or endpoint from an environment variable (`KV_REDIS_URL`,
 //!    `KV_REDIS_CLUSTER_URL`, `KV_DYNAMODB_ENDPOINT`, `KV_POSTGRES_URL`, `KV_ETCD_URL`,
 //!    `KV_ETCD_CLUSTER_URL`, `KV_ETCD_TLS_URL`);
-//! 2. with the `containers` feature, a Docker container started
-//!    with testcontainers, when a Docker engine answers; the image is chosen by
-//!    `KV_REDIS_IMAGE`, `KV_REDIS_CLUSTER_IMAGE`, `KV_DYNAMODB_IMAGE` and `KV_POSTGRES_IMAGE`,
+//! 2. with the `containers` feature, a Docker container started with testcontainers, when a
+//!    Docker engine answers; the image is chosen by `KV_REDIS_IMAGE`,
+//!    `KV_REDIS_CLUSTER_IMAGE`, `KV_DYNAMODB_IMAGE`, `KV_POSTGRES_IMAGE` and `KV_ETCD_IMAGE`,
 //!    and `KV_CONTAINERS=0` turns containers off (see [`containers`]);
 //! 3. a private server started from a locally installed binary on a free `127.0.0.1` port, in
 //!    a temporary directory, stopped when the test process ends;
