@@ -83,6 +83,16 @@
 //! | `concurrent_writes_visible` | a completed write is visible to every read that starts after it |
 //! | `concurrent_list_during_writes` | `list_keys` includes keys live for the whole call, excludes keys absent for the whole call |
 //! | `concurrent_history_linearizable` | a contended history over hot keys, with TTLs expiring during it, is linearizable ([`Checker`]) |
+//! | `batch_get_many_in_order` | `get_many` answers in the order asked: repeated keys twice, absent keys `None` |
+//! | `batch_set_many_in_order` | `set_many` writes every entry in order; of a key given twice the last value stays |
+//! | `batch_set_many_ttl` | `set_many` with a TTL expires every key; without one it clears a TTL |
+//! | `batch_delete_many_counts` | `delete_many` removes every key and counts the live ones removed, a repeated key once |
+//! | `batch_invalid_input_changes_nothing` | a batch with one invalid key, value or TTL fails with its error and changes nothing |
+//! | `batch_large_split` | batches of 1200 keys, beyond every store's own limit, are split, never refused |
+//! | `batch_hostile_keys` | hostile keys survive `get_many`, `set_many`, `delete_many` and paging exactly |
+//! | `pages_each_key_once` | `list_keys_page` lists every key once, in order, for every page size |
+//! | `pages_during_writes` | pages list every key live for the whole listing exactly once while other keys change |
+//! | `capabilities_are_true` | the declared [`Capabilities`](kv_trait::Capabilities) are those checked; declared atomic batches are atomic |
 //! | `namespaces_isolated` | backends with different namespaces never see each other's keys |
 //! | `debug_hides_secrets` | `Debug` output never contains a declared secret ([`Profile::with_secret`]) |
 //! | `model_state_machine` | random sequences of all eight operations over hostile keys agree with the [`Model`] |
@@ -216,6 +226,9 @@ macro_rules! __each_check {
             concurrent_cas_absent_single_winner concurrent_cas_loop_counter_exact
             concurrent_deletes_single_true concurrent_writes_are_whole concurrent_writes_visible
             concurrent_list_during_writes concurrent_history_linearizable
+            batch_get_many_in_order batch_set_many_in_order batch_set_many_ttl
+            batch_delete_many_counts batch_invalid_input_changes_nothing batch_large_split
+            batch_hostile_keys pages_each_key_once pages_during_writes capabilities_are_true
             namespaces_isolated debug_hides_secrets model_state_machine
         }
     };

@@ -61,6 +61,25 @@ impl Default for Profile {
 }
 
 impl Profile {
+    /// The profile a backend declares: [`Profile::max_value_bytes`] and
+    /// [`Profile::ttl_granularity`] from its [`capabilities`](kv_trait::KvBackend::capabilities),
+    /// the rest at the defaults. The suite then checks what the backend claims (and the
+    /// `capabilities_are_true` check fails a profile that differs from the declaration).
+    ///
+    /// ```
+    /// use kv_conformance::Profile;
+    /// use kv_memory::MemoryBackend;
+    ///
+    /// let profile = Profile::for_backend(&MemoryBackend::new());
+    /// assert_eq!(profile.max_value_bytes, kv_trait::DEFAULT_MAX_VALUE_BYTES);
+    /// ```
+    pub fn for_backend(backend: &dyn kv_trait::KvBackend) -> Self {
+        let declared = backend.capabilities();
+        Self::default()
+            .with_max_value_bytes(declared.max_value_bytes)
+            .with_ttl_granularity(declared.ttl_granularity)
+    }
+
     /// Sets [`Profile::max_value_bytes`].
     pub fn with_max_value_bytes(mut self, max: usize) -> Self {
         self.max_value_bytes = max;

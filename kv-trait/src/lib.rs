@@ -113,6 +113,32 @@
 //!   otherwise returns `false` and changes nothing. Key and `new` are validated first, whatever
 //!   the outcome would be.
 //!
+//! ## Batches and pages
+//!
+//! - `get_many(keys)`: the live values, in the order asked; a key asked twice is answered
+//!   twice. `set_many(entries, ttl_ns)`: writes every entry in order (a key given twice keeps
+//!   its last value), each with the TTL, or none for `None` (as `set`). `delete_many(keys)`:
+//!   removes them; returns how many live keys it removed (a key given twice counts once).
+//! - Every key, value and TTL of a batch is checked before anything is read or written: a
+//!   batch with one invalid input fails with that input's error and changes nothing. An empty
+//!   batch succeeds without reaching the store.
+//! - Each key's part of a batch is linearizable, as the single operation is; the batch as a
+//!   whole is not atomic unless [`Capabilities::atomic_batches`] says so: other callers may
+//!   see part of it, and a failure (`Unavailable` above all) may leave part of it applied.
+//!   Batches larger than a store's own limit are split by the adapter, never refused.
+//! - `list_keys_page(prefix, start_after, limit)`: the live keys with the prefix that sort
+//!   after `start_after` (any string), ascending by bytes, at most `limit` (a `NonZeroUsize`:
+//!   a page of nothing is not a question). `next` is the `start_after` of the next page, or
+//!   `None` once the listing is complete; a page may hold fewer than `limit` keys, even none,
+//!   and not be the last. Across the pages of one listing, every key live for the whole
+//!   listing appears exactly once and every key absent for the whole listing never appears;
+//!   the rest may go either way, as for `list_keys`.
+//! - [`KvBackend::capabilities`] declares the maximum value size, the TTL granularity, whether
+//!   batches are atomic, who may share the store ([`Sharing`]) and whether batches and paging
+//!   are native. A backend that declares nothing gets the contract's defaults. The
+//!   conformance kit derives its profile from the declaration and fails a backend whose
+//!   declaration is false.
+//!
 //! ## Consistency
 //!
 //! - Every operation on a single key is linearizable across all tasks, threads, processes and
@@ -163,6 +189,10 @@
 //! - **Lost replies.** `Unavailable` from `increment`, `compare_and_swap` or `delete` on a
 //!   networked store may hide a write that happened (the reply was lost); the adapters never
 //!   retry those blindly, since a resent `INCRBY` or `ADD` would count twice.
+//! - **What `delete_many` returns.** A count of the live keys removed, not one `bool` per key:
+//!   every store here reports a count natively (Redis `DEL`, SQL's row count), a count is
+//!   what callers of a batch delete ask for, and per-key answers would cost DynamoDB its
+//!   batch request.
 //! - **When the clock is read.** The contract first said a read that *starts* before the
 //!   deadline sees the key. Taken literally, a read that waited (for a lock, a queue, a retry)
 //!   past the deadline would have to judge liveness by a clock read before it waited, and
@@ -182,6 +212,7 @@
 
 #![deny(missing_docs)]
 
+mod batch;
 mod counter;
 mod error;
 mod key;
@@ -191,10 +222,12 @@ pub mod url_config;
 mod value;
 
 use std::fmt::Debug;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 pub use async_trait::async_trait;
 
+pub use batch::{Capabilities, KeyPage, Sharing};
 pub use counter::{apply_increment, format_counter, parse_counter};
 pub use error::{BoxError, KvError};
 pub use key::{validate_key, MAX_KEY_BYTES};
@@ -247,6 +280,81 @@ pub trait KvBackend: Send + Sync + Debug {
         expected: Option<&[u8]>,
         new: &[u8],
     ) -> Result<bool, KvError>;
+
+    /// The live values of `keys`, in the order asked (a key asked twice is answered twice).
+    /// Every key is checked before anything is read. The default calls [`get`](Self::get)
+    /// once per key.
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        for key in keys {
+            validate_key(key)?;
+        }
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            values.push(self.get(key).await?);
+        }
+        Ok(values)
+    }
+
+    /// Writes every `(key, value)` of `entries`, in order (of a key given twice, the last
+    /// value stays), each with the TTL `ttl_ns` (`None`: no TTL, as [`set`](Self::set)).
+    /// Every key, value and the TTL are checked before anything is written. The default
+    /// calls `set` or `set_with_ttl` once per entry.
+    async fn set_many(
+        &self,
+        entries: &[(&str, &[u8])],
+        ttl_ns: Option<u64>,
+    ) -> Result<(), KvError> {
+        let max_value_bytes = self.capabilities().max_value_bytes;
+        for (key, value) in entries {
+            validate_key(key)?;
+            check_value_size(value, max_value_bytes)?;
+        }
+        if let Some(ttl_ns) = ttl_ns {
+            validate_ttl(ttl_ns)?;
+        }
+        for (key, value) in entries {
+            match ttl_ns {
+                Some(ttl_ns) => self.set_with_ttl(key, value, ttl_ns).await?,
+                None => self.set(key, value).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every key of `keys`; returns how many live keys it removed (a key given twice
+    /// counts once). Every key is checked before anything is removed. The default calls
+    /// [`delete`](Self::delete) once per key.
+    async fn delete_many(&self, keys: &[&str]) -> Result<u64, KvError> {
+        for key in keys {
+            validate_key(key)?;
+        }
+        let mut removed = 0;
+        for key in keys {
+            removed += u64::from(self.delete(key).await?);
+        }
+        Ok(removed)
+    }
+
+    /// One page of [`list_keys`](Self::list_keys): the live keys starting with `prefix` that
+    /// sort after `start_after` (any string, a key or not; `None`: from the first), ascending
+    /// by bytes, at most `limit`. Continue from the page's [`next`](KeyPage::next) while it is
+    /// `Some`. Every key live for the whole listing appears on exactly one page; keys written
+    /// or removed meanwhile may go either way. The default cuts the page out of a whole
+    /// `list_keys`; see [`Capabilities::native_paging`].
+    async fn list_keys_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: NonZeroUsize,
+    ) -> Result<KeyPage, KvError> {
+        let keys = self.list_keys(prefix).await?;
+        Ok(KeyPage::cut(keys, start_after, limit))
+    }
+
+    /// What this backend declares about itself (see [`Capabilities`]; the kit checks it).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
 }
 
 /// Forwards every operation to the backend behind a pointer-like wrapper.
@@ -282,6 +390,30 @@ macro_rules! forward_backend {
                 new: &[u8],
             ) -> Result<bool, KvError> {
                 (**self).compare_and_swap(key, expected, new).await
+            }
+            async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+                (**self).get_many(keys).await
+            }
+            async fn set_many(
+                &self,
+                entries: &[(&str, &[u8])],
+                ttl_ns: Option<u64>,
+            ) -> Result<(), KvError> {
+                (**self).set_many(entries, ttl_ns).await
+            }
+            async fn delete_many(&self, keys: &[&str]) -> Result<u64, KvError> {
+                (**self).delete_many(keys).await
+            }
+            async fn list_keys_page(
+                &self,
+                prefix: &str,
+                start_after: Option<&str>,
+                limit: NonZeroUsize,
+            ) -> Result<KeyPage, KvError> {
+                (**self).list_keys_page(prefix, start_after, limit).await
+            }
+            fn capabilities(&self) -> Capabilities {
+                (**self).capabilities()
             }
         }
     )+};

@@ -57,7 +57,7 @@
 
 use std::fmt::{self, Debug};
 use std::future::Future;
-use std::num::NonZeroU64;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::ops::Deref;
 use std::time::{Instant, SystemTime};
 
@@ -65,7 +65,7 @@ use tracing::Instrument;
 
 use crate::{
     check_value_size, instant_deadline, ttl_millis_ceil, unix_deadline_ms, validate_key,
-    validate_ttl, KvError,
+    validate_ttl, Capabilities, KeyPage, KvError,
 };
 
 /// A key that passed [`validate_key`]: non-empty, at most [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES)
@@ -237,6 +237,55 @@ pub trait Store: Send + Sync + Debug {
         expected: Option<&[u8]>,
         new: Value<'_>,
     ) -> Result<bool, KvError>;
+
+    /// `get_many`: the live values of `keys`, in their order. The default reads them one by
+    /// one; override it with the store's own batch read.
+    async fn read_many(&self, keys: &[Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            values.push(self.read(*key).await?);
+        }
+        Ok(values)
+    }
+
+    /// `set_many`: writes `entries` in order (the last of a repeated key stays), each with
+    /// `ttl`. The default writes them one by one.
+    async fn write_many(
+        &self,
+        entries: &[(Key<'_>, Value<'_>)],
+        ttl: Option<Ttl>,
+    ) -> Result<(), KvError> {
+        for (key, value) in entries {
+            self.write(*key, *value, ttl).await?;
+        }
+        Ok(())
+    }
+
+    /// `delete_many`: removes `keys`; how many live keys were removed (a repeated key counts
+    /// once). The default removes them one by one.
+    async fn remove_many(&self, keys: &[Key<'_>]) -> Result<u64, KvError> {
+        let mut removed = 0;
+        for key in keys {
+            removed += u64::from(self.remove(*key).await?);
+        }
+        Ok(removed)
+    }
+
+    /// `list_keys_page`. The default cuts the page out of [`list`](Self::list).
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: NonZeroUsize,
+    ) -> Result<KeyPage, KvError> {
+        Ok(KeyPage::cut(self.list(prefix).await?, start_after, limit))
+    }
+
+    /// `capabilities`. The default declares [`max_value_bytes`](Self::max_value_bytes) and
+    /// the contract's defaults for the rest.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(self.max_value_bytes())
+    }
 }
 
 /// Runs one operation of `store` inside its trace span, and records a failure as an event.
@@ -346,6 +395,75 @@ pub mod checked {
         })
         .await
     }
+
+    /// Every key of a batch, checked before anything is sent.
+    fn keys<'a>(keys: &[&'a str]) -> Result<Vec<Key<'a>>, KvError> {
+        keys.iter().map(|key| Key::new(key)).collect()
+    }
+
+    /// `get_many`.
+    pub async fn get_many<S: Store>(
+        store: &S,
+        keys: &[&str],
+    ) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        traced(store, "get_many", async {
+            let keys = self::keys(keys)?;
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            store.read_many(&keys).await
+        })
+        .await
+    }
+
+    /// `set_many`: every key and value, then the TTL, checked before anything is written.
+    pub async fn set_many<S: Store>(
+        store: &S,
+        entries: &[(&str, &[u8])],
+        ttl_ns: Option<u64>,
+    ) -> Result<(), KvError> {
+        traced(store, "set_many", async {
+            let max_value_bytes = store.max_value_bytes();
+            let entries = entries
+                .iter()
+                .map(|(key, value)| Ok((Key::new(key)?, Value::new(value, max_value_bytes)?)))
+                .collect::<Result<Vec<_>, KvError>>()?;
+            let ttl = ttl_ns.map(Ttl::from_nanos).transpose()?;
+            if entries.is_empty() {
+                return Ok(());
+            }
+            store.write_many(&entries, ttl).await
+        })
+        .await
+    }
+
+    /// `delete_many`.
+    pub async fn delete_many<S: Store>(store: &S, keys: &[&str]) -> Result<u64, KvError> {
+        traced(store, "delete_many", async {
+            let keys = self::keys(keys)?;
+            if keys.is_empty() {
+                return Ok(0);
+            }
+            store.remove_many(&keys).await
+        })
+        .await
+    }
+
+    /// `list_keys_page`: neither the prefix nor `start_after` is a key, and neither is
+    /// validated.
+    pub async fn list_keys_page<S: Store>(
+        store: &S,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: std::num::NonZeroUsize,
+    ) -> Result<crate::KeyPage, KvError> {
+        traced(
+            store,
+            "list_keys_page",
+            store.list_page(prefix, start_after, limit),
+        )
+        .await
+    }
 }
 
 /// Implements [`KvBackend`](crate::KvBackend) for a type that implements
@@ -410,6 +528,39 @@ macro_rules! impl_kv_backend {
                 new: &[u8],
             ) -> ::std::result::Result<bool, $crate::KvError> {
                 $crate::store::checked::compare_and_swap(self, key, expected, new).await
+            }
+            async fn get_many(
+                &self,
+                keys: &[&str],
+            ) -> ::std::result::Result<
+                ::std::vec::Vec<::std::option::Option<::std::vec::Vec<u8>>>,
+                $crate::KvError,
+            > {
+                $crate::store::checked::get_many(self, keys).await
+            }
+            async fn set_many(
+                &self,
+                entries: &[(&str, &[u8])],
+                ttl_ns: ::std::option::Option<u64>,
+            ) -> ::std::result::Result<(), $crate::KvError> {
+                $crate::store::checked::set_many(self, entries, ttl_ns).await
+            }
+            async fn delete_many(
+                &self,
+                keys: &[&str],
+            ) -> ::std::result::Result<u64, $crate::KvError> {
+                $crate::store::checked::delete_many(self, keys).await
+            }
+            async fn list_keys_page(
+                &self,
+                prefix: &str,
+                start_after: ::std::option::Option<&str>,
+                limit: ::std::num::NonZeroUsize,
+            ) -> ::std::result::Result<$crate::KeyPage, $crate::KvError> {
+                $crate::store::checked::list_keys_page(self, prefix, start_after, limit).await
+            }
+            fn capabilities(&self) -> $crate::Capabilities {
+                $crate::store::Store::capabilities(self)
             }
         }
     };

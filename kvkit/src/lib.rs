@@ -47,7 +47,7 @@ use std::sync::Arc;
 
 pub use kv_trait;
 pub use kv_trait::{KvBackend, KvError};
-pub use target::{StoreInfo, Target};
+pub use target::Target;
 
 /// Opens the store at `url`. See the [crate docs](crate) for the URL forms.
 ///

@@ -2,22 +2,11 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use kv_trait::url_config::{passwords, redact, redact_error, StoreUrl};
 use kv_trait::{KvBackend, KvError};
 
 use crate::adapters::{for_scheme, Adapter, ADAPTERS, KNOWN};
-
-/// What a store declares about itself: what the conformance suite needs to know.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct StoreInfo {
-    /// The longest value the store accepts, in bytes.
-    pub max_value_bytes: usize,
-    /// How much later than its TTL a key may still be visible.
-    pub ttl_granularity: Duration,
-}
 
 /// A store URL, parsed and checked: which adapter, with which options and namespace.
 ///
@@ -110,13 +99,9 @@ impl Target {
         (self.adapter.shared)(&self.url)
     }
 
-    /// Opens the store.
+    /// Opens the store; what it declares about itself is its
+    /// [`capabilities`](KvBackend::capabilities).
     pub async fn open(&self) -> Result<Arc<dyn KvBackend>, KvError> {
-        Ok(self.open_with_info().await?.0)
-    }
-
-    /// Opens the store and says what it declares about itself.
-    pub async fn open_with_info(&self) -> Result<(Arc<dyn KvBackend>, StoreInfo), KvError> {
         (self.adapter.open)(self.url.clone(), self.namespace.clone())
             .await
             .map_err(|err| redact_error(err, &self.secrets))

@@ -1,5 +1,6 @@
 //! The registry of named checks: every rule of the contract and the check that covers it.
 
+mod batches;
 mod expiry;
 mod hygiene;
 pub(crate) mod keys;
@@ -137,6 +138,28 @@ checks! {
             "list_keys includes keys live for the whole call and excludes keys absent for the whole call",
         concurrent_history_linearizable = concurrency::history_linearizable:
             "a contended history over hot keys, with TTLs expiring during it, is linearizable",
+    }
+    "Batches and pages" {
+        batch_get_many_in_order = batches::get_many_in_order:
+            "get_many answers in the order asked: repeated keys twice, absent keys None",
+        batch_set_many_in_order = batches::set_many_writes_in_order:
+            "set_many writes every entry in order; of a key given twice the last value stays",
+        batch_set_many_ttl (timing) = batches::set_many_ttl:
+            "set_many with a TTL expires every key; without one it clears a TTL, as set does",
+        batch_delete_many_counts = batches::delete_many_counts:
+            "delete_many removes every key and counts the live ones removed, a repeated key once",
+        batch_invalid_input_changes_nothing = batches::batch_invalid_input_changes_nothing:
+            "a batch with one invalid key, value or TTL fails with its error and changes nothing",
+        batch_large_split = batches::large_batches_split:
+            "batches of 1200 keys, beyond every store's own limit, are split, never refused",
+        batch_hostile_keys = batches::batches_keep_hostile_keys:
+            "hostile keys survive get_many, set_many, delete_many and paging exactly",
+        pages_each_key_once = batches::pages_list_each_key_once:
+            "list_keys_page lists every key once, in order, for every page size; start_after need not be a key",
+        pages_during_writes = batches::pages_during_writes:
+            "pages list every key live for the whole listing exactly once while other keys change",
+        capabilities_are_true = batches::capabilities_are_true:
+            "the declared capabilities are those checked, and declared atomic batches are atomic",
     }
     "Namespaces" {
         namespaces_isolated = namespaces::namespaces_isolated:

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use kv_conformance::{Profile, Progress, Report, Suite, CHECKS};
+use kv_trait::KvBackend;
 use kvkit::Target;
 use serde_json::json;
 
@@ -56,11 +57,11 @@ pub(crate) async fn run(args: CheckArgs) -> u8 {
         return EXIT_ERROR;
     }
     // One open before the run: an unreachable store is one clear error, not one failure per check.
-    let info = match target.open_with_info().await {
-        Ok((_, info)) => info,
+    let backend = match target.open().await {
+        Ok(backend) => backend,
         Err(err) => return error(&format!("cannot open {target}: {err}")),
     };
-    let profile = profile_for(&target, &info, &args);
+    let profile = profile_for(&target, backend.as_ref(), &args);
     let report = run_suite(&target, profile, &args).await;
     if args.json {
         println!("{}", report_json(&target, &report));
@@ -105,10 +106,10 @@ fn default_url(_: &std::path::Path) -> String {
     "memory://".to_owned()
 }
 
-fn profile_for(target: &Target, info: &kvkit::StoreInfo, args: &CheckArgs) -> Profile {
-    let mut profile = Profile::default()
-        .with_max_value_bytes(info.max_value_bytes)
-        .with_ttl_granularity(info.ttl_granularity);
+/// The profile the store declares (its capabilities), with the URL's secrets and the
+/// command's options.
+fn profile_for(target: &Target, backend: &dyn KvBackend, args: &CheckArgs) -> Profile {
+    let mut profile = Profile::for_backend(backend);
     for secret in target.secrets() {
         profile = profile.with_secret(secret.clone());
     }

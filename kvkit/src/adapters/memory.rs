@@ -18,8 +18,7 @@ pub(super) const ADAPTER: Adapter = Adapter {
 
 fn open(url: &str, namespace: &str) -> Result<Opened, KvError> {
     let store = named_store(store_name(url)?.as_deref()).namespace(namespace);
-    let max_value_bytes = store.max_value_bytes();
-    Ok(opened(store, max_value_bytes))
+    Ok(opened(store))
 }
 
 /// The store name of a `memory://NAME` URL (`None` for `memory://`).

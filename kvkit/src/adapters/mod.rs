@@ -2,7 +2,6 @@
 //! own cargo feature. Adding a store is one file and one line in [`ADAPTERS`].
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 use kv_trait::{KvBackend, KvError};
@@ -22,8 +21,9 @@ mod rocksdb;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
-/// An opened store and what it declares about itself.
-pub(crate) type Opened = (Arc<dyn KvBackend>, crate::StoreInfo);
+/// An opened store; what it declares about itself is its
+/// [`capabilities`](KvBackend::capabilities).
+pub(crate) type Opened = Arc<dyn KvBackend>;
 
 /// How kvkit handles one URL scheme.
 #[derive(Clone, Copy)]
@@ -38,17 +38,9 @@ pub(crate) struct Adapter {
     pub(crate) shared: fn(&str) -> bool,
 }
 
-/// The rounding every adapter here declares for TTLs.
-const MILLISECOND: Duration = Duration::from_millis(1);
-
-/// An opened store with what every adapter here declares: its maximum value length, and TTLs
-/// rounded up to the millisecond.
-pub(crate) fn opened(store: impl KvBackend + 'static, max_value_bytes: usize) -> Opened {
-    let info = crate::StoreInfo {
-        max_value_bytes,
-        ttl_granularity: MILLISECOND,
-    };
-    (Arc::new(store), info)
+/// A store, opened.
+pub(crate) fn opened(store: impl KvBackend + 'static) -> Opened {
+    Arc::new(store)
 }
 
 /// Every scheme kvkit knows, whether or not its feature is compiled in: the scheme, its cargo

@@ -17,6 +17,5 @@ async fn open(url: String, namespace: String) -> Result<Opened, KvError> {
         .namespace(namespace)
         .build()
         .await?;
-    let max_value_bytes = store.max_value_bytes();
-    Ok(opened(store, max_value_bytes))
+    Ok(opened(store))
 }

@@ -194,14 +194,15 @@ async fn open_adapter(
         given => format!("{given}:{run_id}"),
     };
     let target = target.clone().with_namespace(namespace);
-    let (store, info) = target
-        .open_with_info()
+    let store = target
+        .open()
         .await
         .map_err(|err| format!("cannot open {target}: {err}"))?;
-    if settings.value_size > info.max_value_bytes {
+    let max_value_bytes = store.capabilities().max_value_bytes;
+    if settings.value_size > max_value_bytes {
         return Err(format!(
-            "--value-size {} is over {target}'s maximum of {} bytes",
-            settings.value_size, info.max_value_bytes
+            "--value-size {} is over {target}'s maximum of {max_value_bytes} bytes",
+            settings.value_size
         ));
     }
     let store = counted(&target, store, requests).await?;
