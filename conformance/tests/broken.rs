@@ -12,9 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kv_conformance::{Profile, Suite};
+use std::num::NonZeroUsize;
+
 use kv_trait::{
     apply_increment, async_trait, check_value_size, format_counter, validate_key, validate_ttl,
-    KvBackend, KvError, DEFAULT_MAX_VALUE_BYTES, MAX_KEY_BYTES,
+    Capabilities, KeyPage, KvBackend, KvError, DEFAULT_MAX_VALUE_BYTES, MAX_KEY_BYTES,
 };
 
 /// One way to break the contract.
@@ -69,6 +71,14 @@ enum Fault {
     // namespaces and hygiene
     SharedNamespace,
     DebugLeaksSecret,
+    // batches, pages and capabilities
+    GetManyReorders,
+    BatchHalfAppliesOnError,
+    DeleteManyCountsRepeats,
+    PagerSkipsAtBoundary,
+    PagerNeverEnds,
+    ClaimsAtomicBatches,
+    DeclaresWrongMaxValue,
 }
 
 const SECRET: &str = "hunter2";
@@ -452,6 +462,89 @@ impl KvBackend for Toy {
         );
         Ok(true)
     }
+
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        for key in keys {
+            self.check_key(key)?;
+        }
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            values.push(self.get(key).await?);
+        }
+        if self.is(Fault::GetManyReorders) {
+            values.reverse();
+        }
+        Ok(values)
+    }
+
+    async fn set_many(
+        &self,
+        entries: &[(&str, &[u8])],
+        ttl_ns: Option<u64>,
+    ) -> Result<(), KvError> {
+        if !self.is(Fault::BatchHalfAppliesOnError) {
+            for (key, value) in entries {
+                self.check_key(key)?;
+                check_value_size(value, self.max_value())?;
+            }
+            if let Some(ttl_ns) = ttl_ns {
+                validate_ttl(ttl_ns)?;
+            }
+        }
+        for (key, value) in entries {
+            match ttl_ns {
+                Some(ttl_ns) => self.set_with_ttl(key, value, ttl_ns).await?,
+                None => self.set(key, value).await?,
+            }
+            if self.is(Fault::ClaimsAtomicBatches) {
+                tokio::task::yield_now().await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_many(&self, keys: &[&str]) -> Result<u64, KvError> {
+        for key in keys {
+            self.check_key(key)?;
+        }
+        let live: Vec<bool> = {
+            let mut live = Vec::new();
+            for key in keys {
+                live.push(self.exists(key).await?);
+            }
+            live
+        };
+        let mut removed = 0;
+        for (key, was_live) in keys.iter().zip(live) {
+            let deleted = self.delete(key).await?;
+            removed += u64::from(deleted || (was_live && self.is(Fault::DeleteManyCountsRepeats)));
+        }
+        Ok(removed)
+    }
+
+    async fn list_keys_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: NonZeroUsize,
+    ) -> Result<KeyPage, KvError> {
+        let mut page = KeyPage::cut(self.list_keys(prefix).await?, start_after, limit);
+        if self.is(Fault::PagerSkipsAtBoundary) && start_after.is_some() && !page.keys.is_empty() {
+            page.keys.remove(0);
+        }
+        if self.is(Fault::PagerNeverEnds) && page.next.is_none() {
+            page.next = start_after.map(str::to_owned).or(Some(String::new()));
+        }
+        Ok(page)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        match self.fault {
+            Fault::ClaimsAtomicBatches => Capabilities::default().with_atomic_batches(true),
+            Fault::DeclaresWrongMaxValue => Capabilities::new(2 * DEFAULT_MAX_VALUE_BYTES),
+            _ => Capabilities::default(),
+        }
+    }
 }
 
 /// SQL `LIKE prefix%` semantics: `%` matches any run, `_` any one byte.
@@ -558,6 +651,14 @@ caught! {
     history_with_torn_writes: TornWrites by "concurrent_history_linearizable";
     history_with_delete_not_atomic: DeleteNotAtomic by "concurrent_history_linearizable";
     history_with_ttl_read_as_millis: TtlReadAsMillis by "concurrent_history_linearizable";
+    get_many_reorders: GetManyReorders by "batch_get_many_in_order";
+    batch_half_applies_on_error: BatchHalfAppliesOnError by "batch_invalid_input_changes_nothing";
+    delete_many_counts_repeats: DeleteManyCountsRepeats by "batch_delete_many_counts";
+    pager_skips_at_boundary: PagerSkipsAtBoundary by "pages_each_key_once";
+    pager_skips_during_writes: PagerSkipsAtBoundary by "pages_during_writes";
+    pager_never_ends: PagerNeverEnds by "pages_each_key_once";
+    claims_atomic_batches: ClaimsAtomicBatches by "capabilities_are_true";
+    declares_wrong_max_value: DeclaresWrongMaxValue by "capabilities_are_true";
 }
 
 /// The state machine finds faults without being told where to look. Random search needs

@@ -2,13 +2,17 @@
 //! clock when it runs. `kv_trait` validates every input before it gets here.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use kv_trait::store::{Key, Store, Ttl, Value};
-use kv_trait::{apply_increment, async_trait, format_counter, unix_millis_now, KvError};
+use kv_trait::{
+    apply_increment, async_trait, format_counter, unix_millis_now, Capabilities, KeyPage, KvError,
+    Sharing,
+};
 use rusqlite::{Transaction, TransactionBehavior};
 
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
@@ -430,6 +434,99 @@ impl Store for SqliteBackend {
             Ok(true)
         })
         .await
+    }
+
+    /// One read transaction: in WAL mode it reads one snapshot, so no `get_many` sees part
+    /// of a batch write.
+    async fn read_many(&self, keys: &[Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        let keys: Vec<String> = keys.iter().map(|key| key.as_str().to_owned()).collect();
+        self.read_job(move |conn, namespace| {
+            let snapshot = conn.unchecked_transaction()?;
+            let entries = keys
+                .iter()
+                .map(|key| encoding::select_entry(&snapshot, namespace, key))
+                .collect::<Result<Vec<_>, _>>()?;
+            drop(snapshot);
+            let now = unix_millis_now();
+            Ok(entries
+                .into_iter()
+                .map(|entry| {
+                    entry
+                        .filter(|entry| entry.is_live_at(now))
+                        .map(|entry| entry.value)
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// One write in the group commit, all of it or none of it.
+    async fn write_many(
+        &self,
+        entries: &[(Key<'_>, Value<'_>)],
+        ttl: Option<Ttl>,
+    ) -> Result<(), KvError> {
+        let entries: Vec<(String, Vec<u8>)> = entries
+            .iter()
+            .map(|(key, value)| (key.as_str().to_owned(), value.to_vec()))
+            .collect();
+        self.write_job(move |tx, namespace| {
+            let expires_at = ttl.map(|ttl| encoding::deadline_column(ttl.unix_deadline_ms()));
+            for (key, value) in &entries {
+                encoding::upsert(tx, namespace, key, value, expires_at)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// One write in the group commit; a key given twice is found the second time gone.
+    async fn remove_many(&self, keys: &[Key<'_>]) -> Result<u64, KvError> {
+        let keys: Vec<String> = keys.iter().map(|key| key.as_str().to_owned()).collect();
+        self.write_job(move |tx, namespace| {
+            let now = unix_millis_now();
+            let mut removed = 0;
+            for key in &keys {
+                let deadline = encoding::delete_returning(tx, namespace, key)?;
+                removed += u64::from(deadline.is_some_and(|at| encoding::is_live(at, now)));
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
+    /// One range read of at most `limit` rows of the primary key.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: NonZeroUsize,
+    ) -> Result<KeyPage, KvError> {
+        let prefix = prefix.as_bytes().to_vec();
+        let after = start_after.map(|after| after.as_bytes().to_vec());
+        self.read_job(move |conn, namespace| {
+            encoding::live_keys_page(
+                conn,
+                namespace,
+                &prefix,
+                after.as_deref(),
+                limit.get(),
+                unix_millis_now(),
+            )
+        })
+        .await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let sharing = match self.shared.location {
+            Location::File(_) => Sharing::Machine,
+            Location::Memory => Sharing::Handle,
+        };
+        Capabilities::new(self.shared.max_value_bytes)
+            .with_atomic_batches(true)
+            .with_sharing(sharing)
+            .with_native_batches(true)
+            .with_native_paging(true)
     }
 }
 

@@ -48,6 +48,11 @@ const KEYS_FROM: &str = "SELECT key, expires_at FROM kv_entries
      WHERE namespace = ?1 AND key >= ?2 ORDER BY key";
 const KEYS_BETWEEN: &str = "SELECT key, expires_at FROM kv_entries
      WHERE namespace = ?1 AND key >= ?2 AND key < ?3 ORDER BY key";
+// A page: after `?3` (strictly), within the prefix's range `?2..?4` (`?4` NULL: no upper
+// bound), at most `?5` rows, expired ones included so that a page reads a bounded number.
+const KEYS_PAGE: &str = "SELECT key, expires_at FROM kv_entries
+     WHERE namespace = ?1 AND key >= ?2 AND key > ?3 AND (?4 IS NULL OR key < ?4)
+     ORDER BY key LIMIT ?5";
 // Row values keep the primary key a single comparison; the inner `expires_at <= ?1`
 // implies `expires_at IS NOT NULL`, so SQLite uses the partial index.
 const PURGE_BATCH: &str = "DELETE FROM kv_entries WHERE (namespace, key) IN (
@@ -177,6 +182,35 @@ pub(crate) fn live_keys(
         }
     }
     Ok(keys)
+}
+
+/// One page of the keys live at `now_ms` that start with `prefix`, after `start_after`: it
+/// reads at most `limit` rows (live or expired), so the page is bounded whatever the table
+/// holds, and a page that read `limit` rows is not the last.
+pub(crate) fn live_keys_page(
+    conn: &Connection,
+    namespace: &str,
+    prefix: &[u8],
+    start_after: Option<&[u8]>,
+    limit: usize,
+    now_ms: u64,
+) -> Result<kv_trait::KeyPage, OpError> {
+    let upper = key_successor(prefix);
+    let mut statement = conn.prepare_cached(KEYS_PAGE)?;
+    let after: &[u8] = start_after.unwrap_or_default();
+    let rows_wanted = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut rows = statement.query(params![namespace, prefix, after, upper, rows_wanted])?;
+    let (mut keys, mut read, mut last) = (Vec::new(), 0, None);
+    while let Some(row) = rows.next()? {
+        read += 1;
+        let key = decode_key(row.get_ref(0)?.as_bytes().map_err(rusqlite::Error::from)?)?;
+        if is_live(row.get(1)?, now_ms) {
+            keys.push(key.clone());
+        }
+        last = Some(key);
+    }
+    let next = if read == limit { last } else { None };
+    Ok(kv_trait::KeyPage { keys, next })
 }
 
 /// Deletes up to `limit` rows (of any namespace) whose deadline is at or before `now_ms`;

@@ -553,6 +553,7 @@ pub(crate) async fn capabilities_are_true(t: Probe) -> CheckResult {
                 backend
                     .set_many(&[("x", value.as_bytes()), ("y", value.as_bytes())], None)
                     .await?;
+                tokio::task::yield_now().await;
             }
             Ok::<u64, KvError>(generation)
         })
@@ -560,6 +561,8 @@ pub(crate) async fn capabilities_are_true(t: Probe) -> CheckResult {
     let mut reads = 0;
     let mut outcome = Ok(());
     while !writer.is_finished() && reads < 2_000 {
+        // Yield between reads, so that on a one-thread runtime the writer runs between them.
+        tokio::task::yield_now().await;
         match t.backend.get_many(&["x", "y"]).await {
             Ok(values) if values[0] == values[1] => reads += 1,
             Ok(values) => {
