@@ -6,8 +6,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::{StreamExt, TryStreamExt};
 use kv_trait::store::{Key, Store, Ttl, Value};
-use kv_trait::{async_trait, KvError};
+use kv_trait::{async_trait, Capabilities, KvError, Sharing};
 use redis::ProtocolVersion;
 
 use crate::client::Client;
@@ -15,6 +16,15 @@ use crate::config::{RedisBackendBuilder, Topology};
 use crate::encoding::{self, Keyspace};
 use crate::error;
 use crate::scripts;
+
+/// Keys per `MGET`, `MSET` or `DEL` of a batch: a few hundred keep each command's reply and
+/// the server's time on it small (Redis serves one command at a time), while a batch of
+/// thousands still takes a handful of round trips.
+const BATCH_KEYS: usize = 500;
+
+/// `SET PX` commands of one `set_many` with a TTL in flight at once, pipelined over the
+/// multiplexed connection.
+const BATCH_CONCURRENCY: usize = 64;
 
 /// A key-value store on a Redis server or Redis Cluster that keeps the whole kvkit contract,
 /// across every client of the same server and namespace.
@@ -238,6 +248,81 @@ impl Store for RedisBackend {
             return Ok(written.is_some());
         };
         Ok(self.client().swap_if_equal(&key, expected, &new).await?)
+    }
+
+    /// `MGET` per [`BATCH_KEYS`] keys (split by slot and recombined by the cluster client in
+    /// cluster mode): one round trip per chunk (per node in a cluster).
+    async fn read_many(&self, keys: &[Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        let mut values = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(BATCH_KEYS) {
+            let mut cmd = redis::cmd("MGET");
+            for key in chunk {
+                cmd.arg(self.key(key));
+            }
+            let chunk_values: Vec<Option<Vec<u8>>> = self.client().read(&cmd).await?;
+            values.extend(chunk_values);
+        }
+        Ok(values)
+    }
+
+    /// Without a TTL, `MSET` per [`BATCH_KEYS`] entries (duplicates keep their last value, as
+    /// `MSET` does); with one, `SET PX` per distinct key (the last value of a repeated key),
+    /// [`BATCH_CONCURRENCY`] at a time, since `MSET` takes no TTL.
+    async fn write_many(
+        &self,
+        entries: &[(Key<'_>, Value<'_>)],
+        ttl: Option<Ttl>,
+    ) -> Result<(), KvError> {
+        let Some(ttl) = ttl else {
+            for chunk in entries.chunks(BATCH_KEYS) {
+                let mut cmd = redis::cmd("MSET");
+                for (key, value) in chunk {
+                    cmd.arg(self.key(key)).arg(value.as_bytes());
+                }
+                let () = self.client().write(&cmd).await?;
+            }
+            return Ok(());
+        };
+        let mut last: std::collections::HashMap<&str, &[u8]> = std::collections::HashMap::new();
+        for (key, value) in entries {
+            last.insert(key.as_str(), value.as_bytes());
+        }
+        let millis = encoding::expiry_millis(ttl);
+        let commands: Vec<redis::Cmd> = last
+            .into_iter()
+            .map(|(key, value)| {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(self.key(key)).arg(value).arg("PX").arg(millis);
+                cmd
+            })
+            .collect();
+        let client = self.client();
+        futures::stream::iter(commands)
+            .map(|cmd| async move { client.write::<()>(&cmd).await })
+            .buffer_unordered(BATCH_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    /// `DEL` per [`BATCH_KEYS`] keys, which counts a repeated key once.
+    async fn remove_many(&self, keys: &[Key<'_>]) -> Result<u64, KvError> {
+        let mut removed = 0;
+        for chunk in keys.chunks(BATCH_KEYS) {
+            let mut cmd = redis::cmd("DEL");
+            for key in chunk {
+                cmd.arg(self.key(key));
+            }
+            let count: u64 = self.client().write(&cmd).await?;
+            removed += count;
+        }
+        Ok(removed)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(self.shared.max_value_bytes)
+            .with_sharing(Sharing::Network)
+            .with_native_batches(true)
     }
 }
 

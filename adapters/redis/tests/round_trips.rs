@@ -112,6 +112,32 @@ async fn standalone_round_trips_per_operation() {
         "list_keys, 5003 keys in the database (SCAN COUNT 1000)",
         listing.0,
     );
+    let names: Vec<String> = (0..1200).map(|i| format!("b{i}")).collect();
+    let hundred: Vec<&str> = names[..100].iter().map(String::as_str).collect();
+    let all: Vec<&str> = names.iter().map(String::as_str).collect();
+    let entries: Vec<(&str, &[u8])> = hundred.iter().map(|key| (*key, &b"v"[..])).collect();
+    let wrote = count(&proxy, store.set_many(&entries, None)).await;
+    wrote.1.unwrap();
+    measure("set_many, 100 keys (MSET)", wrote.0);
+    let read = count(&proxy, store.get_many(&hundred)).await;
+    assert!(read
+        .1
+        .unwrap()
+        .iter()
+        .all(|value| value.as_deref() == Some(b"v")));
+    measure("get_many, 100 keys (MGET)", read.0);
+    let read = count(&proxy, store.get_many(&all)).await;
+    assert_eq!(read.1.unwrap().len(), 1200);
+    measure("get_many, 1200 keys (MGET per 500)", read.0);
+    let with_ttl = count(&proxy, store.set_many(&entries, Some(60_000_000_000))).await;
+    with_ttl.1.unwrap();
+    measure(
+        "set_many with a TTL, 100 keys (SET PX, 64 in flight)",
+        with_ttl.0,
+    );
+    let removed = count(&proxy, store.delete_many(&hundred)).await;
+    assert_eq!(removed.1.unwrap(), 100);
+    measure("delete_many, 100 keys (DEL)", removed.0);
     print_table("standalone: round trips per operation", &rows);
 
     let expected: BTreeMap<&str, u64> = rows.iter().copied().collect();
@@ -132,9 +158,16 @@ async fn standalone_round_trips_per_operation() {
         ("compare_and_swap(Some), mismatch (WATCH+GET)", 1),
         ("compare_and_swap(Some), absent key (WATCH+GET)", 1),
         ("list_keys, 3 keys in the database", 1),
+        ("set_many, 100 keys (MSET)", 1),
+        ("get_many, 100 keys (MGET)", 1),
+        ("get_many, 1200 keys (MGET per 500)", 3),
+        ("delete_many, 100 keys (DEL)", 1),
     ] {
         assert_eq!(expected[op], n, "{op}");
     }
+    // Pipelined over the one connection: far fewer round trips than keys.
+    let with_ttl = expected["set_many with a TTL, 100 keys (SET PX, 64 in flight)"];
+    assert!(with_ttl < 100, "{with_ttl} round trips for 100 SETs");
     let pages = expected["list_keys, 5003 keys in the database (SCAN COUNT 1000)"];
     assert!((5..=8).contains(&pages), "{pages} SCAN pages");
 }
