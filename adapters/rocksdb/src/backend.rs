@@ -2,9 +2,13 @@
 //! taking the key's lock. `kv_trait` validates every input before it gets here.
 
 use kv_trait::store::{Key, Store, Ttl, Value};
-use kv_trait::{apply_increment, async_trait, format_counter, unix_millis_now, KvError};
-use rocksdb::{Direction, IteratorMode, ReadOptions, WriteOptions};
+use kv_trait::{
+    apply_increment, async_trait, format_counter, unix_millis_now, Capabilities, KeyPage, KvError,
+    Sharing,
+};
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions};
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -297,6 +301,144 @@ impl Store for RocksDbBackend {
             Ok(true)
         })
         .await
+    }
+
+    /// One `multi_get` from one snapshot: no `get_many` sees part of a batch write.
+    async fn read_many(&self, keys: &[Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        let shared = self.shared.clone();
+        let keys: Vec<Vec<u8>> = keys.iter().map(|key| self.key(key)).collect();
+        blocking(move || {
+            let db = shared.db();
+            let snapshot = db.snapshot();
+            let mut options = ReadOptions::default();
+            options.set_snapshot(&snapshot);
+            let now = unix_millis_now();
+            db.multi_get_opt(&keys, &options)
+                .into_iter()
+                .map(|stored| match stored.map_err(from_rocksdb)? {
+                    None => Ok(None),
+                    Some(stored) => {
+                        let entry = decode(&stored)?;
+                        Ok(entry.is_live_at(now).then(|| entry.value.to_vec()))
+                    }
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// One `WriteBatch` under the locks of all its keys: all of it or none of it, and a
+    /// repeated key keeps its last value (a batch applies in order).
+    async fn write_many(
+        &self,
+        entries: &[(Key<'_>, Value<'_>)],
+        ttl: Option<Ttl>,
+    ) -> Result<(), KvError> {
+        let shared = self.shared.clone();
+        let options = self.write_options();
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = entries
+            .iter()
+            .map(|(key, value)| (self.key(key), encode(value.as_bytes(), None)))
+            .collect();
+        blocking(move || {
+            let _guards = shared.lock_keys(entries.iter().map(|(key, _)| key.as_slice()));
+            let deadline = ttl.map(Ttl::unix_deadline_ms);
+            let mut batch = WriteBatch::default();
+            for (key, mut stored) in entries {
+                set_deadline(&mut stored, deadline);
+                batch.put(&key, stored);
+            }
+            shared.db().write_opt(batch, &options).map_err(from_rocksdb)
+        })
+        .await
+    }
+
+    /// One `WriteBatch` of deletes under the locks of all its keys, counting the keys that
+    /// were live (a repeated key once).
+    async fn remove_many(&self, keys: &[Key<'_>]) -> Result<u64, KvError> {
+        let shared = self.shared.clone();
+        let options = self.write_options();
+        let keys: std::collections::BTreeSet<Vec<u8>> =
+            keys.iter().map(|key| self.key(key)).collect();
+        blocking(move || {
+            let _guards = shared.lock_keys(keys.iter().map(Vec::as_slice));
+            let mut removed = 0;
+            let mut batch = WriteBatch::default();
+            for key in &keys {
+                removed += u64::from(live_entry(&shared, key)?.is_some());
+                // An expired leftover is deleted too.
+                batch.delete(key);
+            }
+            shared
+                .db()
+                .write_opt(batch, &options)
+                .map_err(from_rocksdb)?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    /// An iterator from just after `start_after`, reading at most `limit` entries.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: NonZeroUsize,
+    ) -> Result<KeyPage, KvError> {
+        let (shared, start) = (self.shared.clone(), self.key(prefix));
+        let namespace_len = self.prefix.len();
+        // Just after `start_after` in byte order: the same key with a NUL appended.
+        let from = start_after.map(|after| {
+            let mut from = self.key(after);
+            from.push(0);
+            from
+        });
+        blocking(move || {
+            let now = unix_millis_now();
+            let from = match from {
+                Some(from) if from > start => from,
+                _ => start.clone(),
+            };
+            let mut options = ReadOptions::default();
+            if let Some(end) = prefix_end(&start) {
+                options.set_iterate_upper_bound(end);
+            }
+            let (mut keys, mut read) = (Vec::new(), 0);
+            for entry in shared
+                .db()
+                .iterator_opt(IteratorMode::From(&from, Direction::Forward), options)
+            {
+                let (key, stored) = entry.map_err(from_rocksdb)?;
+                if !key.starts_with(&start) {
+                    break;
+                }
+                let name = std::str::from_utf8(&key[namespace_len..])
+                    .map_err(|_| KvError::backend("a stored key is not UTF-8"))?
+                    .to_owned();
+                let live = decode(&stored)?.is_live_at(now);
+                read += 1;
+                if read == limit.get() {
+                    let next = Some(name.clone());
+                    if live {
+                        keys.push(name);
+                    }
+                    return Ok(KeyPage { keys, next });
+                }
+                if live {
+                    keys.push(name);
+                }
+            }
+            Ok(KeyPage { keys, next: None })
+        })
+        .await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(self.max_value_bytes)
+            .with_atomic_batches(true)
+            .with_sharing(Sharing::Process)
+            .with_native_batches(true)
+            .with_native_paging(true)
     }
 }
 

@@ -49,10 +49,33 @@ impl SharedDb {
     /// Holds the write lock of `stored_key` (every read-modify-write and every plain write
     /// takes it, so that a CAS cannot interleave with a set of the same key).
     pub(crate) fn lock_key(&self, stored_key: &[u8]) -> MutexGuard<'_, ()> {
-        let stripe = (self.hasher.hash_one(stored_key) as usize) % self.stripes.len();
-        self.stripes[stripe]
+        self.stripes[self.stripe(stored_key)]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Holds the write locks of all `stored_keys` (a batch), taking each stripe once and in
+    /// index order, so that two batches can never wait for each other's stripes.
+    pub(crate) fn lock_keys<'k>(
+        &self,
+        stored_keys: impl IntoIterator<Item = &'k [u8]>,
+    ) -> Vec<MutexGuard<'_, ()>> {
+        let stripes: std::collections::BTreeSet<usize> = stored_keys
+            .into_iter()
+            .map(|key| self.stripe(key))
+            .collect();
+        stripes
+            .into_iter()
+            .map(|stripe| {
+                self.stripes[stripe]
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+            })
+            .collect()
+    }
+
+    fn stripe(&self, stored_key: &[u8]) -> usize {
+        (self.hasher.hash_one(stored_key) as usize) % self.stripes.len()
     }
 }
 
