@@ -1,14 +1,16 @@
 //! `impl Store for PostgresBackend`: one statement, one round trip, per operation (`list_keys`
 //! one per page). `kv_trait` validates every input before it gets here.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use kv_trait::store::{Key, Store, Ttl, Value};
 use kv_trait::url_config::error_chain;
-use kv_trait::{async_trait, KvError};
+use kv_trait::{async_trait, Capabilities, KeyPage, KvError, Sharing};
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
 
@@ -21,6 +23,12 @@ use crate::statements::{Statements, NOT_A_COUNTER};
 /// Keys fetched per statement by `list_keys`: what bounds its memory on the server and in
 /// flight, whatever the number of keys.
 pub(crate) const LIST_PAGE: i64 = 1000;
+
+/// Keys per statement of a batch, and the most value bytes (about) one statement carries: a
+/// statement is one message, which PostgreSQL caps at 1 GiB, and a smaller one holds fewer
+/// row locks for less time.
+const BATCH_KEYS: usize = 1000;
+const BATCH_BYTES: usize = 16 * 1024 * 1024;
 
 /// Expired rows deleted per statement by the sweeper, so no statement holds many row locks.
 const SWEEP_BATCH: i64 = 500;
@@ -327,6 +335,129 @@ impl Store for PostgresBackend {
             }
         };
         Ok(!rows.is_empty())
+    }
+
+    /// One `SELECT ... key = ANY($2)` per [`BATCH_KEYS`] keys.
+    async fn read_many(&self, keys: &[Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        let s = &self.shared;
+        let mut found: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        for chunk in keys.chunks(BATCH_KEYS) {
+            let names: Vec<&[u8]> = chunk.iter().map(|key| key.as_bytes()).collect();
+            let rows = self
+                .rows(
+                    &s.statements.get_many,
+                    &[&s.namespace, &names],
+                    Resend::Safe,
+                )
+                .await?;
+            found.extend(rows.into_iter().map(|row| (row.get(0), row.get(1))));
+        }
+        Ok(keys
+            .iter()
+            .map(|key| found.get(key.as_bytes()).cloned())
+            .collect())
+    }
+
+    /// One `INSERT ... SELECT FROM unnest(...)` per [`BATCH_KEYS`] distinct keys or
+    /// [`BATCH_BYTES`] of values; of a repeated key only the last value is sent.
+    async fn write_many(
+        &self,
+        entries: &[(Key<'_>, Value<'_>)],
+        ttl: Option<Ttl>,
+    ) -> Result<(), KvError> {
+        let s = &self.shared;
+        let millis = ttl.map(|ttl| ttl_millis(ttl.millis_ceil()));
+        let mut last: HashMap<&[u8], usize> = HashMap::new();
+        for (i, (key, _)) in entries.iter().enumerate() {
+            last.insert(key.as_bytes(), i);
+        }
+        let distinct = entries
+            .iter()
+            .enumerate()
+            .filter(|(i, (key, _))| last[key.as_bytes()] == *i)
+            .map(|(_, entry)| entry);
+        let (mut keys, mut values, mut bytes): (Vec<&[u8]>, Vec<&[u8]>, usize) =
+            (Vec::new(), Vec::new(), 0);
+        for (key, value) in distinct {
+            if !keys.is_empty() && (keys.len() == BATCH_KEYS || bytes + value.len() > BATCH_BYTES) {
+                self.rows(
+                    &s.statements.set_many,
+                    &[&s.namespace, &keys, &values, &millis],
+                    Resend::Never,
+                )
+                .await?;
+                (keys, values, bytes) = (Vec::new(), Vec::new(), 0);
+            }
+            keys.push(key.as_bytes());
+            values.push(value.as_bytes());
+            bytes += value.len();
+        }
+        if !keys.is_empty() {
+            self.rows(
+                &s.statements.set_many,
+                &[&s.namespace, &keys, &values, &millis],
+                Resend::Never,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// One `DELETE ... key = ANY($2) RETURNING` per [`BATCH_KEYS`] distinct keys.
+    async fn remove_many(&self, keys: &[Key<'_>]) -> Result<u64, KvError> {
+        let s = &self.shared;
+        let distinct: std::collections::BTreeSet<&[u8]> =
+            keys.iter().map(|key| key.as_bytes()).collect();
+        let distinct: Vec<&[u8]> = distinct.into_iter().collect();
+        let mut removed = 0;
+        for chunk in distinct.chunks(BATCH_KEYS) {
+            let rows = self
+                .rows(
+                    &s.statements.delete_many,
+                    &[&s.namespace, &chunk],
+                    Resend::Never,
+                )
+                .await?;
+            removed += rows.iter().filter(|row| row.get::<_, bool>(0)).count() as u64;
+        }
+        Ok(removed)
+    }
+
+    /// One range read of the primary key, of at most `limit` live keys.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: NonZeroUsize,
+    ) -> Result<KeyPage, KvError> {
+        let s = &self.shared;
+        let (start, end) = prefix_range(prefix);
+        let start = match start_after.map(|key| after(key.as_bytes())) {
+            Some(from) if from > start => from,
+            _ => start,
+        };
+        let limit = i64::try_from(limit.get()).unwrap_or(i64::MAX);
+        let rows = self
+            .rows(
+                &s.statements.list_page,
+                &[&s.namespace, &start, &end, &limit],
+                Resend::Safe,
+            )
+            .await?;
+        let full = rows.len() as i64 == limit;
+        let keys = rows
+            .into_iter()
+            .map(|row| key_from_row(row.get(0)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if full { keys.last().cloned() } else { None };
+        Ok(KeyPage { keys, next })
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(self.shared.max_value_bytes)
+            .with_sharing(Sharing::Network)
+            .with_native_batches(true)
+            .with_native_paging(true)
     }
 }
 

@@ -31,6 +31,9 @@ pub(crate) struct Statements {
     pub(crate) insert_if_absent: String,
     pub(crate) replace_if_equal: String,
     pub(crate) sweep: String,
+    pub(crate) get_many: String,
+    pub(crate) set_many: String,
+    pub(crate) delete_many: String,
 }
 
 impl Statements {
@@ -107,6 +110,26 @@ impl Statements {
             // Up to `$2` expired rows of the namespace, found through the expiry index. Rows a
             // writer holds are skipped (it is replacing them anyway), and the deadline is
             // checked again on the row as it is when deleted.
+            // `$2`: the keys (bytea[]). Rows come back in any order; the caller puts them in
+            // the order asked.
+            get_many: format!(
+                "SELECT key, value FROM {t} WHERE namespace = $1 AND key = ANY($2) AND {LIVE}"
+            ),
+            // `$2`, `$3`: keys and values (distinct keys: ON CONFLICT cannot touch a row
+            // twice), `$4` the TTL in whole milliseconds or NULL for none. One statement: all
+            // of it or none of it.
+            set_many: format!(
+                "INSERT INTO {t} (namespace, key, value, expires_at) \
+                 SELECT $1, u.key, u.value, CASE WHEN $4::bigint IS NULL THEN NULL \
+                   ELSE clock_timestamp() + $4::bigint * interval '1 millisecond' END \
+                 FROM unnest($2::bytea[], $3::bytea[]) AS u(key, value) \
+                 ON CONFLICT (namespace, key) DO UPDATE \
+                 SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at"
+            ),
+            // One row per removed row, saying whether it was live.
+            delete_many: format!(
+                "DELETE FROM {t} WHERE namespace = $1 AND key = ANY($2) RETURNING {LIVE}"
+            ),
             sweep: format!(
                 "DELETE FROM {t} WHERE namespace = $1 AND expires_at <= clock_timestamp() \
                  AND key IN (SELECT key FROM {t} \
