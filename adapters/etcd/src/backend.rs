@@ -18,7 +18,8 @@ use etcd_client::{
 use kv_trait::store::{Key, Store, Ttl, Value};
 use kv_trait::url_config::error_chain;
 use kv_trait::{
-    apply_increment, async_trait, format_counter, monotonic_now, unix_millis_now, KvError,
+    apply_increment, async_trait, format_counter, monotonic_now, unix_millis_now, Capabilities,
+    KvError, Sharing,
 };
 
 use crate::config::EtcdBackendBuilder;
@@ -35,6 +36,9 @@ pub(crate) const LIST_VALUE_BATCH: usize = 32;
 
 /// The largest reply accepted: a batch of values and their keys, with room to spare.
 const MAX_REPLY_BYTES: usize = 48 * 1024 * 1024;
+
+/// Operations per transaction of a batch: etcd's default `--max-txn-ops`.
+const TXN_OPS: usize = 128;
 
 /// Stripes of the per-key turn that `increment` and `compare_and_swap` take in one backend.
 const TURN_STRIPES: usize = 64;
@@ -692,6 +696,129 @@ impl Store for EtcdBackend {
             }
         })
         .await
+    }
+
+    /// One transaction of gets per [`TXN_OPS`] keys: each reads one revision of the
+    /// cluster, linearizably.
+    async fn read_many(&self, keys: &[Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        let keys: Vec<Vec<u8>> = keys.iter().map(|key| self.shared.space.key(key)).collect();
+        let mut values = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(TXN_OPS) {
+            let txn = Txn::new().and_then(
+                chunk
+                    .iter()
+                    .map(|key| TxnOp::get(key.as_slice(), None))
+                    .collect::<Vec<_>>(),
+            );
+            let reply = self
+                .reading(|| {
+                    self.resending(|| {
+                        let (mut kv, txn) = (self.kv(), txn.clone());
+                        async move { kv.txn(txn).await }
+                    })
+                })
+                .await?;
+            let now = unix_millis_now();
+            for response in reply.op_responses() {
+                let TxnOpResponse::Get(get) = response else {
+                    return Err(KvError::backend("etcd answered a get with another reply"));
+                };
+                let entry = get
+                    .kvs()
+                    .first()
+                    .map(|kv| Entry::decode(kv.value(), kv.mod_revision()))
+                    .transpose()?;
+                values.push(entry.filter(|e| e.is_live_at(now)).map(|e| e.value));
+            }
+        }
+        if values.len() != keys.len() {
+            return Err(KvError::backend(format!(
+                "etcd answered {} of {} gets",
+                values.len(),
+                keys.len()
+            )));
+        }
+        Ok(values)
+    }
+
+    /// Without a TTL, one transaction of puts per [`TXN_OPS`] entries (applied in order, so a
+    /// repeated key keeps its last value). With one, a put per entry, as `set_with_ttl`
+    /// (each needs its lease).
+    async fn write_many(
+        &self,
+        entries: &[(Key<'_>, Value<'_>)],
+        ttl: Option<Ttl>,
+    ) -> Result<(), KvError> {
+        if ttl.is_some() {
+            for (key, value) in entries {
+                self.write(*key, *value, ttl).await?;
+            }
+            return Ok(());
+        }
+        for chunk in entries.chunks(TXN_OPS) {
+            // A transaction may not put one key twice: the last value of each goes.
+            let mut last: HashMap<Vec<u8>, &[u8]> = HashMap::new();
+            for (key, value) in chunk {
+                last.insert(self.shared.space.key(key), value.as_bytes());
+            }
+            let txn = Txn::new().and_then(
+                last.into_iter()
+                    .map(|(key, value)| TxnOp::put(key, plain(value), None))
+                    .collect::<Vec<_>>(),
+            );
+            self.writing(async {
+                self.resending(|| {
+                    let (mut kv, txn) = (self.kv(), txn.clone());
+                    async move { kv.txn(txn).await }
+                })
+                .await
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// One transaction of deletes per [`TXN_OPS`] distinct keys, each returning the entry it
+    /// deleted, to count the live ones.
+    async fn remove_many(&self, keys: &[Key<'_>]) -> Result<u64, KvError> {
+        let distinct: std::collections::BTreeSet<Vec<u8>> =
+            keys.iter().map(|key| self.shared.space.key(key)).collect();
+        let distinct: Vec<Vec<u8>> = distinct.into_iter().collect();
+        let mut removed = 0;
+        for chunk in distinct.chunks(TXN_OPS) {
+            let options = DeleteOptions::new().with_prev_key();
+            let txn = Txn::new().and_then(
+                chunk
+                    .iter()
+                    .map(|key| TxnOp::delete(key.as_slice(), Some(options.clone())))
+                    .collect::<Vec<_>>(),
+            );
+            let reply = self
+                .writing(async {
+                    self.resending(|| {
+                        let (mut kv, txn) = (self.kv(), txn.clone());
+                        async move { kv.txn(txn).await }
+                    })
+                    .await
+                })
+                .await?;
+            let now = unix_millis_now();
+            for response in reply.op_responses() {
+                if let TxnOpResponse::Delete(deleted) = response {
+                    for kv in deleted.prev_kvs() {
+                        let live = Entry::decode(kv.value(), kv.mod_revision())?.is_live_at(now);
+                        removed += u64::from(live);
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(self.shared.max_value_bytes)
+            .with_sharing(Sharing::Network)
+            .with_native_batches(true)
     }
 }
 
