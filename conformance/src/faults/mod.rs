@@ -302,7 +302,7 @@ where
             }
         };
         let phase = Phase {
-            backend: Shaped::new(backend, Shape::Guard((self.call_timeout + self.margin) * 3)),
+            backend: Shaped::wrap(backend, Shape::Guard((self.call_timeout + self.margin) * 3)),
             proxy,
             call_timeout: self.call_timeout,
             margin: self.margin,
@@ -490,7 +490,7 @@ struct Shaped {
 }
 
 impl Shaped {
-    fn new(inner: Arc<dyn KvBackend>, shape: Shape) -> Arc<dyn KvBackend> {
+    fn wrap(inner: Arc<dyn KvBackend>, shape: Shape) -> Arc<dyn KvBackend> {
         Arc::new(Self { inner, shape })
     }
 
@@ -580,7 +580,7 @@ impl Phase {
             .key_prefix(prefix);
         let mut tasks = Vec::new();
         let backoff = Shape::Paced(self.call_timeout.max(MIN_BACKOFF));
-        let paced = |client: String| Shaped::new(Arc::new(recorder.client(client)), backoff);
+        let paced = |client: String| Shaped::wrap(Arc::new(recorder.client(client)), backoff);
         {
             let clients = (0..self.workload_tasks)
                 .map(|task| paced(format!("task/{task}")))
