@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -267,6 +268,11 @@ impl<B: KvBackend> Recorder<B> {
             log: self.log.clone(),
             client: client.into(),
         }
+    }
+
+    /// The history's clock now: nanoseconds since its origin.
+    pub(crate) fn log_now_ns(&self) -> u64 {
+        self.log.now_ns()
     }
 
     /// The backend being recorded.
@@ -546,7 +552,7 @@ impl Workload {
                 let (barrier, keys, this) = (barrier.clone(), keys.clone(), self.clone());
                 tokio::spawn(async move {
                     barrier.wait().await;
-                    this.task(task, &kv, &keys).await;
+                    this.task(task, &kv, &keys, &Until::Steps).await;
                 })
             })
             .collect();
@@ -560,10 +566,42 @@ impl Workload {
         first.history()
     }
 
-    async fn task(&self, task: usize, kv: &Recorder<Arc<dyn KvBackend>>, keys: &[String]) {
+    /// Runs one workload task on each of `clients` until `stop` is set; for runs whose
+    /// length is a time, not a number of steps (the fault checks, which pace and record each
+    /// client). A panic in a task is resumed here.
+    pub(crate) async fn run_until(&self, clients: Vec<Arc<dyn KvBackend>>, stop: Arc<AtomicBool>) {
+        let keys = Arc::new(self.keys());
+        let tasks: Vec<_> = clients
+            .into_iter()
+            .enumerate()
+            .map(|(task, kv)| {
+                let (keys, this) = (keys.clone(), self.clone());
+                let until = Until::Stopped(stop.clone());
+                tokio::spawn(async move { this.task(task, &*kv, &keys, &until).await })
+            })
+            .collect();
+        for task in tasks {
+            if let Err(err) = task.await {
+                if err.is_panic() {
+                    std::panic::resume_unwind(err.into_panic());
+                }
+            }
+        }
+    }
+
+    async fn task(&self, task: usize, kv: &dyn KvBackend, keys: &[String], until: &Until) {
         let mut rng = SplitMix(self.seed ^ (task as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let ttl_ns = u64::try_from(self.ttl.as_nanos()).unwrap_or(u64::MAX);
-        for step in 0..self.steps_per_task {
+        let steps = match until {
+            Until::Steps => self.steps_per_task,
+            Until::Stopped(_) => usize::MAX,
+        };
+        for step in 0..steps {
+            if let Until::Stopped(stop) = until {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+            }
             let which = rng.below(keys.len() as u64) as usize;
             let key = keys[which].as_str();
             let unique = format!("t{task}-{step}");
@@ -624,7 +662,7 @@ impl Workload {
                     }
                 }
             }
-            if rng.below(4) == 0 {
+            if matches!(until, Until::Steps) && rng.below(4) == 0 {
                 if self.pause.is_zero() {
                     tokio::task::yield_now().await;
                 } else {
@@ -633,6 +671,14 @@ impl Workload {
             }
         }
     }
+}
+
+/// When a workload task ends.
+enum Until {
+    /// After the workload's `steps_per_task`.
+    Steps,
+    /// When the flag is set.
+    Stopped(Arc<AtomicBool>),
 }
 
 /// A small deterministic generator (SplitMix64), so the kit needs no `rand`.

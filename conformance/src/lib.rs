@@ -151,6 +151,7 @@
 
 mod checks;
 mod concurrency;
+pub mod faults;
 mod history;
 pub mod linearizability;
 mod model;

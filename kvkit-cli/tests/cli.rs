@@ -240,3 +240,52 @@ fn check_passes_on_rocksdb() {
     let output = kvkit(&["check", &url, "--cases", "16"]);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
 }
+
+/// `kvkit check --faults` puts the fault proxy in front of the Redis server, rewrites the URL
+/// and runs every fault check; the report shows each fault and no password.
+#[test]
+fn check_faults_passes_on_redis_behind_the_proxy() {
+    use kv_test_services::redis;
+    let Some(service) = redis::standalone() else {
+        return; // announced (or failed, under KVKIT_REQUIRE_SERVICES) by `services`
+    };
+    let url = service.url_with(&format!(
+        "namespace=kvkit-cli-faults-{}.&connect_timeout_ms=400&request_timeout_ms=400",
+        std::process::id()
+    ));
+    let output = kvkit(&["check", "--faults", &url, "--call-timeout-ms", "800"]);
+    let text = passed(&output);
+    for fault in [
+        "latency",
+        "cut-mid-reply",
+        "reset-all",
+        "black-hole",
+        "server-down",
+    ] {
+        assert!(
+            text.contains(fault),
+            "{fault} is not in the report:\n{text}"
+        );
+    }
+    assert!(text.contains("passed: largest call"), "{text}");
+    if let Some(password) = &service.password {
+        assert!(
+            !text.contains(password.as_str()),
+            "the report shows the password"
+        );
+    }
+}
+
+/// A store with no TCP host is a usage error (exit 2), said in one line.
+#[test]
+fn check_faults_needs_a_tcp_store() {
+    for url in ["memory://", "sqlite:///tmp/x.db"] {
+        let output = kvkit(&["check", "--faults", url]);
+        assert_eq!(output.status.code(), Some(2), "{url}");
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            err.contains("--faults needs a store reached over TCP"),
+            "{err}"
+        );
+    }
+}

@@ -113,6 +113,11 @@ pub(crate) fn from_connect(failure: Failure) -> KvError {
 fn is_transient(err: &RedisError) -> bool {
     err.is_io_error()
         || err.is_timeout()
+        // A reply that cannot be parsed is one cut short by a connection closed in the middle of
+        // it (redis-rs reads "unexpected end of input"): the command may have run and its reply
+        // is lost, as after a reset. Was `Backend`, which tells the caller nothing happened; the
+        // kit's `cut-mid-reply` fault check found it.
+        || err.kind() == ErrorKind::Parse
         || err.is_connection_dropped()
         || did_not_run(err)
         || err.code() == Some("BUSY")
@@ -203,6 +208,15 @@ mod tests {
         let timed_out = KvError::from(Failure::TimedOut(Duration::from_millis(5)));
         assert!(timed_out.is_retryable());
         assert!(timed_out.to_string().contains("5ms"), "{timed_out}");
+    }
+
+    #[test]
+    fn a_reply_cut_short_is_unavailable() {
+        // What redis-rs reports for the rest of a cut reply (the fault proxy's cut shows
+        // "Parse error at 1, Unexpected end of input"): a parse error.
+        let cut = redis::parse_redis_value(b"$x\r\n").unwrap_err();
+        assert_eq!(cut.kind(), ErrorKind::Parse);
+        assert!(from_redis(cut).is_retryable());
     }
 
     #[test]

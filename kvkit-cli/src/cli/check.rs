@@ -35,12 +35,29 @@ pub(crate) struct CheckArgs {
     /// Run only these checks (repeatable).
     #[arg(long = "only", value_name = "CHECK")]
     only: Vec<String>,
+    /// Run the fault checks instead of the suite: a fault proxy in front of the store's
+    /// host:port (redis://, rediss://, postgres://, etcd://: the first address), the URL
+    /// rewritten to the proxy, and every fault in turn during a concurrent workload. Give the
+    /// URL short timeouts (e.g. ?connect_timeout_ms=500&request_timeout_ms=500) and their sum
+    /// as --call-timeout-ms.
+    #[arg(long)]
+    faults: bool,
+    /// With --faults: the longest a call of the store may take, connecting included.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    call_timeout_ms: u64,
 }
 
 pub(crate) async fn run(args: CheckArgs) -> u8 {
     if args.list {
         print_checks();
         return EXIT_PASSED;
+    }
+    if args.faults {
+        return run_faults(
+            args.url.as_deref(),
+            Duration::from_millis(args.call_timeout_ms),
+        )
+        .await;
     }
     // Keeps the default store's directory alive until the run ends, then removes it.
     let mut scratch = None;
@@ -73,6 +90,99 @@ pub(crate) async fn run(args: CheckArgs) -> u8 {
     } else {
         EXIT_FAILED
     }
+}
+
+/// `kvkit check --faults URL`.
+async fn run_faults(url: Option<&str>, call_timeout: Duration) -> u8 {
+    let Some(url) = url else {
+        return error(&"--faults needs the URL of a networked store");
+    };
+    let address = match tcp_address(url) {
+        Ok(address) => address,
+        Err(err) => return error(&err),
+    };
+    let upstream = address.upstream();
+    let report =
+        kv_conformance::faults::FaultChecks::new(upstream.as_str(), call_timeout, |proxy| {
+            let through_proxy = address.through(proxy);
+            async move { kvkit::open(&through_proxy).await }
+        })
+        .run()
+        .await;
+    println!(
+        "kvkit check --faults {}\n\n{report}",
+        kv_trait::url_config::redact(url)
+    );
+    if report.passed() {
+        EXIT_PASSED
+    } else {
+        EXIT_FAILED
+    }
+}
+
+/// Where a networked store's URL names its (first) server, and how to name another instead.
+#[derive(Debug)]
+struct TcpAddress {
+    /// The URL up to the address (scheme, `//`, user information and `@`).
+    before: String,
+    /// `host:port` (`[v6]:port`), the port made explicit.
+    host: String,
+    port: u16,
+    /// The rest after the whole address list (path and query).
+    after: String,
+}
+
+impl TcpAddress {
+    fn upstream(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The URL with its address list replaced by `proxy` alone.
+    fn through(&self, proxy: std::net::SocketAddr) -> String {
+        format!("{}{proxy}{}", self.before, self.after)
+    }
+}
+
+/// The server address of a URL of a TCP store, found with kv-trait's rules
+/// (`split_userinfo`, `parse_host_port`); a usage error for a store with no TCP host.
+fn tcp_address(url: &str) -> Result<TcpAddress, String> {
+    use kv_trait::url_config::{parse_host_port, redact, split_userinfo};
+    let shown = redact(url);
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("`{shown}` is not a URL"))?;
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "redis" | "rediss" => 6379,
+        "postgres" | "postgresql" => 5432,
+        "etcd" => 2379,
+        other => {
+            return Err(format!(
+                "--faults needs a store reached over TCP at a host:port in its URL \
+                 (redis://, rediss://, postgres://, etcd://); `{other}:` has none \
+                 (for dynamodb://, the endpoint option is not rewritten yet)"
+            ))
+        }
+    };
+    let location_end = rest.find('?').unwrap_or(rest.len());
+    let (userinfo, addresses) = split_userinfo(&rest[..location_end]);
+    let list_end = addresses.find('/').unwrap_or(addresses.len());
+    let first = addresses[..list_end].split(',').next().unwrap_or_default();
+    let (host, port) = parse_host_port(first, default_port).map_err(|err| err.to_string())?;
+    let before = match userinfo {
+        Some(userinfo) => format!("{scheme}://{userinfo}@"),
+        None => format!("{scheme}://"),
+    };
+    let after = format!("{}{}", &addresses[list_end..], &rest[location_end..]);
+    Ok(TcpAddress {
+        before,
+        host,
+        port,
+        after,
+    })
 }
 
 fn error(err: &dyn std::fmt::Display) -> u8 {
