@@ -11,7 +11,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use aws_sdk_dynamodb::Client;
 use kv_trait::store::{Key, Store, Ttl, Value};
 use kv_trait::{
-    apply_increment, async_trait, parse_counter, unix_millis_now, KvError, MAX_KEY_BYTES,
+    apply_increment, async_trait, parse_counter, unix_millis_now, Capabilities, KvError, Sharing,
+    MAX_KEY_BYTES,
 };
 
 use crate::config::{redact_url, DynamoDbBackendBuilder};
@@ -371,6 +372,12 @@ impl Store for DynamoDbBackend {
 
     fn max_value_bytes(&self) -> usize {
         self.shared.max_value_bytes
+    }
+
+    /// Batches are still one request per key here (`BatchWriteItem` cannot say whether a
+    /// deleted item was live, nor take a condition); the table is shared over the network.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(self.shared.max_value_bytes).with_sharing(Sharing::Network)
     }
 
     fn namespace_name(&self) -> &str {
