@@ -288,6 +288,23 @@ pub trait Store: Send + Sync + Debug {
     }
 }
 
+/// The entries of a batch write with each key once, holding the value it would end with if
+/// the entries were written in order (the last one given), in the order of those last
+/// occurrences: for stores whose batch write may not name a key twice (an SQL
+/// `ON CONFLICT DO UPDATE`, an etcd transaction) or does not apply in order.
+pub fn last_of_each<'k, 'v>(entries: &[(Key<'k>, Value<'v>)]) -> Vec<(Key<'k>, Value<'v>)> {
+    let mut last: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, (key, _)) in entries.iter().enumerate() {
+        last.insert(key.as_str(), i);
+    }
+    entries
+        .iter()
+        .enumerate()
+        .filter(|(i, (key, _))| last.get(key.as_str()) == Some(i))
+        .map(|(_, entry)| *entry)
+        .collect()
+}
+
 /// Runs one operation of `store` inside its trace span, and records a failure as an event.
 ///
 /// The span carries the store's kind, the operation and the namespace; never a key, a value or
@@ -647,6 +664,24 @@ mod tests {
             .build()
             .unwrap()
             .block_on(future)
+    }
+
+    #[test]
+    fn the_last_value_of_each_key_stays() {
+        let key = |k| Key::new(k).unwrap();
+        let value = |v: &'static [u8]| Value::new(v, 10).unwrap();
+        let entries = [
+            (key("a"), value(b"1")),
+            (key("b"), value(b"2")),
+            (key("a"), value(b"3")),
+            (key("c"), value(b"4")),
+        ];
+        let distinct: Vec<(&str, &[u8])> = last_of_each(&entries)
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .collect();
+        assert_eq!(distinct, [("b", &b"2"[..]), ("a", b"3"), ("c", b"4")]);
+        assert!(last_of_each(&[]).is_empty());
     }
 
     #[test]

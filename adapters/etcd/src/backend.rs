@@ -15,7 +15,7 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KvClient, LeaseClient,
     PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
-use kv_trait::store::{Key, Store, Ttl, Value};
+use kv_trait::store::{last_of_each, Key, Store, Ttl, Value};
 use kv_trait::url_config::error_chain;
 use kv_trait::{
     apply_increment, async_trait, format_counter, monotonic_now, unix_millis_now, Capabilities,
@@ -755,15 +755,12 @@ impl Store for EtcdBackend {
             }
             return Ok(());
         }
-        for chunk in entries.chunks(TXN_OPS) {
-            // A transaction may not put one key twice: the last value of each goes.
-            let mut last: HashMap<Vec<u8>, &[u8]> = HashMap::new();
-            for (key, value) in chunk {
-                last.insert(self.shared.space.key(key), value.as_bytes());
-            }
+        // A transaction may not put one key twice: the last value of each goes.
+        for chunk in last_of_each(entries).chunks(TXN_OPS) {
             let txn = Txn::new().and_then(
-                last.into_iter()
-                    .map(|(key, value)| TxnOp::put(key, plain(value), None))
+                chunk
+                    .iter()
+                    .map(|(key, value)| TxnOp::put(self.shared.space.key(key), plain(value), None))
                     .collect::<Vec<_>>(),
             );
             self.writing(async {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use kv_trait::store::{Key, Store, Ttl, Value};
+use kv_trait::store::{last_of_each, Key, Store, Ttl, Value};
 use kv_trait::url_config::error_chain;
 use kv_trait::{async_trait, Capabilities, KeyPage, KvError, Sharing};
 use tokio::task::JoinHandle;
@@ -367,18 +367,10 @@ impl Store for PostgresBackend {
     ) -> Result<(), KvError> {
         let s = &self.shared;
         let millis = ttl.map(|ttl| ttl_millis(ttl.millis_ceil()));
-        let mut last: HashMap<&[u8], usize> = HashMap::new();
-        for (i, (key, _)) in entries.iter().enumerate() {
-            last.insert(key.as_bytes(), i);
-        }
-        let distinct = entries
-            .iter()
-            .enumerate()
-            .filter(|(i, (key, _))| last[key.as_bytes()] == *i)
-            .map(|(_, entry)| entry);
+        let distinct = last_of_each(entries);
         let (mut keys, mut values, mut bytes): (Vec<&[u8]>, Vec<&[u8]>, usize) =
             (Vec::new(), Vec::new(), 0);
-        for (key, value) in distinct {
+        for (key, value) in &distinct {
             if !keys.is_empty() && (keys.len() == BATCH_KEYS || bytes + value.len() > BATCH_BYTES) {
                 self.rows(
                     &s.statements.set_many,

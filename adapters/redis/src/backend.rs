@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use kv_trait::store::{Key, Store, Ttl, Value};
+use kv_trait::store::{last_of_each, Key, Store, Ttl, Value};
 use kv_trait::{async_trait, Capabilities, KvError, Sharing};
 use redis::ProtocolVersion;
 
@@ -283,16 +283,15 @@ impl Store for RedisBackend {
             }
             return Ok(());
         };
-        let mut last: std::collections::HashMap<&str, &[u8]> = std::collections::HashMap::new();
-        for (key, value) in entries {
-            last.insert(key.as_str(), value.as_bytes());
-        }
         let millis = encoding::expiry_millis(ttl);
-        let commands: Vec<redis::Cmd> = last
+        let commands: Vec<redis::Cmd> = last_of_each(entries)
             .into_iter()
             .map(|(key, value)| {
                 let mut cmd = redis::cmd("SET");
-                cmd.arg(self.key(key)).arg(value).arg("PX").arg(millis);
+                cmd.arg(self.key(&key))
+                    .arg(value.as_bytes())
+                    .arg("PX")
+                    .arg(millis);
                 cmd
             })
             .collect();
