@@ -139,6 +139,35 @@
 //!   conformance kit derives its profile from the declaration and fails a backend whose
 //!   declaration is false.
 //!
+//! ```
+//! use std::num::NonZeroUsize;
+//! use kv_trait::{KvBackend, KvError};
+//!
+//! /// Copies every key under `from/` to `to/`, a page of 500 at a time: memory stays bounded
+//! /// by the page, whatever the number of keys (on stores with native paging).
+//! async fn copy(store: &dyn KvBackend) -> Result<u64, KvError> {
+//!     let page_size = NonZeroUsize::new(500).expect("not zero");
+//!     let (mut after, mut copied) = (None, 0);
+//!     loop {
+//!         let page = store.list_keys_page("from/", after.as_deref(), page_size).await?;
+//!         let names: Vec<&str> = page.keys.iter().map(String::as_str).collect();
+//!         let values = store.get_many(&names).await?;
+//!         let targets: Vec<String> = names.iter().map(|k| k.replacen("from/", "to/", 1)).collect();
+//!         let entries: Vec<(&str, &[u8])> = targets
+//!             .iter()
+//!             .zip(&values)
+//!             .filter_map(|(key, value)| Some((key.as_str(), value.as_deref()?)))
+//!             .collect();
+//!         store.set_many(&entries, None).await?;
+//!         copied += entries.len() as u64;
+//!         match page.next {
+//!             Some(next) => after = Some(next),
+//!             None => return Ok(copied),
+//!         }
+//!     }
+//! }
+//! ```
+//!
 //! ## Consistency
 //!
 //! - Every operation on a single key is linearizable across all tasks, threads, processes and
