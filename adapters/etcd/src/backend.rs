@@ -698,7 +698,7 @@ impl Store for EtcdBackend {
         .await
     }
 
-    /// One transaction of gets per [`TXN_OPS`] keys: each reads one revision of the
+    /// One transaction of gets per `TXN_OPS` keys: each reads one revision of the
     /// cluster, linearizably.
     async fn read_many(&self, keys: &[Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
         let keys: Vec<Vec<u8>> = keys.iter().map(|key| self.shared.space.key(key)).collect();
@@ -741,7 +741,7 @@ impl Store for EtcdBackend {
         Ok(values)
     }
 
-    /// Without a TTL, one transaction of puts per [`TXN_OPS`] entries (applied in order, so a
+    /// Without a TTL, one transaction of puts per `TXN_OPS` entries (applied in order, so a
     /// repeated key keeps its last value). With one, a put per entry, as `set_with_ttl`
     /// (each needs its lease).
     async fn write_many(
@@ -775,7 +775,7 @@ impl Store for EtcdBackend {
         Ok(())
     }
 
-    /// One transaction of deletes per [`TXN_OPS`] distinct keys, each returning the entry it
+    /// One transaction of deletes per `TXN_OPS` distinct keys, each returning the entry it
     /// deleted, to count the live ones.
     async fn remove_many(&self, keys: &[Key<'_>]) -> Result<u64, KvError> {
         let distinct: std::collections::BTreeSet<Vec<u8>> =

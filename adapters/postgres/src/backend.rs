@@ -337,7 +337,7 @@ impl Store for PostgresBackend {
         Ok(!rows.is_empty())
     }
 
-    /// One `SELECT ... key = ANY($2)` per [`BATCH_KEYS`] keys.
+    /// One `SELECT ... key = ANY($2)` per `BATCH_KEYS` keys.
     async fn read_many(&self, keys: &[Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
         let s = &self.shared;
         let mut found: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
@@ -358,8 +358,8 @@ impl Store for PostgresBackend {
             .collect())
     }
 
-    /// One `INSERT ... SELECT FROM unnest(...)` per [`BATCH_KEYS`] distinct keys or
-    /// [`BATCH_BYTES`] of values; of a repeated key only the last value is sent.
+    /// One `INSERT ... SELECT FROM unnest(...)` per `BATCH_KEYS` distinct keys or
+    /// `BATCH_BYTES` of values; of a repeated key only the last value is sent.
     async fn write_many(
         &self,
         entries: &[(Key<'_>, Value<'_>)],
@@ -395,7 +395,7 @@ impl Store for PostgresBackend {
         Ok(())
     }
 
-    /// One `DELETE ... key = ANY($2) RETURNING` per [`BATCH_KEYS`] distinct keys.
+    /// One `DELETE ... key = ANY($2) RETURNING` per `BATCH_KEYS` distinct keys.
     async fn remove_many(&self, keys: &[Key<'_>]) -> Result<u64, KvError> {
         let s = &self.shared;
         let distinct: std::collections::BTreeSet<&[u8]> =

@@ -250,7 +250,7 @@ impl Store for RedisBackend {
         Ok(self.client().swap_if_equal(&key, expected, &new).await?)
     }
 
-    /// `MGET` per [`BATCH_KEYS`] keys (split by slot and recombined by the cluster client in
+    /// `MGET` per `BATCH_KEYS` keys (split by slot and recombined by the cluster client in
     /// cluster mode): one round trip per chunk (per node in a cluster).
     async fn read_many(&self, keys: &[Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
         let mut values = Vec::with_capacity(keys.len());
@@ -265,9 +265,9 @@ impl Store for RedisBackend {
         Ok(values)
     }
 
-    /// Without a TTL, `MSET` per [`BATCH_KEYS`] entries (duplicates keep their last value, as
+    /// Without a TTL, `MSET` per `BATCH_KEYS` entries (duplicates keep their last value, as
     /// `MSET` does); with one, `SET PX` per distinct key (the last value of a repeated key),
-    /// [`BATCH_CONCURRENCY`] at a time, since `MSET` takes no TTL.
+    /// `BATCH_CONCURRENCY` at a time, since `MSET` takes no TTL.
     async fn write_many(
         &self,
         entries: &[(Key<'_>, Value<'_>)],
@@ -304,7 +304,7 @@ impl Store for RedisBackend {
         Ok(())
     }
 
-    /// `DEL` per [`BATCH_KEYS`] keys, which counts a repeated key once.
+    /// `DEL` per `BATCH_KEYS` keys, which counts a repeated key once.
     async fn remove_many(&self, keys: &[Key<'_>]) -> Result<u64, KvError> {
         let mut removed = 0;
         for chunk in keys.chunks(BATCH_KEYS) {
