@@ -85,6 +85,18 @@ pub struct RedisService {
     pub cluster: bool,
     processes: Vec<LocalProcess>,
     container: Option<RunningContainer>,
+    /// How to start the server again after [`kill`](Self::kill): a private standalone one.
+    respawn: Option<Respawn>,
+}
+
+/// What it takes to start a private standalone server again, on its port and directory.
+struct Respawn {
+    binary: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    password: String,
+    port: u16,
+    extra: Vec<String>,
+    starts: usize,
 }
 
 impl fmt::Debug for RedisService {
@@ -223,6 +235,75 @@ fn announce(what: &str, service: &RedisService) {
     );
 }
 
+/// A new private standalone server whose every acknowledged write is on disk: the append-only
+/// file with `appendfsync always` (the reply to a write comes after its fsync), in its own
+/// directory, so that [`RedisService::kill`] and [`RedisService::restart`] lose nothing that
+/// was acknowledged. `None` or a panic as for [`standalone`].
+pub fn private_durable_standalone() -> Option<RedisService> {
+    start_or_report("private durable Redis server", || {
+        start_private_standalone_with(
+            "durable",
+            &["--appendonly", "yes", "--appendfsync", "always"],
+        )
+    })
+}
+
+impl RedisService {
+    /// Kills the private standalone server with `SIGKILL` (no shutdown, no last save) and waits
+    /// for it to exit. Killing a killed server does nothing; a server not started here by
+    /// [`private_standalone`] or [`private_durable_standalone`] cannot be killed.
+    pub fn kill(&mut self) -> io::Result<()> {
+        self.respawn_info()?;
+        if let Some(mut process) = self.processes.pop() {
+            process.signal("KILL")?;
+            process.wait_exit(Duration::from_secs(10))?;
+        }
+        Ok(())
+    }
+
+    /// Starts the killed server again, on its port, with its settings and directory (so a
+    /// durable one reloads its append-only file), and waits until it listens. Starting a
+    /// running server does nothing.
+    pub fn restart(&mut self) -> io::Result<()> {
+        if !self.processes.is_empty() {
+            return Ok(());
+        }
+        let respawn = self.respawn_info()?;
+        respawn.starts += 1;
+        let extra: Vec<&str> = respawn.extra.iter().map(String::as_str).collect();
+        let command = server_command(
+            &respawn.binary,
+            &respawn.dir,
+            &respawn.password,
+            respawn.port,
+            &extra,
+        );
+        let log = respawn
+            .dir
+            .join(format!("redis-{}-{}.log", respawn.port, respawn.starts));
+        let mut process = LocalProcess::spawn(command, &log)?;
+        wait_for_port(respawn.port, STARTUP_TIMEOUT)?;
+        if process.has_exited() {
+            return Err(io::Error::other(format!(
+                "redis-server exited at its restart; see {}",
+                log.display()
+            )));
+        }
+        self.processes.push(process);
+        Ok(())
+    }
+
+    fn respawn_info(&mut self) -> io::Result<&mut Respawn> {
+        let provider = self.provider.clone();
+        self.respawn.as_mut().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("only a private standalone server restarts (this one is {provider})"),
+            )
+        })
+    }
+}
+
 fn from_env(variable: &'static str, cluster: bool) -> Option<RedisService> {
     let url = std::env::var(variable)
         .ok()
@@ -236,6 +317,7 @@ fn from_env(variable: &'static str, cluster: bool) -> Option<RedisService> {
         cluster,
         processes: Vec::new(),
         container: None,
+        respawn: None,
     })
 }
 
@@ -262,19 +344,31 @@ fn start_or_report(
 }
 
 fn start_private_standalone(label: &str) -> io::Result<RedisService> {
+    start_private_standalone_with(label, &[])
+}
+
+fn start_private_standalone_with(label: &str, extra: &[&str]) -> io::Result<RedisService> {
     let binary = find_binary("redis-server").ok_or(io::ErrorKind::NotFound)?;
     let dir = private_dir("redis", label)?;
     let password = random_password();
-    let (process, port) = spawn_server(&binary, &dir, &password, u16::MAX, &[])?;
+    let (process, port) = spawn_server(&binary, &dir, &password, u16::MAX, extra)?;
     Ok(RedisService {
         url: format!("redis://:{password}@127.0.0.1:{port}"),
-        provider: Provider::LocalBinary(binary),
+        provider: Provider::LocalBinary(binary.clone()),
         username: None,
-        password: Some(password),
+        password: Some(password.clone()),
         nodes: vec![format!("127.0.0.1:{port}")],
         cluster: false,
         processes: vec![process],
         container: None,
+        respawn: Some(Respawn {
+            binary,
+            dir,
+            password,
+            port,
+            extra: extra.iter().map(|arg| (*arg).to_owned()).collect(),
+            starts: 1,
+        }),
     })
 }
 
@@ -355,6 +449,7 @@ fn start_private_cluster() -> io::Result<RedisService> {
         cluster: true,
         processes,
         container: None,
+        respawn: None,
     })
 }
 
@@ -441,6 +536,7 @@ fn containers_standalone() -> Result<Option<RedisService>, String> {
             cluster: false,
             processes: Vec::new(),
             container: Some(container),
+            respawn: None,
         })
     })
 }
@@ -490,6 +586,7 @@ fn containers_cluster() -> Result<Option<RedisService>, String> {
             cluster: true,
             processes: Vec::new(),
             container: Some(container),
+            respawn: None,
         })
     })
 }
@@ -519,14 +616,7 @@ fn spawn_server(
         let port = free_port(max_port, |port| {
             cluster.then(|| port.checked_add(10_000)).flatten()
         })?;
-        let mut command = Command::new(binary);
-        command
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir)
-            .args(["--requirepass", password])
-            .args(extra);
+        let mut command = server_command(binary, dir, password, port, extra);
         if cluster {
             command.args(["--cluster-config-file", &format!("nodes-{port}.conf")]);
         }
@@ -538,6 +628,20 @@ fn spawn_server(
         }
     }
     Err(last_error.unwrap_or_else(|| io::Error::other("redis-server did not start")))
+}
+
+/// `redis-server` on `127.0.0.1:port`, its files in `dir`, no snapshots and no append-only
+/// file unless `extra` (given last, so it wins) says otherwise.
+fn server_command(binary: &Path, dir: &Path, password: &str, port: u16, extra: &[&str]) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .args(["--requirepass", password])
+        .args(extra);
+    command
 }
 
 /// `redis-cli -p port ARGS...`'s standard output.
@@ -573,6 +677,7 @@ mod tests {
             cluster: false,
             processes: Vec::new(),
             container: None,
+            respawn: None,
         };
         assert!(!format!("{service:?}").contains("secret"));
         assert_eq!(
