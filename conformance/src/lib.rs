@@ -151,6 +151,7 @@
 
 mod checks;
 mod concurrency;
+pub mod crash;
 pub mod faults;
 mod history;
 pub mod linearizability;
