@@ -15,7 +15,8 @@ use kv_trait::{
     MAX_KEY_BYTES,
 };
 
-use crate::config::{redact_url, DynamoDbBackendBuilder};
+use crate::batch::GET_CHUNK;
+use crate::config::{redact_url, DynamoDbBackendBuilder, DEFAULT_OPERATION_TIMEOUT};
 use crate::encoding::{
     self, addable_condition, binary, condition, names, number, Item, Stored, AWS_MAX_VALUE_BYTES,
     COUNTER, DEADLINE, PARTITION_KEY, SORT_KEY, VALUE,
@@ -70,6 +71,9 @@ struct Shared {
     /// `pk` of every item of this namespace.
     partition: AttributeValue,
     max_value_bytes: usize,
+    /// The SDK's operation timeout (else the default): it also bounds each chunk of a batch,
+    /// resends included (see `batch.rs`).
+    operation_timeout: Duration,
     /// For `Debug` only.
     summary: Summary,
 }
@@ -155,6 +159,10 @@ impl DynamoDbBackend {
                 partition: encoding::partition_key(&settings.namespace),
                 namespace: settings.namespace.clone(),
                 max_value_bytes: settings.max_value_bytes,
+                // A client configured without an operation timeout still gets a bound on the
+                // resends of a batch: they would otherwise go on for as long as DynamoDB
+                // leaves something unprocessed.
+                operation_timeout: timeouts[2].unwrap_or(DEFAULT_OPERATION_TIMEOUT),
                 summary,
             }),
         })
@@ -199,7 +207,17 @@ impl DynamoDbBackend {
         &self.shared.partition
     }
 
-    fn primary_key(&self, key: &str) -> Item {
+    /// The client for reads: the SDK's retries as configured.
+    pub(crate) fn reader(&self) -> &Client {
+        &self.shared.client
+    }
+
+    /// What bounds each request, and each chunk of a batch with its resends.
+    pub(crate) fn operation_timeout(&self) -> Duration {
+        self.shared.operation_timeout
+    }
+
+    pub(crate) fn primary_key(&self, key: &str) -> Item {
         encoding::primary_key(&self.shared.partition, key)
     }
 
@@ -577,6 +595,38 @@ impl Store for DynamoDbBackend {
             }
         }
         .await
+    }
+
+    /// One strongly consistent `BatchGetItem` per [`GET_CHUNK`] distinct keys, and one more
+    /// for each round of keys DynamoDB leaves unprocessed; each value is judged live as `get`
+    /// judges it.
+    async fn read_many(&self, keys: &[Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        // BatchGetItem refuses a key asked twice: each is asked once, and answered as often
+        // as it was asked.
+        let mut asked: HashMap<&str, usize> = HashMap::with_capacity(keys.len());
+        let mut distinct = Vec::with_capacity(keys.len());
+        for key in keys {
+            let times = asked.entry(key.as_str()).or_insert(0);
+            if *times == 0 {
+                distinct.push(key.as_str());
+            }
+            *times += 1;
+        }
+        let mut found = HashMap::with_capacity(distinct.len());
+        for chunk in distinct.chunks(GET_CHUNK) {
+            found.extend(self.batch_get(chunk).await?);
+        }
+        Ok(keys
+            .iter()
+            .map(|key| match asked.get_mut(key.as_str()) {
+                // Copied while the key is asked again later, moved out the last time.
+                Some(left) if *left > 1 => {
+                    *left -= 1;
+                    found.get(key.as_str()).cloned()
+                }
+                _ => found.remove(key.as_str()),
+            })
+            .collect())
     }
 }
 
