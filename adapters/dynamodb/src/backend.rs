@@ -9,13 +9,13 @@ use std::time::Duration;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
-use kv_trait::store::{Key, Store, Ttl, Value};
+use kv_trait::store::{last_of_each, Key, Store, Ttl, Value};
 use kv_trait::{
     apply_increment, async_trait, parse_counter, unix_millis_now, Capabilities, KvError, Sharing,
     MAX_KEY_BYTES,
 };
 
-use crate::batch::GET_CHUNK;
+use crate::batch::{GET_CHUNK, WRITE_CHUNK};
 use crate::config::{redact_url, DynamoDbBackendBuilder, DEFAULT_OPERATION_TIMEOUT};
 use crate::encoding::{
     self, addable_condition, binary, condition, names, number, Item, Stored, AWS_MAX_VALUE_BYTES,
@@ -210,6 +210,11 @@ impl DynamoDbBackend {
     /// The client for reads: the SDK's retries as configured.
     pub(crate) fn reader(&self) -> &Client {
         &self.shared.client
+    }
+
+    /// The client for writes: resends only requests that were refused unapplied.
+    pub(crate) fn writer(&self) -> &Client {
+        &self.shared.guarded
     }
 
     /// What bounds each request, and each chunk of a batch with its resends.
@@ -627,6 +632,29 @@ impl Store for DynamoDbBackend {
                 _ => found.remove(key.as_str()),
             })
             .collect())
+    }
+
+    /// One `BatchWriteItem` of puts per [`WRITE_CHUNK`] distinct keys, and one more for each
+    /// round of items DynamoDB leaves unprocessed; each item exactly as `set` or
+    /// `set_with_ttl` writes it (the whole item, so any TTL or counter goes).
+    async fn write_many(
+        &self,
+        entries: &[(Key<'_>, Value<'_>)],
+        ttl: Option<Ttl>,
+    ) -> Result<(), KvError> {
+        // A BatchWriteItem may not name a key twice (and applies its puts in no order): each
+        // key once, with the last value given for it.
+        for chunk in last_of_each(entries).chunks(WRITE_CHUNK) {
+            // The deadline read just before the chunk is sent, as `write` reads it: never
+            // earlier than the call's start plus the TTL.
+            let deadline = ttl.map(Ttl::unix_deadline_ms);
+            let items = chunk
+                .iter()
+                .map(|(key, value)| encoding::value_item(self.partition(), key, value, deadline))
+                .collect();
+            self.batch_put(items).await?;
+        }
+        Ok(())
     }
 }
 

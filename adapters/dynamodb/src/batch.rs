@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::KeysAndAttributes;
+use aws_sdk_dynamodb::types::{KeysAndAttributes, PutRequest, WriteRequest};
 use kv_trait::{monotonic_now, KvError};
 
 use crate::backend::DynamoDbBackend;
@@ -20,6 +20,9 @@ use crate::error::from_sdk;
 
 /// The most keys one `BatchGetItem` may ask for (DynamoDB's limit).
 pub(crate) const GET_CHUNK: usize = 100;
+
+/// The most items one `BatchWriteItem` may write (DynamoDB's limit).
+pub(crate) const WRITE_CHUNK: usize = 25;
 
 /// The wait before the first resend of unprocessed keys or items; it doubles for each
 /// further resend of the same chunk, up to [`MAX_RESEND_DELAY`].
@@ -146,6 +149,49 @@ impl DynamoDbBackend {
                 .unwrap_or_default();
             if pending.is_empty() {
                 return Ok(found);
+            }
+            budget.pause(pending.len()).await?;
+        }
+    }
+
+    /// Writes `items` (of distinct keys, at most [`WRITE_CHUNK`]) unconditionally: one
+    /// `BatchWriteItem` of `PutRequest`s, then one more for the items it left unprocessed,
+    /// and so on.
+    ///
+    /// Sent by the client that never resends a request that may have been applied (see
+    /// `error.rs`): resending a whole batch whose answer was lost could undo another client's
+    /// write made in between. The unprocessed items of an answer were not applied, so
+    /// sending them again is as if they were sent once.
+    pub(crate) async fn batch_put(&self, items: Vec<Item>) -> Result<(), KvError> {
+        let mut pending = items
+            .into_iter()
+            .map(|item| {
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map(|put| WriteRequest::builder().put_request(put).build())
+                    .map_err(|err| KvError::backend(format!("BatchWriteItem request: {err}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut budget = Budget::start("BatchWriteItem", self.operation_timeout());
+        loop {
+            let batch = std::mem::take(&mut pending);
+            let output = budget
+                .send(async move {
+                    self.writer()
+                        .batch_write_item()
+                        .request_items(self.table(), batch)
+                        .send()
+                        .await
+                        .map_err(|err| from_sdk("BatchWriteItem", err))
+                })
+                .await?;
+            pending = output
+                .unprocessed_items
+                .and_then(|mut tables| tables.remove(self.table()))
+                .unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(());
             }
             budget.pause(pending.len()).await?;
         }
