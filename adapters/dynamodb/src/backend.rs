@@ -1,7 +1,7 @@
 //! `impl Store for DynamoDbBackend`: (almost always) one request per operation. `kv_trait`
 //! validates every input before it gets here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,13 +9,14 @@ use std::time::Duration;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
+use futures::{StreamExt, TryStreamExt};
 use kv_trait::store::{last_of_each, Key, Store, Ttl, Value};
 use kv_trait::{
     apply_increment, async_trait, parse_counter, unix_millis_now, Capabilities, KvError, Sharing,
     MAX_KEY_BYTES,
 };
 
-use crate::batch::{GET_CHUNK, WRITE_CHUNK};
+use crate::batch::{DELETE_CONCURRENCY, GET_CHUNK, WRITE_CHUNK};
 use crate::config::{redact_url, DynamoDbBackendBuilder, DEFAULT_OPERATION_TIMEOUT};
 use crate::encoding::{
     self, addable_condition, binary, condition, names, number, Item, Stored, AWS_MAX_VALUE_BYTES,
@@ -397,10 +398,12 @@ impl Store for DynamoDbBackend {
         self.shared.max_value_bytes
     }
 
-    /// Batches are still one request per key here (`BatchWriteItem` cannot say whether a
-    /// deleted item was live, nor take a condition); the table is shared over the network.
+    /// The table is shared over the network; batches are DynamoDB's own (`BatchGetItem`,
+    /// `BatchWriteItem`, and concurrent `DeleteItem`s: see `remove_many`), not atomic.
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new(self.shared.max_value_bytes).with_sharing(Sharing::Network)
+        Capabilities::new(self.shared.max_value_bytes)
+            .with_sharing(Sharing::Network)
+            .with_native_batches(true)
     }
 
     fn namespace_name(&self) -> &str {
@@ -655,6 +658,31 @@ impl Store for DynamoDbBackend {
             self.batch_put(items).await?;
         }
         Ok(())
+    }
+
+    /// One `DeleteItem` returning the old item per distinct key, exactly as `delete`, at
+    /// most [`DELETE_CONCURRENCY`] in flight: the count of live keys removed is exact, and
+    /// each key's part is as linearizable as `delete`.
+    ///
+    /// Not `BatchWriteItem` deletes: they cannot return the items they delete, so the count
+    /// would need a read first, and a key written or removed between that read and the
+    /// delete would be miscounted.
+    async fn remove_many(&self, keys: &[Key<'_>]) -> Result<u64, KvError> {
+        let mut seen = HashSet::with_capacity(keys.len());
+        // The futures are made here and only polled below, at most DELETE_CONCURRENCY at a
+        // time. (Made in a closure of the stream instead, they would not prove `Send` for
+        // every lifetime, which the boxed future of this method needs.)
+        let deletes: Vec<_> = keys
+            .iter()
+            .filter(|key| seen.insert(key.as_str()))
+            .map(|key| self.remove(*key))
+            .collect();
+        // The first failure ends the batch; deletes still in flight are dropped (each may
+        // or may not have been applied, which the contract allows a failed batch).
+        futures::stream::iter(deletes)
+            .buffer_unordered(DELETE_CONCURRENCY)
+            .try_fold(0, |removed, live| async move { Ok(removed + u64::from(live)) })
+            .await
     }
 }
 

@@ -24,6 +24,9 @@ pub(crate) const GET_CHUNK: usize = 100;
 /// The most items one `BatchWriteItem` may write (DynamoDB's limit).
 pub(crate) const WRITE_CHUNK: usize = 25;
 
+/// How many `DeleteItem` requests `delete_many` keeps in flight at once.
+pub(crate) const DELETE_CONCURRENCY: usize = 32;
+
 /// The wait before the first resend of unprocessed keys or items; it doubles for each
 /// further resend of the same chunk, up to [`MAX_RESEND_DELAY`].
 const FIRST_RESEND_DELAY: Duration = Duration::from_millis(25);
