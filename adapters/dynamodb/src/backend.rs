@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +13,8 @@ use aws_sdk_dynamodb::Client;
 use futures::{StreamExt, TryStreamExt};
 use kv_trait::store::{last_of_each, Key, Store, Ttl, Value};
 use kv_trait::{
-    apply_increment, async_trait, parse_counter, unix_millis_now, Capabilities, KvError, Sharing,
-    MAX_KEY_BYTES,
+    apply_increment, async_trait, parse_counter, unix_millis_now, Capabilities, KeyPage, KvError,
+    Sharing, MAX_KEY_BYTES,
 };
 
 use crate::batch::{DELETE_CONCURRENCY, GET_CHUNK, WRITE_CHUNK};
@@ -399,11 +400,13 @@ impl Store for DynamoDbBackend {
     }
 
     /// The table is shared over the network; batches are DynamoDB's own (`BatchGetItem`,
-    /// `BatchWriteItem`, and concurrent `DeleteItem`s: see `remove_many`), not atomic.
+    /// `BatchWriteItem`, and concurrent `DeleteItem`s: see `remove_many`), not atomic; a
+    /// page is one `Query` bounded by its limit.
     fn capabilities(&self) -> Capabilities {
         Capabilities::new(self.shared.max_value_bytes)
             .with_sharing(Sharing::Network)
             .with_native_batches(true)
+            .with_native_paging(true)
     }
 
     fn namespace_name(&self) -> &str {
@@ -681,9 +684,112 @@ impl Store for DynamoDbBackend {
         // or may not have been applied, which the contract allows a failed batch).
         futures::stream::iter(deletes)
             .buffer_unordered(DELETE_CONCURRENCY)
-            .try_fold(0, |removed, live| async move { Ok(removed + u64::from(live)) })
+            .try_fold(
+                0,
+                |removed, live| async move { Ok(removed + u64::from(live)) },
+            )
             .await
     }
+
+    /// One strongly consistent `Query` of at most `limit` items (its `Limit`), starting
+    /// after `start_after`, projecting `sk, exp`: a page reads about one page of items,
+    /// whatever the size of the namespace. The page is the last only when DynamoDB read
+    /// fewer than `limit` items and said nothing is left (no `LastEvaluatedKey`).
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: NonZeroUsize,
+    ) -> Result<KeyPage, KvError> {
+        if prefix.len() > MAX_KEY_BYTES {
+            return Ok(KeyPage::default()); // no key is that long
+        }
+        let mut values = Item::from([(":pk".to_owned(), self.partition().clone())]);
+        // A Query takes one condition on the sort key: after `start_after` when that is
+        // among the prefix's keys (the prefix is then checked here: the prefix's keys are
+        // contiguous, so the first key without it ends the listing), else the prefix.
+        // (An empty `after` is before every key, and not a valid key condition value.)
+        let after = start_after.filter(|after| !after.is_empty() && after.starts_with(prefix));
+        let key_condition = match (start_after, after) {
+            (_, Some(after)) => {
+                // A sort key holds at most 1024 bytes, and so may a condition's value: a
+                // longer `after` is cut, and the few keys from the cut to it are skipped
+                // below. (Never `>=` for an `after` that fits: the page would read `after`
+                // itself, and a page of one would never get past it.)
+                let cut = floor_char_boundary(after, MAX_KEY_BYTES);
+                values.insert(
+                    ":after".to_owned(),
+                    AttributeValue::S(after[..cut].to_owned()),
+                );
+                if cut == after.len() {
+                    "#pk = :pk AND #sk > :after"
+                } else {
+                    "#pk = :pk AND #sk >= :after"
+                }
+            }
+            // After every key with the prefix: none is left.
+            (Some(start_after), None) if start_after > prefix => return Ok(KeyPage::default()),
+            _ if prefix.is_empty() => "#pk = :pk",
+            _ => {
+                values.insert(":prefix".to_owned(), AttributeValue::S(prefix.to_owned()));
+                "#pk = :pk AND begins_with(#sk, :prefix)"
+            }
+        };
+        let page = self
+            .shared
+            .client
+            .query()
+            .table_name(&self.shared.table)
+            .consistent_read(true)
+            .key_condition_expression(key_condition)
+            .projection_expression("#sk, #exp")
+            .set_expression_attribute_names(Some(names(&[PARTITION_KEY, SORT_KEY, DEADLINE])))
+            .set_expression_attribute_values(Some(values))
+            .limit(i32::try_from(limit.get()).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|err| from_sdk("Query", err))?;
+        let now = unix_millis_now();
+        let mut keys = Vec::new();
+        let mut last_read = None;
+        for item in page.items() {
+            let key = encoding::key_of(item)?;
+            if !key.starts_with(prefix) {
+                return Ok(KeyPage { keys, next: None });
+            }
+            let after_start = start_after.is_none_or(|after| key.as_str() > after);
+            if after_start && encoding::item_is_live(item, now)? {
+                keys.push(key.clone());
+            }
+            last_read = Some(key);
+        }
+        let cut_short =
+            page.last_evaluated_key
+                .as_ref()
+                .and_then(|last| match last.get(SORT_KEY) {
+                    Some(AttributeValue::S(key)) => Some(key.clone()),
+                    _ => None,
+                });
+        // A page that read `limit` items is not the last, even without a `LastEvaluatedKey`
+        // (an emulator may leave it out); one that DynamoDB cut short (1 MB) is not either.
+        let next = match cut_short {
+            Some(key) => Some(key),
+            None if page.items().len() >= limit.get() => last_read,
+            None => None,
+        };
+        Ok(KeyPage { keys, next })
+    }
+}
+
+/// The largest index at most `max` that is a character boundary of `text`.
+fn floor_char_boundary(text: &str, max: usize) -> usize {
+    if text.len() <= max {
+        return text.len();
+    }
+    (0..=max)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0)
 }
 
 kv_trait::impl_kv_backend!(DynamoDbBackend);

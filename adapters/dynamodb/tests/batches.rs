@@ -185,6 +185,59 @@ async fn batch_writes_encode_items_as_single_writes_do() {
         .unwrap();
 }
 
+#[tokio::test]
+async fn each_page_is_one_query_bounded_by_its_limit() {
+    let Some((store, counter)) = counted_backend("pages").await else {
+        return;
+    };
+    let written = keys("p", 25);
+    let entries: Vec<(&str, &[u8])> = written.iter().map(|k| (k.as_str(), &b"v"[..])).collect();
+    store.set_many(&entries, None).await.unwrap();
+    store
+        .set_many(&[("q", b"v"), ("o", b"v")], None)
+        .await
+        .unwrap();
+    counter.take();
+
+    let limit = std::num::NonZeroUsize::new(10).unwrap();
+    let (mut listed, mut after, mut pages) = (Vec::new(), None::<String>, 0);
+    loop {
+        let page = store
+            .list_keys_page("p/", after.as_deref(), limit)
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(page.keys.len() <= 10);
+        listed.extend(page.keys);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(listed, written);
+    // 10 + 10 + 5: the third read fewer than the limit and DynamoDB had nothing left.
+    assert_eq!(pages, 3);
+    assert_eq!(counter.take(), times(3, "Query"), "one Query per page");
+
+    // After the prefix's last key, and a start before the prefix.
+    let page = store.list_keys_page("p/", Some("p0"), limit).await.unwrap();
+    assert_eq!((page.keys.len(), page.next), (0, None));
+    let page = store.list_keys_page("p/", Some("a"), limit).await.unwrap();
+    assert_eq!(page.keys, written[..10]);
+    let page = store
+        .list_keys_page("", Some("p/0024"), limit)
+        .await
+        .unwrap();
+    assert_eq!(page.keys, ["q"]);
+    assert_eq!(
+        counter.take(),
+        times(2, "Query"),
+        "none for a start past the prefix"
+    );
+    store.delete_many(&refs(&written)).await.unwrap();
+    store.delete_many(&["q", "o"]).await.unwrap();
+}
+
 /// What [`HoldBack`] does to the batch requests that go through it.
 #[derive(Debug)]
 enum Plan {

@@ -171,7 +171,10 @@ async fn server_errors_retry_reads_but_no_write() {
     // Batches: the read is retried, the write (which may have been applied) is not.
     assert_unavailable(store.get_many(&["a", "b"]).await, "get_many");
     assert_eq!(fake.take(), 3, "get_many: retried");
-    assert_unavailable(store.set_many(&[("a", b"1"), ("b", b"2")], None).await, "set_many");
+    assert_unavailable(
+        store.set_many(&[("a", b"1"), ("b", b"2")], None).await,
+        "set_many",
+    );
     assert_eq!(fake.take(), 1, "set_many: not retried");
     assert_unavailable(store.delete_many(&["a"]).await, "delete_many");
     assert_eq!(fake.take(), 1, "delete_many: not retried");
