@@ -477,13 +477,18 @@ async fn a_batch_still_unprocessed_at_the_operation_timeout_is_unavailable() {
             }
             other => panic!("{operation}: expected Unavailable, got {other:?}"),
         }
-        // It gives up as soon as the next wait would end past the timeout, not after it.
-        assert!(elapsed < timeout, "{operation}: {elapsed:?}");
+        // It gives up as soon as the next wait would end past the timeout, or cuts off a
+        // request still in flight at the timeout (on a slow emulator): never much later.
+        assert!(
+            elapsed < timeout + Duration::from_millis(150),
+            "{operation}: {elapsed:?}"
+        );
         // Waits of 25, 50, 100 and 200 ms fit in 600 ms, the next 400 ms would not: 4
-        // resends (fewer if the emulator is slow), never an unbounded number.
+        // resends (fewer if the emulator is slow, none if one request takes it all), never
+        // an unbounded number.
         let sent = counter.take();
         assert!(
-            (2..=5).contains(&sent.len()) && sent.iter().all(|op| op == operation),
+            (1..=5).contains(&sent.len()) && sent.iter().all(|op| op == operation),
             "{operation}: {sent:?}"
         );
     }
