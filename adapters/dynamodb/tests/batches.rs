@@ -275,17 +275,17 @@ impl HoldBack {
     }
 
     fn plan(&self, plan: Plan) {
-        *self.plan.lock().unwrap() = plan;
-        *self.total_held.lock().unwrap() = 0;
+        *self.plan.lock().expect("hold-back lock") = plan;
+        *self.total_held.lock().expect("hold-back lock") = 0;
     }
 
     fn total_held(&self) -> usize {
-        *self.total_held.lock().unwrap()
+        *self.total_held.lock().expect("hold-back lock")
     }
 
     /// How many of `len` keys or items to hold back, and whether to take them out.
     fn next_hold(&self, len: usize) -> (usize, bool) {
-        match &mut *self.plan.lock().unwrap() {
+        match &mut *self.plan.lock().expect("hold-back lock") {
             Plan::Rounds(rounds) => {
                 let hold = rounds.pop_front().unwrap_or(0);
                 assert!(
@@ -300,7 +300,7 @@ impl HoldBack {
 
     fn hold<T: Clone>(&self, batch: &mut Vec<T>) -> Vec<T> {
         let (hold, take_out) = self.next_hold(batch.len());
-        *self.total_held.lock().unwrap() += hold;
+        *self.total_held.lock().expect("hold-back lock") += hold;
         let at = batch.len() - hold;
         match take_out {
             true => batch.split_off(at),
@@ -330,7 +330,7 @@ impl Intercept for HoldBack {
         } else {
             None
         };
-        *self.held.lock().unwrap() = held;
+        *self.held.lock().expect("hold-back lock") = held;
         Ok(())
     }
 
@@ -340,7 +340,7 @@ impl Intercept for HoldBack {
         _components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let Some(held) = self.held.lock().unwrap().take() else {
+        let Some(held) = self.held.lock().expect("hold-back lock").take() else {
             return Ok(());
         };
         let Some(Ok(output)) = context.output_or_error_mut() else {
@@ -348,7 +348,9 @@ impl Intercept for HoldBack {
         };
         match held {
             Held::Keys(keys) if !keys.is_empty() => {
-                let output = output.downcast_mut::<BatchGetItemOutput>().unwrap();
+                let output = output
+                    .downcast_mut::<BatchGetItemOutput>()
+                    .ok_or("a BatchGetItem answered with another output")?;
                 // Under `Plan::Always` the key was read: its item leaves the answer.
                 let held_sk: Vec<&AttributeValue> = keys.iter().map(|k| &k["sk"]).collect();
                 if let Some(items) = output.responses.as_mut().and_then(|t| t.get_mut(TABLE)) {
@@ -364,7 +366,9 @@ impl Intercept for HoldBack {
                 unprocessed.insert(TABLE.to_owned(), request);
             }
             Held::Writes(writes) if !writes.is_empty() => {
-                let output = output.downcast_mut::<BatchWriteItemOutput>().unwrap();
+                let output = output
+                    .downcast_mut::<BatchWriteItemOutput>()
+                    .ok_or("a BatchWriteItem answered with another output")?;
                 let unprocessed = output.unprocessed_items.get_or_insert_default();
                 unprocessed
                     .entry(TABLE.to_owned())
@@ -398,7 +402,7 @@ async fn holding_backend(
         .operation_timeout(operation_timeout)
         .build()
         .await
-        .unwrap();
+        .expect("holding backend");
     counter.take();
     Some((store, counter))
 }
