@@ -1,21 +1,24 @@
 //! `impl Store for DynamoDbBackend`: (almost always) one request per operation. `kv_trait`
 //! validates every input before it gets here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
-use kv_trait::store::{Key, Store, Ttl, Value};
+use futures::{StreamExt, TryStreamExt};
+use kv_trait::store::{last_of_each, Key, Store, Ttl, Value};
 use kv_trait::{
-    apply_increment, async_trait, parse_counter, unix_millis_now, Capabilities, KvError, Sharing,
-    MAX_KEY_BYTES,
+    apply_increment, async_trait, parse_counter, unix_millis_now, Capabilities, KeyPage, KvError,
+    Sharing, MAX_KEY_BYTES,
 };
 
-use crate::config::{redact_url, DynamoDbBackendBuilder};
+use crate::batch::{DELETE_CONCURRENCY, GET_CHUNK, WRITE_CHUNK};
+use crate::config::{redact_url, DynamoDbBackendBuilder, DEFAULT_OPERATION_TIMEOUT};
 use crate::encoding::{
     self, addable_condition, binary, condition, names, number, Item, Stored, AWS_MAX_VALUE_BYTES,
     COUNTER, DEADLINE, PARTITION_KEY, SORT_KEY, VALUE,
@@ -70,6 +73,9 @@ struct Shared {
     /// `pk` of every item of this namespace.
     partition: AttributeValue,
     max_value_bytes: usize,
+    /// The SDK's operation timeout (else the default): it also bounds each chunk of a batch,
+    /// resends included (see `batch.rs`).
+    operation_timeout: Duration,
     /// For `Debug` only.
     summary: Summary,
 }
@@ -155,6 +161,10 @@ impl DynamoDbBackend {
                 partition: encoding::partition_key(&settings.namespace),
                 namespace: settings.namespace.clone(),
                 max_value_bytes: settings.max_value_bytes,
+                // A client configured without an operation timeout still gets a bound on the
+                // resends of a batch: they would otherwise go on for as long as DynamoDB
+                // leaves something unprocessed.
+                operation_timeout: timeouts[2].unwrap_or(DEFAULT_OPERATION_TIMEOUT),
                 summary,
             }),
         })
@@ -199,7 +209,22 @@ impl DynamoDbBackend {
         &self.shared.partition
     }
 
-    fn primary_key(&self, key: &str) -> Item {
+    /// The client for reads: the SDK's retries as configured.
+    pub(crate) fn reader(&self) -> &Client {
+        &self.shared.client
+    }
+
+    /// The client for writes: resends only requests that were refused unapplied.
+    pub(crate) fn writer(&self) -> &Client {
+        &self.shared.guarded
+    }
+
+    /// What bounds each request, and each chunk of a batch with its resends.
+    pub(crate) fn operation_timeout(&self) -> Duration {
+        self.shared.operation_timeout
+    }
+
+    pub(crate) fn primary_key(&self, key: &str) -> Item {
         encoding::primary_key(&self.shared.partition, key)
     }
 
@@ -374,10 +399,14 @@ impl Store for DynamoDbBackend {
         self.shared.max_value_bytes
     }
 
-    /// Batches are still one request per key here (`BatchWriteItem` cannot say whether a
-    /// deleted item was live, nor take a condition); the table is shared over the network.
+    /// The table is shared over the network; batches are DynamoDB's own (`BatchGetItem`,
+    /// `BatchWriteItem`, and concurrent `DeleteItem`s: see `remove_many`), not atomic; a
+    /// page is one `Query` bounded by its limit.
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new(self.shared.max_value_bytes).with_sharing(Sharing::Network)
+        Capabilities::new(self.shared.max_value_bytes)
+            .with_sharing(Sharing::Network)
+            .with_native_batches(true)
+            .with_native_paging(true)
     }
 
     fn namespace_name(&self) -> &str {
@@ -578,6 +607,189 @@ impl Store for DynamoDbBackend {
         }
         .await
     }
+
+    /// One strongly consistent `BatchGetItem` per [`GET_CHUNK`] distinct keys, and one more
+    /// for each round of keys DynamoDB leaves unprocessed; each value is judged live as `get`
+    /// judges it.
+    async fn read_many(&self, keys: &[Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        // BatchGetItem refuses a key asked twice: each is asked once, and answered as often
+        // as it was asked.
+        let mut asked: HashMap<&str, usize> = HashMap::with_capacity(keys.len());
+        let mut distinct = Vec::with_capacity(keys.len());
+        for key in keys {
+            let times = asked.entry(key.as_str()).or_insert(0);
+            if *times == 0 {
+                distinct.push(key.as_str());
+            }
+            *times += 1;
+        }
+        let mut found = HashMap::with_capacity(distinct.len());
+        for chunk in distinct.chunks(GET_CHUNK) {
+            found.extend(self.batch_get(chunk).await?);
+        }
+        Ok(keys
+            .iter()
+            .map(|key| match asked.get_mut(key.as_str()) {
+                // Copied while the key is asked again later, moved out the last time.
+                Some(left) if *left > 1 => {
+                    *left -= 1;
+                    found.get(key.as_str()).cloned()
+                }
+                _ => found.remove(key.as_str()),
+            })
+            .collect())
+    }
+
+    /// One `BatchWriteItem` of puts per [`WRITE_CHUNK`] distinct keys, and one more for each
+    /// round of items DynamoDB leaves unprocessed; each item exactly as `set` or
+    /// `set_with_ttl` writes it (the whole item, so any TTL or counter goes).
+    async fn write_many(
+        &self,
+        entries: &[(Key<'_>, Value<'_>)],
+        ttl: Option<Ttl>,
+    ) -> Result<(), KvError> {
+        // A BatchWriteItem may not name a key twice (and applies its puts in no order): each
+        // key once, with the last value given for it.
+        for chunk in last_of_each(entries).chunks(WRITE_CHUNK) {
+            // The deadline read just before the chunk is sent, as `write` reads it: never
+            // earlier than the call's start plus the TTL.
+            let deadline = ttl.map(Ttl::unix_deadline_ms);
+            let items = chunk
+                .iter()
+                .map(|(key, value)| encoding::value_item(self.partition(), key, value, deadline))
+                .collect();
+            self.batch_put(items).await?;
+        }
+        Ok(())
+    }
+
+    /// One `DeleteItem` returning the old item per distinct key, exactly as `delete`, at
+    /// most [`DELETE_CONCURRENCY`] in flight: the count of live keys removed is exact, and
+    /// each key's part is as linearizable as `delete`.
+    ///
+    /// Not `BatchWriteItem` deletes: they cannot return the items they delete, so the count
+    /// would need a read first, and a key written or removed between that read and the
+    /// delete would be miscounted.
+    async fn remove_many(&self, keys: &[Key<'_>]) -> Result<u64, KvError> {
+        let mut seen = HashSet::with_capacity(keys.len());
+        // The futures are made here and only polled below, at most DELETE_CONCURRENCY at a
+        // time. (Made in a closure of the stream instead, they would not prove `Send` for
+        // every lifetime, which the boxed future of this method needs.)
+        let deletes: Vec<_> = keys
+            .iter()
+            .filter(|key| seen.insert(key.as_str()))
+            .map(|key| self.remove(*key))
+            .collect();
+        // The first failure ends the batch; deletes still in flight are dropped (each may
+        // or may not have been applied, which the contract allows a failed batch).
+        futures::stream::iter(deletes)
+            .buffer_unordered(DELETE_CONCURRENCY)
+            .try_fold(
+                0,
+                |removed, live| async move { Ok(removed + u64::from(live)) },
+            )
+            .await
+    }
+
+    /// One strongly consistent `Query` of at most `limit` items (its `Limit`), starting
+    /// after `start_after`, projecting `sk, exp`: a page reads about one page of items,
+    /// whatever the size of the namespace. The page is the last only when DynamoDB read
+    /// fewer than `limit` items and said nothing is left (no `LastEvaluatedKey`).
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: NonZeroUsize,
+    ) -> Result<KeyPage, KvError> {
+        if prefix.len() > MAX_KEY_BYTES {
+            return Ok(KeyPage::default()); // no key is that long
+        }
+        let mut values = Item::from([(":pk".to_owned(), self.partition().clone())]);
+        // A Query takes one condition on the sort key: after `start_after` when that is
+        // among the prefix's keys (the prefix is then checked here: the prefix's keys are
+        // contiguous, so the first key without it ends the listing), else the prefix.
+        // (An empty `after` is before every key, and not a valid key condition value.)
+        let after = start_after.filter(|after| !after.is_empty() && after.starts_with(prefix));
+        let key_condition = match (start_after, after) {
+            (_, Some(after)) => {
+                // A sort key holds at most 1024 bytes, and so may a condition's value: a
+                // longer `after` is cut, and the few keys from the cut to it are skipped
+                // below. (Never `>=` for an `after` that fits: the page would read `after`
+                // itself, and a page of one would never get past it.)
+                let cut = floor_char_boundary(after, MAX_KEY_BYTES);
+                values.insert(
+                    ":after".to_owned(),
+                    AttributeValue::S(after[..cut].to_owned()),
+                );
+                if cut == after.len() {
+                    "#pk = :pk AND #sk > :after"
+                } else {
+                    "#pk = :pk AND #sk >= :after"
+                }
+            }
+            // After every key with the prefix: none is left.
+            (Some(start_after), None) if start_after > prefix => return Ok(KeyPage::default()),
+            _ if prefix.is_empty() => "#pk = :pk",
+            _ => {
+                values.insert(":prefix".to_owned(), AttributeValue::S(prefix.to_owned()));
+                "#pk = :pk AND begins_with(#sk, :prefix)"
+            }
+        };
+        let page = self
+            .shared
+            .client
+            .query()
+            .table_name(&self.shared.table)
+            .consistent_read(true)
+            .key_condition_expression(key_condition)
+            .projection_expression("#sk, #exp")
+            .set_expression_attribute_names(Some(names(&[PARTITION_KEY, SORT_KEY, DEADLINE])))
+            .set_expression_attribute_values(Some(values))
+            .limit(i32::try_from(limit.get()).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|err| from_sdk("Query", err))?;
+        let now = unix_millis_now();
+        let mut keys = Vec::new();
+        let mut last_read = None;
+        for item in page.items() {
+            let key = encoding::key_of(item)?;
+            if !key.starts_with(prefix) {
+                return Ok(KeyPage { keys, next: None });
+            }
+            let after_start = start_after.is_none_or(|after| key.as_str() > after);
+            if after_start && encoding::item_is_live(item, now)? {
+                keys.push(key.clone());
+            }
+            last_read = Some(key);
+        }
+        let cut_short =
+            page.last_evaluated_key
+                .as_ref()
+                .and_then(|last| match last.get(SORT_KEY) {
+                    Some(AttributeValue::S(key)) => Some(key.clone()),
+                    _ => None,
+                });
+        // A page that read `limit` items is not the last, even without a `LastEvaluatedKey`
+        // (an emulator may leave it out); one that DynamoDB cut short (1 MB) is not either.
+        let next = match cut_short {
+            Some(key) => Some(key),
+            None if page.items().len() >= limit.get() => last_read,
+            None => None,
+        };
+        Ok(KeyPage { keys, next })
+    }
+}
+
+/// The largest index at most `max` that is a character boundary of `text`.
+fn floor_char_boundary(text: &str, max: usize) -> usize {
+    if text.len() <= max {
+        return text.len();
+    }
+    (0..=max)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0)
 }
 
 kv_trait::impl_kv_backend!(DynamoDbBackend);

@@ -318,7 +318,8 @@ impl DynamoDbBackendBuilder {
     }
 
     /// How long one operation may take, retries included (default 30 s). An operation that
-    /// needs several requests (see the crate docs) applies it to each.
+    /// needs several requests (see the crate docs) applies it to each; a batch applies it to
+    /// each chunk, with the resends of what DynamoDB left unprocessed.
     pub fn operation_timeout(mut self, timeout: Duration) -> Self {
         self.operation_timeout = Some(timeout);
         self

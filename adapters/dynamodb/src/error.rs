@@ -14,6 +14,10 @@
 //! running it), transaction conflicts, and a refused connection. Any other failure is returned
 //! as `Unavailable` at once, and that `Unavailable` may hide a write that happened (a lost
 //! reply), as the contract allows.
+//!
+//! A `BatchWriteItem` (`set_many`) goes through the same client for the same reason. What
+//! DynamoDB answers as `UnprocessedItems` it did not apply, so `batch.rs` resends those
+//! (a resent put applies once).
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -22,6 +26,7 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::config::interceptors::InterceptorContext;
 use aws_sdk_dynamodb::config::retry::{ClassifyRetry, RetryAction};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemError;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -139,6 +144,11 @@ impl ClassifyRetry for AmbiguousWriteGuard {
                     .or_else(|| {
                         operation_error
                             .downcast_ref::<DeleteItemError>()
+                            .and_then(ProvideErrorMetadata::code)
+                    })
+                    .or_else(|| {
+                        operation_error
+                            .downcast_ref::<BatchWriteItemError>()
                             .and_then(ProvideErrorMetadata::code)
                     });
                 code.is_some_and(|code| RETRYABLE_REJECTIONS.contains(&code))

@@ -167,6 +167,17 @@ async fn server_errors_retry_reads_but_no_write() {
     assert_eq!(fake.take(), 1, "CAS: not retried");
     assert_unavailable(store.delete("k").await, "delete");
     assert_eq!(fake.take(), 1, "delete: not retried");
+
+    // Batches: the read is retried, the write (which may have been applied) is not.
+    assert_unavailable(store.get_many(&["a", "b"]).await, "get_many");
+    assert_eq!(fake.take(), 3, "get_many: retried");
+    assert_unavailable(
+        store.set_many(&[("a", b"1"), ("b", b"2")], None).await,
+        "set_many",
+    );
+    assert_eq!(fake.take(), 1, "set_many: not retried");
+    assert_unavailable(store.delete_many(&["a"]).await, "delete_many");
+    assert_eq!(fake.take(), 1, "delete_many: not retried");
 }
 
 #[tokio::test]
@@ -182,6 +193,8 @@ async fn throttled_writes_were_not_applied_so_they_are_retried() {
     assert_eq!(fake.take(), 3, "CAS: retried");
     assert_unavailable(store.set("k", b"v").await, "set");
     assert_eq!(fake.take(), 3, "set: retried");
+    assert_unavailable(store.set_many(&[("a", b"1")], None).await, "set_many");
+    assert_eq!(fake.take(), 3, "set_many: retried");
     assert_unavailable(store.get("k").await, "get");
     assert_eq!(fake.take(), 3);
 }
@@ -210,6 +223,8 @@ async fn a_connection_dropped_mid_request_is_not_retried_for_ambiguous_writes() 
     );
     assert_unavailable(store.set("k", b"v").await, "set");
     assert_eq!(fake.take(), 1, "set: the same");
+    assert_unavailable(store.set_many(&[("a", b"1")], None).await, "set_many");
+    assert_eq!(fake.take(), 1, "set_many: the same");
 }
 
 #[tokio::test]

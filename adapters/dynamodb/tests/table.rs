@@ -183,15 +183,25 @@ async fn the_default_open_checks_a_precreated_table_with_one_get_item_and_change
     assert_eq!(store.list_keys("").await.unwrap(), ["long"]);
     assert_eq!(store.increment("n", 2).await.unwrap(), 2);
     assert!(store.compare_and_swap("lock", None, b"me").await.unwrap());
+    store
+        .set_many(&[("a", b"1"), ("b", b"2")], None)
+        .await
+        .unwrap();
+    assert_eq!(store.get_many(&["a", "long"]).await.unwrap().len(), 2);
+    assert_eq!(store.delete_many(&["a", "b"]).await.unwrap(), 2);
+    // The README's IAM row for the eight operations and the batches: these and no other.
     let used = operations(counter.take());
-    assert!(
-        used.is_subset(&set(&[
+    assert_eq!(
+        used,
+        set(&[
             "GetItem",
             "PutItem",
             "UpdateItem",
             "DeleteItem",
-            "Query"
-        ])),
+            "Query",
+            "BatchGetItem",
+            "BatchWriteItem"
+        ]),
         "item-level actions only: {used:?}"
     );
 
