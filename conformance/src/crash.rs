@@ -5,10 +5,10 @@
 //! acknowledged a write before doing so fails here. Power loss is another matter, which each
 //! store's durability settings decide; see the adapters' READMEs.)
 //!
-//! The child runs [`crash_workload`], which never returns; the parent starts it with
-//! [`kill_after`], which kills it once it has acknowledged a given number of operations and
-//! returns what it acknowledged in all ([`Acknowledged`]), and checks the reopened store with
-//! [`Acknowledged::check`].
+//! The child runs [`crash_workload`], which never returns; the parent runs
+//! [`crash_rounds`], which starts the child, kills it with [`kill_after`] once it has
+//! acknowledged a given number of operations, reopens the store and checks it with
+//! [`Acknowledged::check`], round after round.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
@@ -102,6 +102,53 @@ pub fn kill_after(mut child: Command, before_kill: usize) -> std::io::Result<Ack
     stdout.read_to_string(&mut printed)?;
     child.wait()?;
     Ok(Acknowledged::parse(&printed))
+}
+
+/// Runs `rounds` crash rounds on one store: in round `r`, starts `child(r)` (a process
+/// running [`crash_workload`] with `tasks` tasks from `r * 1_000_000`, so that rounds write
+/// different keys), kills it after 20 to 420 acknowledgements (a different count each round,
+/// while its tasks have more writes in flight), then reopens the store with `reopen`, which
+/// must succeed, writes through it, and checks every acknowledgement so far. Returns all of
+/// them; the first round that fails is the error, naming the round.
+pub async fn crash_rounds<B, F, Fut>(
+    rounds: u64,
+    tasks: usize,
+    child: impl Fn(u64) -> Command,
+    reopen: F,
+) -> Result<Acknowledged, Failure>
+where
+    B: KvBackend,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<B, kv_trait::KvError>>,
+{
+    let mut all = Acknowledged::default();
+    for round in 0..rounds {
+        let before_kill = 20 + usize::try_from(round).unwrap_or(0).wrapping_mul(137) % 400;
+        let acknowledged = kill_after(child(round), before_kill)
+            .map_err(|err| Failure::new(format!("round {round}: running the child: {err}")))?;
+        if acknowledged.count() < before_kill {
+            return Err(Failure::new(format!(
+                "round {round}: the child ended after {} of {before_kill} acknowledgements",
+                acknowledged.count()
+            )));
+        }
+        all.merge(acknowledged);
+        // Opens cleanly and writes: whatever the killed process held (locks) died with it.
+        let store = reopen()
+            .await
+            .map_err(|err| Failure::new(format!("round {round}: reopening failed: {err}")))?;
+        store
+            .set("crash/after", round.to_string().as_bytes())
+            .await
+            .map_err(|err| {
+                Failure::new(format!("round {round}: a write after reopening: {err}"))
+            })?;
+        let in_flight = (round + 1) * u64::try_from(tasks).unwrap_or(u64::MAX);
+        all.check(&store, in_flight)
+            .await
+            .map_err(|failure| Failure::new(format!("round {round}: {failure}")))?;
+    }
+    Ok(all)
 }
 
 /// What a killed child acknowledged.

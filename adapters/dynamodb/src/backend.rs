@@ -364,6 +364,25 @@ impl DynamoDbBackend {
 }
 
 impl DynamoDbBackend {
+    /// A strongly consistent `Query` of this backend's keys and deadlines under
+    /// `key_condition` (over `#pk`/`#sk`, with `values`): what `list_keys` and
+    /// `list_keys_page` send, each page with its own start and limit.
+    fn keys_query(
+        &self,
+        key_condition: &str,
+        values: HashMap<String, AttributeValue>,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.shared
+            .client
+            .query()
+            .table_name(&self.shared.table)
+            .consistent_read(true)
+            .key_condition_expression(key_condition)
+            .projection_expression("#sk, #exp")
+            .set_expression_attribute_names(Some(names(&[PARTITION_KEY, SORT_KEY, DEADLINE])))
+            .set_expression_attribute_values(Some(values))
+    }
+
     /// One strongly consistent `GetItem` of `key`, projecting `projection` (whose `#names`
     /// stand for `attributes`, in order).
     async fn consistent_get(
@@ -486,15 +505,7 @@ impl Store for DynamoDbBackend {
         let mut start_key = None;
         loop {
             let page = self
-                .shared
-                .client
-                .query()
-                .table_name(&self.shared.table)
-                .consistent_read(true)
-                .key_condition_expression(key_condition)
-                .projection_expression("#sk, #exp")
-                .set_expression_attribute_names(Some(names(&[PARTITION_KEY, SORT_KEY, DEADLINE])))
-                .set_expression_attribute_values(Some(values.clone()))
+                .keys_query(key_condition, values.clone())
                 .set_exclusive_start_key(start_key)
                 .send()
                 .await
@@ -736,15 +747,7 @@ impl Store for DynamoDbBackend {
             }
         };
         let page = self
-            .shared
-            .client
-            .query()
-            .table_name(&self.shared.table)
-            .consistent_read(true)
-            .key_condition_expression(key_condition)
-            .projection_expression("#sk, #exp")
-            .set_expression_attribute_names(Some(names(&[PARTITION_KEY, SORT_KEY, DEADLINE])))
-            .set_expression_attribute_values(Some(values))
+            .keys_query(key_condition, values)
             .limit(i32::try_from(limit.get()).unwrap_or(i32::MAX))
             .send()
             .await

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kv_conformance::crash::{crash_workload, kill_after, Acknowledged};
+use kv_conformance::crash::{crash_rounds, crash_workload};
 use kv_rocksdb::RocksDbBackend;
 use kv_trait::KvBackend;
 
@@ -38,29 +38,14 @@ async fn a_killed_writer_loses_no_acknowledged_write_round_after_round() {
             .await
             .expect("create the database"),
     );
-    let mut all = Acknowledged::default();
-    for round in 0..ROUNDS {
-        // Kill it after 20 to 420 acknowledgements, a different count each round, while its
-        // four tasks have more writes in flight.
-        let before_kill = 20 + (round as usize * 137) % 400;
-        let acknowledged = kill_after(child(&path, round), before_kill).expect("run the child");
-        assert!(
-            acknowledged.count() >= before_kill,
-            "round {round}: the child ended before {before_kill} acknowledgements"
-        );
-        all.merge(acknowledged);
-        // Opens cleanly (the directory's lock died with the child), and writes.
-        let store = RocksDbBackend::open(&path)
-            .await
-            .unwrap_or_else(|err| panic!("round {round}: reopening failed: {err}"));
-        store
-            .set("after-crash", round.to_string().as_bytes())
-            .await
-            .unwrap();
-        all.check(&store, (round + 1) * TASKS as u64)
-            .await
-            .unwrap_or_else(|failure| panic!("round {round}: {failure}"));
-    }
+    let all = crash_rounds(
+        ROUNDS,
+        TASKS,
+        |round| child(&path, round),
+        || async { RocksDbBackend::open(&path).await },
+    )
+    .await
+    .unwrap_or_else(|failure| panic!("{failure}"));
     println!(
         "rocksdb crash rounds: {ROUNDS} kills, {} acknowledged writes and {} increments, none lost",
         all.sets.len(),
