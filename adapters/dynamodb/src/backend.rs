@@ -619,7 +619,7 @@ impl Store for DynamoDbBackend {
         .await
     }
 
-    /// One strongly consistent `BatchGetItem` per [`GET_CHUNK`] distinct keys, and one more
+    /// One strongly consistent `BatchGetItem` per `GET_CHUNK` distinct keys, and one more
     /// for each round of keys DynamoDB leaves unprocessed; each value is judged live as `get`
     /// judges it.
     async fn read_many(&self, keys: &[Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
@@ -651,7 +651,7 @@ impl Store for DynamoDbBackend {
             .collect())
     }
 
-    /// One `BatchWriteItem` of puts per [`WRITE_CHUNK`] distinct keys, and one more for each
+    /// One `BatchWriteItem` of puts per `WRITE_CHUNK` distinct keys, and one more for each
     /// round of items DynamoDB leaves unprocessed; each item exactly as `set` or
     /// `set_with_ttl` writes it (the whole item, so any TTL or counter goes).
     async fn write_many(
@@ -675,7 +675,7 @@ impl Store for DynamoDbBackend {
     }
 
     /// One `DeleteItem` returning the old item per distinct key, exactly as `delete`, at
-    /// most [`DELETE_CONCURRENCY`] in flight: the count of live keys removed is exact, and
+    /// most `DELETE_CONCURRENCY` in flight: the count of live keys removed is exact, and
     /// each key's part is as linearizable as `delete`.
     ///
     /// Not `BatchWriteItem` deletes: they cannot return the items they delete, so the count

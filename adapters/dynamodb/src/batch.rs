@@ -105,7 +105,7 @@ impl Budget {
 }
 
 impl DynamoDbBackend {
-    /// The live values of `keys` (distinct, at most [`GET_CHUNK`]), by key: one strongly
+    /// The live values of `keys` (distinct, at most `GET_CHUNK`), by key: one strongly
     /// consistent `BatchGetItem` projecting `sk, v, n, exp`, then one more for the keys it
     /// left unprocessed, and so on. Keys not in the answer have no item.
     pub(crate) async fn batch_get(
@@ -157,7 +157,7 @@ impl DynamoDbBackend {
         }
     }
 
-    /// Writes `items` (of distinct keys, at most [`WRITE_CHUNK`]) unconditionally: one
+    /// Writes `items` (of distinct keys, at most `WRITE_CHUNK`) unconditionally: one
     /// `BatchWriteItem` of `PutRequest`s, then one more for the items it left unprocessed,
     /// and so on.
     ///
