@@ -60,7 +60,11 @@ pub(crate) struct Client {
 
 enum Conn {
     Standalone {
-        manager: ConnectionManager,
+        /// Replaced whole after a reply that could not be parsed (see `send`).
+        manager: std::sync::RwLock<ConnectionManager>,
+        /// What a replacement is made from.
+        client: Box<redis::Client>,
+        config: Box<ConnectionManagerConfig>,
         watch: Box<WatchPool>,
     },
     Cluster(ClusterConnection),
@@ -116,18 +120,24 @@ impl Client {
                     .set_number_of_retries(RECONNECT_RETRIES)
                     .set_min_delay(Duration::from_millis(50))
                     .set_max_delay(Duration::from_secs(1));
-                let manager = ConnectionManager::new_with_config(client.clone(), config).await?;
+                let manager =
+                    ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
                 let dedicated = AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(settings.connect_timeout))
                     .set_response_timeout(Some(settings.request_timeout));
                 let watch = Box::new(WatchPool::new(
-                    client,
+                    client.clone(),
                     dedicated,
                     settings.pool_size,
                     settings.connect_timeout,
                     settings.request_timeout,
                 ));
-                Conn::Standalone { manager, watch }
+                Conn::Standalone {
+                    manager: std::sync::RwLock::new(manager),
+                    client: Box::new(client),
+                    config: Box::new(config),
+                    watch,
+                }
             }
             Topology::Cluster => {
                 let seeds = settings
@@ -203,7 +213,7 @@ impl Client {
         match &self.conn {
             Conn::Standalone { manager, .. } => {
                 self.scan_pages(0, pattern, |cmd| {
-                    let mut manager = manager.clone();
+                    let mut manager = current(manager);
                     async move { cmd.query_async(&mut manager).await }
                 })
                 .await
@@ -252,11 +262,45 @@ impl Client {
         }
     }
 
+    /// After a reply that could not be parsed (one cut in the middle, by a connection that
+    /// closed), the multiplexed connection is out of step with the server for good, and
+    /// redis-rs's manager reconnects only after errors it sees as a dropped connection: so
+    /// the manager is replaced by a new one. If the server cannot be reached now, the old one
+    /// stays, and the next parse error tries again.
+    async fn replace_standalone_manager(&self) {
+        let Conn::Standalone {
+            manager,
+            client,
+            config,
+            ..
+        } = &self.conn
+        else {
+            return;
+        };
+        let fresh = tokio::time::timeout(
+            self.request_timeout,
+            ConnectionManager::new_with_config((**client).clone(), (**config).clone()),
+        )
+        .await;
+        if let Ok(Ok(fresh)) = fresh {
+            tracing::debug!("a reply was cut short: the managed connection is replaced");
+            *manager
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        }
+    }
+
     /// Sends `cmd` once: on the managed connection, or to the key's primary, or (following an
     /// `ASK` redirection during a slot migration) as `ASKING` + `cmd` to the node named.
     async fn send<T: FromRedisValue>(&self, cmd: &Cmd, asking: Option<Node>) -> RedisResult<T> {
         match (&self.conn, asking) {
-            (Conn::Standalone { manager, .. }, _) => cmd.query_async(&mut manager.clone()).await,
+            (Conn::Standalone { manager, .. }, _) => {
+                let result = cmd.query_async(&mut current(manager)).await;
+                if matches!(&result, Err(err) if err.kind() == ErrorKind::Parse) {
+                    self.replace_standalone_manager().await;
+                }
+                result
+            }
             (Conn::Cluster(cluster), None) => cmd.query_async(&mut cluster.clone()).await,
             (Conn::Cluster(cluster), Some(node)) => {
                 let mut pipe = redis::pipe();
@@ -472,4 +516,12 @@ fn connection_info(
         redis = redis.set_password(password.expose());
     }
     Ok(addr.into_connection_info()?.set_redis_settings(redis))
+}
+
+/// The managed connection now (a cheap clone of the shared one).
+fn current(manager: &std::sync::RwLock<ConnectionManager>) -> ConnectionManager {
+    manager
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
 }
