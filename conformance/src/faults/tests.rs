@@ -116,14 +116,20 @@ enum Broken {
     CachesReads,
 }
 
-/// The client: one connection per call, a whole-call timeout, `Unavailable` on every network
-/// error (unless broken).
+/// Connections that answered their last request whole, ready for the next one.
+type Idle = Arc<Mutex<Vec<BufReader<TcpStream>>>>;
+
+/// The client: a pool of connections (one is dropped on any error, as a pooled client drops a
+/// connection it no longer trusts), a whole-call timeout, `Unavailable` on every network
+/// error (unless broken). Pooled connections stay open between calls, so every reset of the
+/// proxy's connections does hit the client, whatever the timing of its calls.
 #[derive(Debug)]
 struct LineClient {
     address: SocketAddr,
     broken: Broken,
     stuck: AtomicBool,
     cache: Mutex<BTreeMap<String, Option<Vec<u8>>>>,
+    idle: Idle,
 }
 
 impl LineClient {
@@ -133,6 +139,7 @@ impl LineClient {
             broken,
             stuck: AtomicBool::new(false),
             cache: Mutex::default(),
+            idle: Idle::default(),
         }
     }
 
@@ -142,19 +149,30 @@ impl LineClient {
         }
         let address = self.address;
         let timeout = (self.broken != Broken::NoTimeout).then_some(TIMEOUT);
+        let idle = self.idle.clone();
         let exchange = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
-            let mut stream = match timeout {
-                Some(timeout) => TcpStream::connect_timeout(&address, timeout)?,
-                None => TcpStream::connect(address)?,
+            let pooled = idle.lock().expect("idle").pop();
+            let mut connection = match pooled {
+                Some(connection) => connection,
+                None => {
+                    let stream = match timeout {
+                        Some(timeout) => TcpStream::connect_timeout(&address, timeout)?,
+                        None => TcpStream::connect(address)?,
+                    };
+                    stream.set_read_timeout(timeout)?;
+                    stream.set_write_timeout(timeout)?;
+                    BufReader::new(stream)
+                }
             };
-            stream.set_read_timeout(timeout)?;
-            stream.set_write_timeout(timeout)?;
-            stream.write_all(format!("{request}\n").as_bytes())?;
+            connection
+                .get_mut()
+                .write_all(format!("{request}\n").as_bytes())?;
             let mut reply = String::new();
-            BufReader::new(stream).read_line(&mut reply)?;
+            connection.read_line(&mut reply)?;
             if !reply.ends_with('\n') {
                 return Err(std::io::Error::other("the reply was cut"));
             }
+            idle.lock().expect("idle").push(connection);
             Ok(reply.trim_end().to_owned())
         });
         let result = match timeout {
