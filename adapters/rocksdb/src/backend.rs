@@ -22,7 +22,7 @@ use crate::registry::{open_shared, SharedDb};
 /// Cheap to clone. Every call runs on tokio's blocking threads, never on the executor's
 /// workers. Writes to one key are serialized by a striped lock (1024 stripes), so `increment`
 /// and `compare_and_swap` are atomic while operations on different keys run in parallel;
-/// reads take no lock.
+/// reads take no lock, unless the entry they find has expired.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -152,17 +152,71 @@ struct Live {
     deadline: Option<u64>,
 }
 
-/// The live entry at `key`, judged by the clock read once the entry is in hand.
-fn live_entry(shared: &SharedDb, key: &[u8]) -> Result<Option<Live>, KvError> {
-    let Some(stored) = shared.db().get_pinned(key).map_err(from_rocksdb)? else {
-        return Ok(None);
+/// What a read of one stored key found.
+enum Found {
+    Absent,
+    /// An entry whose deadline has passed: absent to callers, but see [`read_entry`].
+    Expired,
+    Live(Live),
+}
+
+/// What `stored` (the raw entry of a key, if any) holds at the clock read now.
+fn judge(stored: Option<&[u8]>) -> Result<Found, KvError> {
+    let Some(stored) = stored else {
+        return Ok(Found::Absent);
     };
-    let entry = decode(&stored)?;
-    let live = entry.is_live_at(unix_millis_now());
-    Ok(live.then(|| Live {
-        value: entry.value.to_vec(),
-        deadline: entry.deadline,
-    }))
+    let entry = decode(stored)?;
+    Ok(if entry.is_live_at(unix_millis_now()) {
+        Found::Live(Live {
+            value: entry.value.to_vec(),
+            deadline: entry.deadline,
+        })
+    } else {
+        Found::Expired
+    })
+}
+
+impl Found {
+    fn live(self) -> Option<Live> {
+        match self {
+            Found::Live(live) => Some(live),
+            Found::Absent | Found::Expired => None,
+        }
+    }
+}
+
+/// The live entry at `key`, judged by the clock read once the entry is in hand; for writers,
+/// which hold the key's lock.
+fn live_entry(shared: &SharedDb, key: &[u8]) -> Result<Option<Live>, KvError> {
+    let stored = shared.db().get_pinned(key).map_err(from_rocksdb)?;
+    Ok(judge(stored.as_deref())?.live())
+}
+
+/// The live entry at `key`, for readers, which take no lock, except when the entry they find
+/// has expired: then they read it again under the key's lock. A writer holding that lock
+/// (`compare_and_swap`, `increment`) may have judged the entry live just before its deadline
+/// and not have written yet; a reader that answered "gone" meanwhile, and then the writer's
+/// value appearing, is a history no order of the calls explains (the kit's
+/// `concurrent_history_linearizable` caught one). Waiting for the writer orders the read
+/// after it. A live or absent entry needs no wait: a writer could only have judged it the
+/// same way.
+fn read_entry(shared: &SharedDb, key: &[u8]) -> Result<Option<Live>, KvError> {
+    let stored = shared.db().get_pinned(key).map_err(from_rocksdb)?;
+    match judge(stored.as_deref())? {
+        Found::Expired => {
+            let _guard = shared.lock_key(key);
+            live_entry(shared, key)
+        }
+        found => Ok(found.live()),
+    }
+}
+
+/// What each of a `multi_get`'s answers holds at the clock read now.
+fn judge_all(answers: Vec<Result<Option<Vec<u8>>, rocksdb::Error>>) -> Result<Vec<Found>, KvError> {
+    answers
+        .into_iter()
+        .map(|stored| judge(stored.map_err(from_rocksdb)?.as_deref()))
+        .collect()
 }
 
 /// A raw RocksDB entry: stored key and stored value.
@@ -203,7 +257,7 @@ impl Store for RocksDbBackend {
 
     async fn read(&self, key: Key<'_>) -> Result<Option<Vec<u8>>, KvError> {
         let (shared, key) = (self.shared.clone(), self.key(&key));
-        blocking(move || Ok(live_entry(&shared, &key)?.map(|live| live.value))).await
+        blocking(move || Ok(read_entry(&shared, &key)?.map(|live| live.value))).await
     }
 
     async fn write(&self, key: Key<'_>, value: Value<'_>, ttl: Option<Ttl>) -> Result<(), KvError> {
@@ -241,7 +295,7 @@ impl Store for RocksDbBackend {
 
     async fn contains(&self, key: Key<'_>) -> Result<bool, KvError> {
         let (shared, key) = (self.shared.clone(), self.key(&key));
-        blocking(move || Ok(live_entry(&shared, &key)?.is_some())).await
+        blocking(move || Ok(read_entry(&shared, &key)?.is_some())).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, KvError> {
@@ -303,7 +357,9 @@ impl Store for RocksDbBackend {
         .await
     }
 
-    /// One `multi_get` from one snapshot: no `get_many` sees part of a batch write.
+    /// One `multi_get` from one snapshot: no `get_many` sees part of a batch write. If it
+    /// finds an expired entry, it reads them all again under the locks of all its keys, for
+    /// the reason [`read_entry`] gives (with every lock held, no write to them is half done).
     async fn read_many(&self, keys: &[Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
         let shared = self.shared.clone();
         let keys: Vec<Vec<u8>> = keys.iter().map(|key| self.key(key)).collect();
@@ -312,17 +368,15 @@ impl Store for RocksDbBackend {
             let snapshot = db.snapshot();
             let mut options = ReadOptions::default();
             options.set_snapshot(&snapshot);
-            let now = unix_millis_now();
-            db.multi_get_opt(&keys, &options)
+            let mut found = judge_all(db.multi_get_opt(&keys, &options))?;
+            if found.iter().any(|found| matches!(found, Found::Expired)) {
+                let _guards = shared.lock_keys(keys.iter().map(Vec::as_slice));
+                found = judge_all(db.multi_get(&keys))?;
+            }
+            Ok(found
                 .into_iter()
-                .map(|stored| match stored.map_err(from_rocksdb)? {
-                    None => Ok(None),
-                    Some(stored) => {
-                        let entry = decode(&stored)?;
-                        Ok(entry.is_live_at(now).then(|| entry.value.to_vec()))
-                    }
-                })
-                .collect()
+                .map(|found| found.live().map(|live| live.value))
+                .collect())
         })
         .await
     }
