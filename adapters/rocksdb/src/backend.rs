@@ -155,7 +155,7 @@ struct Live {
 /// What a read of one stored key found.
 enum Found {
     Absent,
-    /// An entry whose deadline has passed: absent to callers, but see [`read_entry`].
+    /// An entry whose deadline has passed: absent to callers, but see `read_entry`.
     Expired,
     Live(Live),
 }
@@ -359,7 +359,7 @@ impl Store for RocksDbBackend {
 
     /// One `multi_get` from one snapshot: no `get_many` sees part of a batch write. If it
     /// finds an expired entry, it reads them all again under the locks of all its keys, for
-    /// the reason [`read_entry`] gives (with every lock held, no write to them is half done).
+    /// the reason `read_entry` gives (with every lock held, no write to them is half done).
     async fn read_many(&self, keys: &[Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
         let shared = self.shared.clone();
         let keys: Vec<Vec<u8>> = keys.iter().map(|key| self.key(key)).collect();
