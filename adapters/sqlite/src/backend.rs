@@ -230,6 +230,30 @@ impl SqliteBackend {
             .await
     }
 
+    /// Runs `read` on a pooled connection and, if it judged a row whose deadline had passed,
+    /// once more in the write queue (see [`Self::write_job`]), behind every write that was
+    /// queued or running when it found that row.
+    ///
+    /// A write that judged the row live just before its deadline (an `increment` or a
+    /// compare-and-swap) may not have committed yet: answering "gone" and then letting its
+    /// value appear would not be linearizable, since that write took effect while the key was
+    /// live, before this read began. Run as a write, the read sees what such a write left.
+    /// Live and absent keys cost one read as before; an expired row left for reclaim costs a
+    /// turn in the group commit.
+    async fn settled_read<T, F>(&self, read: F) -> Result<T, KvError>
+    where
+        T: Send + 'static,
+        F: Fn(&rusqlite::Connection, &str) -> Result<Reading<T>, OpError> + Clone + Send + 'static,
+    {
+        let again = read.clone();
+        let first = self.read_job(read).await?;
+        if !first.saw_expired {
+            return Ok(first.answer);
+        }
+        self.write_job(move |tx, namespace| Ok(again(tx, namespace)?.answer))
+            .await
+    }
+
     /// Runs a write in the group commit (see [`crate::batch`]): in a savepoint of a
     /// `BEGIN IMMEDIATE` transaction that takes the file's write lock before reading, so a
     /// read-modify-write cannot interleave with another writer, and the lock is never
@@ -288,6 +312,13 @@ impl SqliteBackend {
         }
         started
     }
+}
+
+/// A read's answer, and whether it judged a row that had expired (see
+/// [`SqliteBackend::settled_read`]).
+struct Reading<T> {
+    answer: T,
+    saw_expired: bool,
 }
 
 /// Queues one turn of the group commit's writer on the pool: one batch, then, if writes are
@@ -351,12 +382,17 @@ impl Store for SqliteBackend {
 
     async fn read(&self, key: Key<'_>) -> Result<Option<Vec<u8>>, KvError> {
         let key = key.as_str().to_owned();
-        self.read_job(move |conn, namespace| {
+        self.settled_read(move |conn, namespace| {
             let entry = encoding::select_entry(conn, namespace, &key)?;
             let now = unix_millis_now();
-            Ok(entry
+            let saw_expired = entry.as_ref().is_some_and(|entry| !entry.is_live_at(now));
+            let answer = entry
                 .filter(|entry| entry.is_live_at(now))
-                .map(|entry| entry.value))
+                .map(|entry| entry.value);
+            Ok(Reading {
+                answer,
+                saw_expired,
+            })
         })
         .await
     }
@@ -383,10 +419,14 @@ impl Store for SqliteBackend {
 
     async fn contains(&self, key: Key<'_>) -> Result<bool, KvError> {
         let key = key.as_str().to_owned();
-        self.read_job(move |conn, namespace| {
+        self.settled_read(move |conn, namespace| {
             let deadline = encoding::select_deadline(conn, namespace, &key)?;
             let now = unix_millis_now();
-            Ok(deadline.is_some_and(|expires_at| encoding::is_live(expires_at, now)))
+            let answer = deadline.is_some_and(|expires_at| encoding::is_live(expires_at, now));
+            Ok(Reading {
+                answer,
+                saw_expired: deadline.is_some() && !answer,
+            })
         })
         .await
     }
@@ -437,25 +477,39 @@ impl Store for SqliteBackend {
     }
 
     /// One read transaction: in WAL mode it reads one snapshot, so no `get_many` sees part
-    /// of a batch write.
+    /// of a batch write. If it finds an expired row, it reads them all again as a write, for
+    /// the reason `settled_read` gives (in the write transaction, which is one snapshot too).
     async fn read_many(&self, keys: &[Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
         let keys: Vec<String> = keys.iter().map(|key| key.as_str().to_owned()).collect();
-        self.read_job(move |conn, namespace| {
-            let snapshot = conn.unchecked_transaction()?;
+        self.settled_read(move |conn, namespace| {
+            // Run as a write, the read is already inside the writer's transaction.
+            let snapshot = conn
+                .is_autocommit()
+                .then(|| conn.unchecked_transaction())
+                .transpose()?;
             let entries = keys
                 .iter()
-                .map(|key| encoding::select_entry(&snapshot, namespace, key))
+                .map(|key| encoding::select_entry(conn, namespace, key))
                 .collect::<Result<Vec<_>, _>>()?;
             drop(snapshot);
             let now = unix_millis_now();
-            Ok(entries
+            let mut saw_expired = false;
+            let answer = entries
                 .into_iter()
                 .map(|entry| {
-                    entry
-                        .filter(|entry| entry.is_live_at(now))
-                        .map(|entry| entry.value)
+                    let entry = entry?;
+                    if entry.is_live_at(now) {
+                        Some(entry.value)
+                    } else {
+                        saw_expired = true;
+                        None
+                    }
                 })
-                .collect())
+                .collect();
+            Ok(Reading {
+                answer,
+                saw_expired,
+            })
         })
         .await
     }

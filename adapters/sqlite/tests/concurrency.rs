@@ -141,3 +141,48 @@ fn works_without_a_tokio_runtime() {
         assert_eq!(keys.len(), 2);
     });
 }
+
+/// A write that judged a row live just before its deadline (an `increment` or a
+/// compare-and-swap) may commit after the deadline. A read that finds the row expired
+/// meanwhile waits for that write, instead of answering "gone" and letting its value appear
+/// after (not linearizable). Here a raw connection plays that writer, as another process
+/// would: it holds the write lock with the expired row rewritten, not committed yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_of_an_expired_row_waits_for_the_write_in_progress() {
+    let fixture = file_store().await;
+    for read in ["get", "exists", "get_many"] {
+        let store = fixture.store.clone();
+        store.set_with_ttl("k", b"old", 20_000_000).await.unwrap();
+        common::sleep_ms(60).await;
+        let writer = hold_write_lock(&fixture.path);
+        let rewritten = writer
+            .execute(
+                "UPDATE kv_entries SET value = ?1, expires_at = NULL \
+                 WHERE namespace = ?2 AND key = ?3",
+                rusqlite::params![&b"new"[..], store.namespace(), &b"k"[..]],
+            )
+            .unwrap();
+        assert_eq!(rewritten, 1, "{read}: the writer holds the expired row");
+        let reading = tokio::spawn(async move {
+            match read {
+                "get" => store.get("k").await.map(|value| value.is_some()),
+                "exists" => store.exists("k").await,
+                _ => store
+                    .get_many(&["k"])
+                    .await
+                    .map(|values| values[0].is_some()),
+            }
+        });
+        common::sleep_ms(300).await;
+        assert!(
+            !reading.is_finished(),
+            "{read} answered while another connection was writing the expired row"
+        );
+        writer.execute_batch("COMMIT").unwrap();
+        assert!(
+            reading.await.unwrap().unwrap(),
+            "{read}: after the writer's commit, its value is live"
+        );
+        fixture.store.delete("k").await.unwrap();
+    }
+}
