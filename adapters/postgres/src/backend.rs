@@ -1,7 +1,7 @@
 //! `impl Store for PostgresBackend`: one statement, one round trip, per operation (`list_keys`
 //! one per page). `kv_trait` validates every input before it gets here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use kv_trait::url_config::error_chain;
 use kv_trait::{async_trait, Capabilities, KeyPage, KvError, Sharing};
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 
 use crate::config::PostgresBackendBuilder;
 use crate::encoding::{after, key_from_row, prefix_range, ttl_millis};
@@ -171,7 +172,7 @@ impl PostgresBackend {
     async fn rows(
         &self,
         sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        params: &[&(dyn ToSql + Sync)],
         resend: Resend,
     ) -> Result<Vec<tokio_postgres::Row>, KvError> {
         pool::rows(
@@ -182,6 +183,24 @@ impl PostgresBackend {
             resend,
         )
         .await
+    }
+
+    /// Runs a `_settled` statement (see [`crate::statements`]) for a row found expired: it
+    /// waits for any writer holding the row and judges the row that writer left. A writer
+    /// that judged the row live just before its deadline (an `increment` or a
+    /// compare-and-swap) took effect while the key was live, before the caller's read began;
+    /// answering "gone" before its commit makes its value appear would not be linearizable.
+    /// `None`: no row, or its one column is NULL (an expired value).
+    async fn settled<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<T>, KvError>
+    where
+        T: for<'a> tokio_postgres::types::FromSql<'a>,
+    {
+        let rows = self.rows(sql, params, Resend::Safe).await?;
+        Ok(rows.first().and_then(|row| row.get::<_, Option<T>>(0)))
     }
 }
 
@@ -210,16 +229,22 @@ impl Store for PostgresBackend {
         &self.shared.namespace
     }
 
+    /// One `SELECT`; a second, waiting for the row's lock, if the row has expired (see
+    /// `settled`).
     async fn read(&self, key: Key<'_>) -> Result<Option<Vec<u8>>, KvError> {
         let s = &self.shared;
-        let rows = self
-            .rows(
-                &s.statements.get,
-                &[&s.namespace, &key.as_bytes()],
-                Resend::Safe,
-            )
-            .await?;
-        Ok(rows.into_iter().next().map(|row| row.get(0)))
+        let params: [&(dyn ToSql + Sync); 2] = [&s.namespace, &key.as_bytes()];
+        let Some(row) = self
+            .rows(&s.statements.get, &params, Resend::Safe)
+            .await?
+            .pop()
+        else {
+            return Ok(None);
+        };
+        match row.get::<_, Option<Vec<u8>>>(0) {
+            Some(value) => Ok(Some(value)),
+            None => self.settled(&s.statements.get_settled, &params).await,
+        }
     }
 
     async fn write(&self, key: Key<'_>, value: Value<'_>, ttl: Option<Ttl>) -> Result<(), KvError> {
@@ -255,16 +280,22 @@ impl Store for PostgresBackend {
         Ok(rows.first().is_some_and(|row| row.get::<_, bool>(0)))
     }
 
+    /// As `read`: one `SELECT`, and a second if the row has expired.
     async fn contains(&self, key: Key<'_>) -> Result<bool, KvError> {
         let s = &self.shared;
-        let rows = self
-            .rows(
-                &s.statements.exists,
-                &[&s.namespace, &key.as_bytes()],
-                Resend::Safe,
-            )
-            .await?;
-        Ok(!rows.is_empty())
+        let params: [&(dyn ToSql + Sync); 2] = [&s.namespace, &key.as_bytes()];
+        let Some(row) = self
+            .rows(&s.statements.exists, &params, Resend::Safe)
+            .await?
+            .pop()
+        else {
+            return Ok(false);
+        };
+        if row.get::<_, bool>(0) {
+            return Ok(true);
+        }
+        let settled: Option<bool> = self.settled(&s.statements.exists_settled, &params).await?;
+        Ok(settled.unwrap_or(false))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, KvError> {
@@ -338,19 +369,45 @@ impl Store for PostgresBackend {
     }
 
     /// One `SELECT ... key = ANY($2)` per `BATCH_KEYS` keys.
+    /// One `SELECT` per `BATCH_KEYS` keys, each one snapshot. A chunk that finds expired
+    /// rows settles each of them (see `settled`), one at a time so that it never holds one
+    /// row's lock while waiting for another's, then is read again whole, until a reading
+    /// finds no expired row it has not settled.
     async fn read_many(&self, keys: &[Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
         let s = &self.shared;
         let mut found: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
         for chunk in keys.chunks(BATCH_KEYS) {
             let names: Vec<&[u8]> = chunk.iter().map(|key| key.as_bytes()).collect();
-            let rows = self
-                .rows(
-                    &s.statements.get_many,
-                    &[&s.namespace, &names],
-                    Resend::Safe,
-                )
-                .await?;
-            found.extend(rows.into_iter().map(|row| (row.get(0), row.get(1))));
+            let mut settled: HashSet<Vec<u8>> = HashSet::new();
+            loop {
+                let rows = self
+                    .rows(
+                        &s.statements.get_many,
+                        &[&s.namespace, &names],
+                        Resend::Safe,
+                    )
+                    .await?;
+                let mut live = Vec::with_capacity(rows.len());
+                let mut unsettled = Vec::new();
+                for row in rows {
+                    let (key, value): (Vec<u8>, Option<Vec<u8>>) = (row.get(0), row.get(1));
+                    match value {
+                        Some(value) => live.push((key, value)),
+                        None if !settled.contains(&key) => unsettled.push(key),
+                        None => {}
+                    }
+                }
+                if unsettled.is_empty() {
+                    found.extend(live);
+                    break;
+                }
+                for key in unsettled {
+                    let params: [&(dyn ToSql + Sync); 2] = [&s.namespace, &key];
+                    self.settled::<Vec<u8>>(&s.statements.get_settled, &params)
+                        .await?;
+                    settled.insert(key);
+                }
+            }
         }
         Ok(keys
             .iter()

@@ -22,7 +22,9 @@ pub(crate) const NOT_A_COUNTER: &str = "kv-postgres: not a counter";
 #[derive(Debug)]
 pub(crate) struct Statements {
     pub(crate) get: String,
+    pub(crate) get_settled: String,
     pub(crate) exists: String,
+    pub(crate) exists_settled: String,
     pub(crate) set: String,
     pub(crate) set_with_ttl: String,
     pub(crate) delete: String,
@@ -41,8 +43,21 @@ impl Statements {
         let t = table.quoted();
         let marker_len = NOT_A_COUNTER.len();
         Self {
-            get: format!("SELECT value FROM {t} WHERE namespace = $1 AND key = $2 AND {LIVE}"),
-            exists: format!("SELECT 1 FROM {t} WHERE namespace = $1 AND key = $2 AND {LIVE}"),
+            // A row comes back for an expired key too, with a NULL value (`exists`: false),
+            // so that the caller can settle it: a writer that judged the row live just before
+            // its deadline may hold it and not have committed yet. The `_settled` forms wait
+            // for such a writer's row lock (`FOR SHARE`) and judge the row it left.
+            get: format!(
+                "SELECT CASE WHEN {LIVE} THEN value END FROM {t} WHERE namespace = $1 AND key = $2"
+            ),
+            get_settled: format!(
+                "SELECT CASE WHEN {LIVE} THEN value END FROM {t} WHERE namespace = $1 AND key = $2 \
+                 FOR SHARE"
+            ),
+            exists: format!("SELECT {LIVE} FROM {t} WHERE namespace = $1 AND key = $2"),
+            exists_settled: format!(
+                "SELECT {LIVE} FROM {t} WHERE namespace = $1 AND key = $2 FOR SHARE"
+            ),
             set: format!(
                 "INSERT INTO {t} (namespace, key, value, expires_at) VALUES ($1, $2, $3, NULL) \
                  ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value, expires_at = NULL"
@@ -111,9 +126,10 @@ impl Statements {
             // writer holds are skipped (it is replacing them anyway), and the deadline is
             // checked again on the row as it is when deleted.
             // `$2`: the keys (bytea[]). Rows come back in any order; the caller puts them in
-            // the order asked.
+            // the order asked. An expired row comes back with a NULL value, as for `get`.
             get_many: format!(
-                "SELECT key, value FROM {t} WHERE namespace = $1 AND key = ANY($2) AND {LIVE}"
+                "SELECT key, CASE WHEN {LIVE} THEN value END FROM {t} \
+                 WHERE namespace = $1 AND key = ANY($2)"
             ),
             // `$2`, `$3`: keys and values (distinct keys: ON CONFLICT cannot touch a row
             // twice), `$4` the TTL in whole milliseconds or NULL for none. One statement: all

@@ -14,7 +14,7 @@ use kv_conformance::shared_store::{check_process_tallies, process_workload, Proc
 use kv_postgres::PostgresBackend;
 use kv_trait::KvBackend;
 
-use common::{fresh, server, twin};
+use common::{builder, fresh, raw_client, server, twin};
 
 /// Set only in child processes: the namespace to work in.
 const CHILD_NAMESPACE_VAR: &str = "KV_POSTGRES_CHILD_NAMESPACE";
@@ -149,4 +149,57 @@ async fn increments_and_cas_from_three_processes_are_exact() {
     )
     .await
     .unwrap_or_else(|failure| panic!("{failure}"));
+}
+
+/// A writer that judged a row live just before its deadline (an `increment` or a
+/// compare-and-swap) may commit after the deadline. A read that finds the row expired
+/// meanwhile waits for it, instead of answering "gone" and letting the writer's value appear
+/// after (not linearizable). Here a plain connection plays that writer: it has rewritten the
+/// expired row in a transaction that it has not committed yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_of_an_expired_row_waits_for_the_writer_holding_it() {
+    let Some(builder) = builder("expired-held") else {
+        return;
+    };
+    // No sweeper, which could delete the expired row before the writer takes it.
+    let store = builder.sweep_interval(None).build().await.unwrap();
+    let mut client = raw_client(&server().expect("a server, since the store exists").url).await;
+    for read in ["get", "exists", "get_many"] {
+        store.set_with_ttl("k", b"old", 20_000_000).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+        let writer = client.transaction().await.unwrap();
+        let rewritten = writer
+            .execute(
+                &format!(
+                    "UPDATE {} SET value = $3, expires_at = NULL WHERE namespace = $1 AND key = $2",
+                    store.table_name()
+                ),
+                &[&store.namespace(), &&b"k"[..], &&b"new"[..]],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rewritten, 1, "{read}: the writer holds the expired row");
+        let reader = store.clone();
+        let reading = tokio::spawn(async move {
+            match read {
+                "get" => reader.get("k").await.map(|value| value.is_some()),
+                "exists" => reader.exists("k").await,
+                _ => reader
+                    .get_many(&["k"])
+                    .await
+                    .map(|values| values[0].is_some()),
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !reading.is_finished(),
+            "{read} answered while a writer held the expired row"
+        );
+        writer.commit().await.unwrap();
+        assert!(
+            reading.await.unwrap().unwrap(),
+            "{read}: after the writer's commit, its value is live"
+        );
+        store.delete("k").await.unwrap();
+    }
 }
