@@ -319,13 +319,27 @@ impl EtcdBackend {
             .transpose()
     }
 
-    /// The live value of etcd key `key`.
+    /// The live value of etcd key `key`. An entry found expired is deleted on the revision
+    /// it was read at before the answer is "gone" (and read again if it changed since).
+    ///
+    /// Why: expiry is judged on this process's clock, not in etcd. An `increment` or
+    /// compare-and-swap elsewhere may have judged the entry live just before its deadline
+    /// and still be sending its transaction, conditional on that revision. Answering "gone"
+    /// and then letting its value appear would not be linearizable (it took effect while the
+    /// key was live, before this read). Once the read's delete is applied, such a transaction
+    /// fails its comparison and judges the key again, absent this time.
     async fn live_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        let entry = self.entry(key).await?;
-        let now = unix_millis_now();
-        Ok(entry
-            .filter(|entry| entry.is_live_at(now))
-            .map(|entry| entry.value))
+        let mut entry = self.entry(key).await?;
+        loop {
+            match entry {
+                None => return Ok(None),
+                Some(found) if found.is_live_at(unix_millis_now()) => return Ok(Some(found.value)),
+                Some(expired) => match self.transact(expire(key, expired.mod_revision)).await? {
+                    None => return Ok(None),
+                    Some(changed) => entry = changed,
+                },
+            }
+        }
     }
 
     /// Sends `txn`; `Ok(None)` when its comparison held, else the entry its `or_else` read.
@@ -516,6 +530,63 @@ fn if_unchanged(key: &[u8], revision: i64, stored: Vec<u8>, keep_lease: bool) ->
         .or_else([TxnOp::get(key, None)])
 }
 
+/// Deletes `key` iff it was last written at `revision` (an entry found expired there); else
+/// reads it.
+fn expire(key: &[u8], revision: i64) -> Txn {
+    Txn::new()
+        .when([Compare::mod_revision(key, CompareOp::Equal, revision)])
+        .and_then([TxnOp::delete(key, None)])
+        .or_else([TxnOp::get(key, None)])
+}
+
+/// Deletes the entries of `chunk` found expired, iff no key of it changed since `entries`
+/// was read; else reads them all again.
+fn expire_unchanged(chunk: &[Vec<u8>], entries: &[Option<Entry>], now_ms: u64) -> Txn {
+    let unchanged = chunk.iter().zip(entries).map(|(key, entry)| match entry {
+        Some(entry) => Compare::mod_revision(key.as_slice(), CompareOp::Equal, entry.mod_revision),
+        None => Compare::create_revision(key.as_slice(), CompareOp::Equal, 0),
+    });
+    let deletes = chunk
+        .iter()
+        .zip(entries)
+        .filter(|(_, entry)| entry.as_ref().is_some_and(|e| !e.is_live_at(now_ms)))
+        .map(|(key, _)| TxnOp::delete(key.as_slice(), None));
+    Txn::new()
+        .when(unchanged.collect::<Vec<_>>())
+        .and_then(deletes.collect::<Vec<_>>())
+        .or_else(gets(chunk))
+}
+
+/// A get of each of `keys`, in order.
+fn gets(keys: &[Vec<u8>]) -> Vec<TxnOp> {
+    keys.iter()
+        .map(|key| TxnOp::get(key.as_slice(), None))
+        .collect()
+}
+
+/// The entries the gets of `reply` read, one per get, in order.
+fn entries_read_by(reply: &TxnResponse, gets: usize) -> Result<Vec<Option<Entry>>, KvError> {
+    let entries = reply
+        .op_responses()
+        .iter()
+        .map(|response| match response {
+            TxnOpResponse::Get(get) => get
+                .kvs()
+                .first()
+                .map(|kv| Entry::decode(kv.value(), kv.mod_revision()))
+                .transpose(),
+            _ => Err(KvError::backend("etcd answered a get with another reply")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if entries.len() != gets {
+        return Err(KvError::backend(format!(
+            "etcd answered {} of {gets} gets",
+            entries.len()
+        )));
+    }
+    Ok(entries)
+}
+
 /// Writes `stored` to `key` iff its stored bytes are exactly `expected`; else reads it.
 fn if_stored(key: &[u8], expected: Vec<u8>, stored: Vec<u8>) -> Txn {
     Txn::new()
@@ -699,44 +770,47 @@ impl Store for EtcdBackend {
     }
 
     /// One transaction of gets per `TXN_OPS` keys: each reads one revision of the
-    /// cluster, linearizably.
+    /// cluster, linearizably. A chunk in which some entry has expired is settled as `get`
+    /// settles one (see `live_value`): one more transaction deletes the expired entries iff
+    /// no key of the chunk changed since, else reads the chunk again.
     async fn read_many(&self, keys: &[Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
         let keys: Vec<Vec<u8>> = keys.iter().map(|key| self.shared.space.key(key)).collect();
         let mut values = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(TXN_OPS) {
-            let txn = Txn::new().and_then(
-                chunk
-                    .iter()
-                    .map(|key| TxnOp::get(key.as_slice(), None))
-                    .collect::<Vec<_>>(),
-            );
-            let reply = self
+            let read = Txn::new().and_then(gets(chunk));
+            let mut reply = self
                 .reading(|| {
                     self.resending(|| {
-                        let (mut kv, txn) = (self.kv(), txn.clone());
+                        let (mut kv, txn) = (self.kv(), read.clone());
                         async move { kv.txn(txn).await }
                     })
                 })
                 .await?;
-            let now = unix_millis_now();
-            for response in reply.op_responses() {
-                let TxnOpResponse::Get(get) = response else {
-                    return Err(KvError::backend("etcd answered a get with another reply"));
-                };
-                let entry = get
-                    .kvs()
-                    .first()
-                    .map(|kv| Entry::decode(kv.value(), kv.mod_revision()))
-                    .transpose()?;
-                values.push(entry.filter(|e| e.is_live_at(now)).map(|e| e.value));
+            loop {
+                let entries = entries_read_by(&reply, chunk.len())?;
+                let now = unix_millis_now();
+                if entries.iter().flatten().all(|entry| entry.is_live_at(now)) {
+                    values.extend(entries.into_iter().map(|e| e.map(|e| e.value)));
+                    break;
+                }
+                let settle = expire_unchanged(chunk, &entries, now);
+                reply = self
+                    .reading(|| {
+                        self.resending(|| {
+                            let (mut kv, txn) = (self.kv(), settle.clone());
+                            async move { kv.txn(txn).await }
+                        })
+                    })
+                    .await?;
+                if reply.succeeded() {
+                    values.extend(entries.into_iter().map(|entry| {
+                        entry
+                            .filter(|entry| entry.is_live_at(now))
+                            .map(|entry| entry.value)
+                    }));
+                    break;
+                }
             }
-        }
-        if values.len() != keys.len() {
-            return Err(KvError::backend(format!(
-                "etcd answered {} of {} gets",
-                values.len(),
-                keys.len()
-            )));
         }
         Ok(values)
     }

@@ -148,12 +148,13 @@ async fn an_expired_key_is_absent_at_once_and_reclaimed_by_its_lease_later() {
     let key = [store.key_prefix(), b"short"].concat();
     store.set_with_ttl("short", b"v", 1_000_000).await.unwrap(); // 1 ms
     tokio::time::sleep(Duration::from_millis(5)).await;
-    assert_eq!(store.get("short").await.unwrap(), None);
+    // `list_keys`, not `get`: a `get` would delete the expired key itself (see
+    // `a_read_of_an_expired_key_stops_writes_conditional_on_its_revision`).
+    assert!(store.list_keys("").await.unwrap().is_empty());
     assert!(
         raw_get(&mut raw, &key).await.is_some(),
         "still stored: the lease has not run out yet"
     );
-    assert!(store.list_keys("").await.unwrap().is_empty());
     // The lease ends at most 12 s after the deadline; etcd checks leases twice a second.
     let give_up = unix_ms() + 20_000;
     while raw_get(&mut raw, &key).await.is_some() {
@@ -364,5 +365,53 @@ async fn ttls_from_a_millisecond_to_centuries_each_get_a_lease_or_none() {
         if leased && name != "ms" {
             assert!(store.exists(name).await.unwrap(), "{name}");
         }
+    }
+}
+
+/// A read that finds a key expired deletes it on the revision it read, so that a write
+/// elsewhere that judged the key live just before its deadline (an `increment` or a
+/// compare-and-swap, conditional on that revision) can no longer apply after the read
+/// answered "gone". The raw transaction below is such a late write.
+#[tokio::test]
+async fn a_read_of_an_expired_key_stops_writes_conditional_on_its_revision() {
+    use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+    let Some(service) = single() else {
+        return;
+    };
+    let store = builder(service, "expired-read").build().await.unwrap();
+    let mut raw = raw_client(service).await;
+    let etcd_key = [store.key_prefix(), b"k"].concat();
+    for read in ["get", "exists", "get_many"] {
+        store.set_with_ttl("k", b"old", 20_000_000).await.unwrap();
+        let stored = raw.get(etcd_key.clone(), None).await.unwrap();
+        let revision = stored.kvs()[0].mod_revision();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        match read {
+            "get" => assert_eq!(store.get("k").await.unwrap(), None),
+            "exists" => assert!(!store.exists("k").await.unwrap()),
+            _ => assert_eq!(
+                store.get_many(&["k", "absent"]).await.unwrap(),
+                [None, None]
+            ),
+        }
+        let late = Txn::new()
+            .when([Compare::mod_revision(
+                etcd_key.clone(),
+                CompareOp::Equal,
+                revision,
+            )])
+            .and_then([TxnOp::put(etcd_key.clone(), b"late".to_vec(), None)]);
+        assert!(
+            !raw.txn(late).await.unwrap().succeeded(),
+            "{read}: a write conditional on the expired revision applied after the read"
+        );
+        assert!(
+            raw.get(etcd_key.clone(), None)
+                .await
+                .unwrap()
+                .kvs()
+                .is_empty(),
+            "{read}: the read deleted the expired key"
+        );
     }
 }
