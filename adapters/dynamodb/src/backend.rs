@@ -7,14 +7,15 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use futures::{StreamExt, TryStreamExt};
 use kv_trait::store::{last_of_each, Key, Store, Ttl, Value};
 use kv_trait::{
-    apply_increment, async_trait, parse_counter, unix_millis_now, Capabilities, KeyPage, KvError,
-    Sharing, MAX_KEY_BYTES,
+    apply_increment, async_trait, is_live_at, parse_counter, unix_millis_now, Capabilities,
+    KeyPage, KvError, Sharing, MAX_KEY_BYTES,
 };
 
 use crate::batch::{DELETE_CONCURRENCY, GET_CHUNK, WRITE_CHUNK};
@@ -29,6 +30,10 @@ use crate::error::{from_sdk, AmbiguousWriteGuard};
 /// attempts; each round is one or two requests. Reaching it takes a writer that replaces the
 /// item with bytes over and over: then `increment` gives up with `Unavailable`.
 const INCREMENT_ROUNDS: u32 = 32;
+
+/// How many times a read settles an expired item that keeps being replaced by others that
+/// have expired too, before it gives up with `Unavailable` (see `settle`).
+const SETTLE_ROUNDS: u32 = 8;
 
 /// A key-value store in one DynamoDB table that keeps the whole kvkit contract.
 ///
@@ -260,6 +265,68 @@ impl DynamoDbBackend {
         }
     }
 
+    /// The item a read found, settled: returned while live; found expired, deleted iff it
+    /// still has the deadline it was read with (one conditional `DeleteItem`), else judged
+    /// again as it is now. `None`: gone.
+    ///
+    /// Why: a conditional write is judged on the `:now` its client read just before sending
+    /// it. An `increment` or compare-and-swap that judged the item live just before its
+    /// deadline may still be on its way; answering "gone" and then letting it apply would not
+    /// be linearizable (it took effect while the key was live, before this read). After the
+    /// delete, such a write finds the item missing and acts on an absent key; one that
+    /// applied first changed or removed the deadline, so the delete's condition fails. An
+    /// `increment` keeps the deadline: the delete then removes a counter that has expired
+    /// all the same, which is right.
+    async fn settle(&self, key: &str, mut item: Item) -> Result<Option<Item>, KvError> {
+        for _ in 0..SETTLE_ROUNDS {
+            let Some(deadline) = encoding::deadline(&item)? else {
+                return Ok(Some(item));
+            };
+            if is_live_at(deadline, unix_millis_now()) {
+                return Ok(Some(item));
+            }
+            // The plain client, which may resend: deleting on a deadline is idempotent (a
+            // resend after the delete applied fails its condition, and then finds no item).
+            let result = self
+                .shared
+                .client
+                .delete_item()
+                .table_name(&self.shared.table)
+                .set_key(Some(self.primary_key(key)))
+                .condition_expression(condition::EXPIRED_AT)
+                .set_expression_attribute_names(Some(names(&[DEADLINE])))
+                .set_expression_attribute_values(Some(Item::from([(
+                    ":seen".to_owned(),
+                    number(deadline),
+                )])))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+                .await;
+            let returned = match result {
+                Ok(_) => return Ok(None),
+                Err(err) => match err.as_service_error() {
+                    Some(DeleteItemError::ConditionalCheckFailedException(failed)) => {
+                        failed.item.clone()
+                    }
+                    _ => return Err(from_sdk("DeleteItem", err)),
+                },
+            };
+            // dynalite does not return the item on a failed condition: read it.
+            item = match returned.filter(|item| !item.is_empty()) {
+                Some(item) => item,
+                None => match self.read_item(key).await? {
+                    Some(item) => item,
+                    None => return Ok(None),
+                },
+            };
+        }
+        Err(KvError::unavailable(format!(
+            "a read of {key:?} gave up after {SETTLE_ROUNDS} rounds of items that had expired"
+        )))
+    }
+
     /// The whole item, read strongly consistently; `None` when there is none.
     async fn read_item(&self, key: &str) -> Result<Option<Item>, KvError> {
         self.shared
@@ -432,15 +499,17 @@ impl Store for DynamoDbBackend {
         &self.shared.namespace
     }
 
-    /// One `GetItem` (strongly consistent, projecting `v`, `n` and `exp`).
+    /// One `GetItem` (strongly consistent, projecting `v`, `n` and `exp`); for an item found
+    /// expired, a conditional `DeleteItem` too (see `settle`).
     async fn read(&self, key: Key<'_>) -> Result<Option<Vec<u8>>, KvError> {
         let item = self
             .consistent_get(&key, "#v, #n, #exp", &[VALUE, COUNTER, DEADLINE])
             .await?;
-        match item {
-            Some(item) => {
-                Ok(encoding::live_value(&item, unix_millis_now())?.map(Stored::into_bytes))
-            }
+        let Some(item) = item else {
+            return Ok(None);
+        };
+        match self.settle(&key, item).await? {
+            Some(item) => Ok(Some(encoding::stored(&item)?.into_bytes())),
             None => Ok(None),
         }
     }
@@ -477,13 +546,14 @@ impl Store for DynamoDbBackend {
         }
     }
 
-    /// One `GetItem` (strongly consistent, projecting only `sk` and `exp`).
+    /// One `GetItem` (strongly consistent, projecting only `sk` and `exp`); for an item
+    /// found expired, a conditional `DeleteItem` too (see `settle`).
     async fn contains(&self, key: Key<'_>) -> Result<bool, KvError> {
         match self
             .consistent_get(&key, "#sk, #exp", &[SORT_KEY, DEADLINE])
             .await?
         {
-            Some(item) if !item.is_empty() => encoding::item_is_live(&item, unix_millis_now()),
+            Some(item) if !item.is_empty() => Ok(self.settle(&key, item).await?.is_some()),
             _ => Ok(false),
         }
     }
@@ -621,7 +691,7 @@ impl Store for DynamoDbBackend {
 
     /// One strongly consistent `BatchGetItem` per `GET_CHUNK` distinct keys, and one more
     /// for each round of keys DynamoDB leaves unprocessed; each value is judged live as `get`
-    /// judges it.
+    /// judges it, and each item found expired is settled as `get` settles it.
     async fn read_many(&self, keys: &[Key<'_>]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
         // BatchGetItem refuses a key asked twice: each is asked once, and answered as often
         // as it was asked.
@@ -636,7 +706,13 @@ impl Store for DynamoDbBackend {
         }
         let mut found = HashMap::with_capacity(distinct.len());
         for chunk in distinct.chunks(GET_CHUNK) {
-            found.extend(self.batch_get(chunk).await?);
+            let (live, expired) = self.batch_get(chunk).await?;
+            found.extend(live);
+            for (key, item) in expired {
+                if let Some(item) = self.settle(&key, item).await? {
+                    found.insert(key, encoding::stored(&item)?.into_bytes());
+                }
+            }
         }
         Ok(keys
             .iter()

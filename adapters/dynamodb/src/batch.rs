@@ -105,14 +105,16 @@ impl Budget {
 }
 
 impl DynamoDbBackend {
-    /// The live values of `keys` (distinct, at most `GET_CHUNK`), by key: one strongly
-    /// consistent `BatchGetItem` projecting `sk, v, n, exp`, then one more for the keys it
-    /// left unprocessed, and so on. Keys not in the answer have no item.
+    /// The live values of `keys` (distinct, at most `GET_CHUNK`), by key, and the items found
+    /// expired, for the caller to settle: one strongly consistent `BatchGetItem` projecting
+    /// `sk, v, n, exp`, then one more for the keys it left unprocessed, and so on. Keys in
+    /// neither have no item.
     pub(crate) async fn batch_get(
         &self,
         keys: &[&str],
-    ) -> Result<HashMap<String, Vec<u8>>, KvError> {
+    ) -> Result<(HashMap<String, Vec<u8>>, Vec<(String, Item)>), KvError> {
         let mut found = HashMap::with_capacity(keys.len());
+        let mut expired = Vec::new();
         let mut pending: Vec<Item> = keys.iter().map(|key| self.primary_key(key)).collect();
         let mut budget = Budget::start("BatchGetItem", self.operation_timeout());
         loop {
@@ -141,8 +143,12 @@ impl DynamoDbBackend {
                 .and_then(|mut tables| tables.remove(self.table()))
                 .unwrap_or_default();
             for item in items {
-                if let Some(value) = encoding::live_value(&item, now)? {
-                    found.insert(encoding::key_of(&item)?, Stored::into_bytes(value));
+                let key = encoding::key_of(&item)?;
+                match encoding::live_value(&item, now)? {
+                    Some(value) => {
+                        found.insert(key, Stored::into_bytes(value));
+                    }
+                    None => expired.push((key, item)),
                 }
             }
             pending = output
@@ -151,7 +157,7 @@ impl DynamoDbBackend {
                 .map(|unprocessed| unprocessed.keys)
                 .unwrap_or_default();
             if pending.is_empty() {
-                return Ok(found);
+                return Ok((found, expired));
             }
             budget.pause(pending.len()).await?;
         }

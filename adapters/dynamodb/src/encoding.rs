@@ -124,6 +124,10 @@ pub(crate) mod condition {
     /// The item is missing or expired. Names: `sk`, `exp`.
     pub(crate) const ABSENT: &str = "attribute_not_exists(#sk) OR #exp <= :now";
 
+    /// The item still has deadline `:seen` (the one it was read with, already past). Names:
+    /// `exp`.
+    pub(crate) const EXPIRED_AT: &str = "#exp = :seen";
+
     /// The item is live and holds bytes `:expected`. Names: `exp`, `v`.
     pub(crate) const HOLDS_BYTES: &str =
         "(attribute_not_exists(#exp) OR #exp > :now) AND #v = :expected";

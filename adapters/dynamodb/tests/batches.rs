@@ -110,7 +110,8 @@ async fn batches_take_one_request_per_chunk_and_ask_each_key_once() {
     );
     counter.take();
 
-    // Expired items read as absent, as `get` reads them.
+    // Expired items read as absent, as `get` reads them, and are deleted on their deadline
+    // as `get` deletes them: one conditional DeleteItem each.
     store
         .set_many(&[("short/0", b"v"), ("short/1", b"v")], Some(1))
         .await
@@ -121,10 +122,13 @@ async fn batches_take_one_request_per_chunk_and_ask_each_key_once() {
         .await
         .unwrap();
     assert_eq!(answers, [None, Some(values[0].clone()), None]);
-    assert_eq!(counter.take(), ["BatchWriteItem", "BatchGetItem"]);
+    assert_eq!(
+        counter.take(),
+        ["BatchWriteItem", "BatchGetItem", "DeleteItem", "DeleteItem"]
+    );
 
     // delete_many: one DeleteItem per distinct key (returning the old item, so only live
-    // keys count): 60 written + 2 expired + 1 absent, with one key given twice.
+    // keys count): 60 written + 2 expired (deleted by now) + 1 absent, with one key given twice.
     let mut doomed = refs(&written);
     doomed.extend(["short/0", "short/1", "never", "w/0000"]);
     assert_eq!(store.delete_many(&doomed).await.unwrap(), 60);

@@ -586,3 +586,41 @@ async fn debug_shows_where_credentials_come_from_never_the_credentials() {
         "defaults applied: {shown}"
     );
 }
+
+/// A read that finds an expired item deletes it, conditional on the deadline it read: a
+/// conditional write judged on a `:now` just before that deadline may still be on its way,
+/// and must not apply after the read answered "gone" (see the README). The next read of the
+/// key then finds no item.
+#[tokio::test]
+async fn a_read_of_an_expired_item_deletes_it_on_its_deadline() {
+    let Some((store, counter)) = counted_backend("expired-read").await else {
+        return;
+    };
+    let client = sdk_client(common::service().expect("a service, since the backend exists"));
+    let ns = store.namespace().to_owned();
+    for read in ["get", "exists", "get_many"] {
+        store.set_with_ttl("k", b"old", 20_000_000).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(
+            raw_item(&client, &ns, "k").await.is_some(),
+            "{read}: the expired item is still stored before the read"
+        );
+        counter.take();
+        match read {
+            "get" => assert_eq!(store.get("k").await.unwrap(), None),
+            "exists" => assert!(!store.exists("k").await.unwrap()),
+            _ => assert_eq!(store.get_many(&["k"]).await.unwrap(), [None]),
+        }
+        let fetch = if read == "get_many" {
+            "BatchGetItem"
+        } else {
+            "GetItem"
+        };
+        assert_eq!(counter.take(), [fetch, "DeleteItem"], "{read}");
+        assert_eq!(
+            raw_item(&client, &ns, "k").await,
+            None,
+            "{read}: the read deleted the expired item"
+        );
+    }
+}
