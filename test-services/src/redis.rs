@@ -59,6 +59,14 @@ pub const HOW_TO_GET_ONE: &str = "Set KV_REDIS_URL / KV_REDIS_CLUSTER_URL to a s
 /// How long a private server may take to listen, and a private cluster to be ready.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// `cluster-node-timeout` of the shared cluster: long enough that a test process busy on two
+/// cores never makes a node look failed.
+const SHARED_NODE_TIMEOUT_MS: u32 = 5000;
+
+/// `cluster-node-timeout` of a private cluster a test kills nodes of: a replica starts its
+/// election about this long after its primary stopped answering.
+pub const FAILOVER_NODE_TIMEOUT_MS: u32 = 1000;
+
 /// Cluster nodes also listen on their port + 10000 for the cluster bus, so their ports must
 /// stay below this.
 const MAX_CLUSTER_PORT: u16 = u16::MAX - 10_000;
@@ -209,13 +217,32 @@ pub fn cluster() -> Option<&'static RedisService> {
                 Some(service) => service,
                 None => match from_container("Redis Cluster", containers_cluster)? {
                     Some(service) => service,
-                    None => start_or_report("Redis Cluster", start_private_cluster)?,
+                    None => start_or_report("Redis Cluster", || {
+                        // Shared by every test of the process: none may kill its nodes.
+                        start_private_cluster("cluster", SHARED_NODE_TIMEOUT_MS).map(
+                            |mut service| {
+                                service.respawn = None;
+                                service
+                            },
+                        )
+                    })?,
                 },
             };
             announce("Redis Cluster", &service);
             Some(service)
         })
         .as_ref()
+}
+
+/// A new private Redis Cluster (three primaries, three replicas) for this caller alone,
+/// stopped when the value is dropped: for tests that kill nodes. Its
+/// `cluster-node-timeout` is [`FAILOVER_NODE_TIMEOUT_MS`], so that a replica takes over a
+/// killed primary within a few seconds. Always local processes, even when
+/// `KV_REDIS_CLUSTER_URL` is set. `None` or a panic as for [`standalone`].
+pub fn private_cluster() -> Option<RedisService> {
+    start_or_report("private Redis Cluster", || {
+        start_private_cluster("failover", FAILOVER_NODE_TIMEOUT_MS)
+    })
 }
 
 /// A new private standalone server for this caller alone, stopped when the value is dropped:
@@ -253,6 +280,7 @@ impl RedisService {
     /// for it to exit. Killing a killed server does nothing; a server not started here by
     /// [`private_standalone`] or [`private_durable_standalone`] cannot be killed.
     pub fn kill(&mut self) -> io::Result<()> {
+        self.standalone_only()?;
         self.respawn_info()?;
         if let Some(mut process) = self.processes.pop() {
             process.signal("KILL")?;
@@ -265,6 +293,7 @@ impl RedisService {
     /// durable one reloads its append-only file), and waits until it listens. Starting a
     /// running server does nothing.
     pub fn restart(&mut self) -> io::Result<()> {
+        self.standalone_only()?;
         if !self.processes.is_empty() {
             return Ok(());
         }
@@ -291,6 +320,127 @@ impl RedisService {
         }
         self.processes.push(process);
         Ok(())
+    }
+
+    /// The address (`host:port`) of the node that serves `key`'s slot as primary now, as the
+    /// first node that answers sees it (`CLUSTER KEYSLOT`, `CLUSTER NODES`). Only a cluster.
+    pub fn primary_of(&self, key: &str) -> io::Result<String> {
+        let mut failures = Vec::new();
+        for node in &self.nodes {
+            let answer = self
+                .cluster_command(node, &["CLUSTER", "KEYSLOT", key])
+                .and_then(|slot| {
+                    let slot: u16 = slot
+                        .trim()
+                        .trim_start_matches("(integer) ")
+                        .parse()
+                        .map_err(|_| {
+                            io::Error::other(format!("CLUSTER KEYSLOT answered `{slot}`"))
+                        })?;
+                    let nodes = self.cluster_command(node, &["CLUSTER", "NODES"])?;
+                    primary_serving(&nodes, slot).ok_or_else(|| {
+                        io::Error::other(format!("no live primary serves slot {slot}"))
+                    })
+                });
+            match answer {
+                Ok(primary) => return Ok(primary),
+                Err(err) => failures.push(format!("{node}: {err}")),
+            }
+        }
+        Err(io::Error::other(failures.join("; ")))
+    }
+
+    /// Kills the node at `address` (one of [`nodes`](Self::nodes)) with `SIGKILL` and waits
+    /// for it to exit. Only a cluster started by [`private_cluster`].
+    pub fn kill_node(&mut self, address: &str) -> io::Result<()> {
+        let index = self.node_index(address)?;
+        let process = &mut self.processes[index];
+        if !process.has_exited() {
+            process.signal("KILL")?;
+        }
+        process.wait_exit(Duration::from_secs(10)).map(|_| ())
+    }
+
+    /// Starts the node at `address`, killed by [`kill_node`](Self::kill_node), again on its
+    /// port with its settings and `nodes.conf`, and waits until it listens: it rejoins the
+    /// cluster, as a replica if its slots failed over meanwhile. Starting a running node does
+    /// nothing.
+    pub fn restart_node(&mut self, address: &str) -> io::Result<()> {
+        let index = self.node_index(address)?;
+        if !self.processes[index].has_exited() {
+            return Ok(());
+        }
+        let (_, port) = split_host_port(address)
+            .ok_or_else(|| io::Error::other(format!("{address} is not host:port")))?;
+        let respawn = self.respawn_info()?;
+        respawn.starts += 1;
+        let extra: Vec<&str> = respawn.extra.iter().map(String::as_str).collect();
+        let mut command = server_command(
+            &respawn.binary,
+            &respawn.dir,
+            &respawn.password,
+            port,
+            &extra,
+        );
+        command.args(["--cluster-config-file", &format!("nodes-{port}.conf")]);
+        let log = respawn
+            .dir
+            .join(format!("redis-{port}-{}.log", respawn.starts));
+        let mut process = LocalProcess::spawn(command, &log)?;
+        wait_for_port(port, STARTUP_TIMEOUT)?;
+        if process.has_exited() {
+            return Err(io::Error::other(format!(
+                "redis-server exited at its restart; see {}",
+                log.display()
+            )));
+        }
+        self.processes[index] = process;
+        Ok(())
+    }
+
+    /// Where `address`'s process is in `processes`, for a private cluster.
+    fn node_index(&self, address: &str) -> io::Result<usize> {
+        if !self.cluster || self.processes.len() != self.nodes.len() || self.respawn.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "only a private cluster's nodes can be killed (this is {})",
+                    self.provider
+                ),
+            ));
+        }
+        self.nodes
+            .iter()
+            .position(|node| node == address)
+            .ok_or_else(|| io::Error::other(format!("{address} is not a node of this cluster")))
+    }
+
+    fn standalone_only(&self) -> io::Result<()> {
+        if self.cluster {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a cluster's nodes are killed and restarted one by one (kill_node, restart_node)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `redis-cli` on `node` with `args`: its output, or an error if it fails.
+    fn cluster_command(&self, node: &str, args: &[&str]) -> io::Result<String> {
+        let mut cli = self
+            .redis_cli_for(node)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "redis-cli is not installed"))?;
+        let output = cli.arg("--raw").args(args).stdin(Stdio::null()).output()?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        if !output.status.success() || text.trim().is_empty() || text.starts_with("ERR") {
+            return Err(io::Error::other(format!(
+                "redis-cli {} failed: {}{}",
+                args.join(" "),
+                text.trim(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        Ok(text)
     }
 
     fn respawn_info(&mut self) -> io::Result<&mut Respawn> {
@@ -372,42 +522,44 @@ fn start_private_standalone_with(label: &str, extra: &[&str]) -> io::Result<Redi
     })
 }
 
-fn start_private_cluster() -> io::Result<RedisService> {
+fn start_private_cluster(label: &str, node_timeout_ms: u32) -> io::Result<RedisService> {
     let binary = find_binary("redis-server").ok_or(io::ErrorKind::NotFound)?;
     let cli = find_binary("redis-cli").ok_or(io::ErrorKind::NotFound)?;
-    let dir = private_dir("redis", "cluster")?;
+    let dir = private_dir("redis", label)?;
     let password = random_password();
-    let mut processes = Vec::new();
-    let mut ports = BTreeSet::new();
-    while processes.len() < 6 {
-        let (process, port) = spawn_server(
-            &binary,
-            &dir,
-            &password,
-            MAX_CLUSTER_PORT,
-            &[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-node-timeout",
-                "5000",
-                "--masterauth",
-                &password,
-            ],
-        )?;
+    let node_timeout = node_timeout_ms.to_string();
+    let node_args = [
+        "--cluster-enabled",
+        "yes",
+        "--cluster-node-timeout",
+        &node_timeout,
+        // A replica takes over however long ago it last heard from its primary
+        // (Redis's default refuses after ten node timeouts without contact, which a
+        // loaded test machine can reach).
+        "--cluster-replica-validity-factor",
+        "0",
+        "--masterauth",
+        &password,
+    ];
+    let mut by_port = std::collections::BTreeMap::new();
+    while by_port.len() < 6 {
+        let (process, port) = spawn_server(&binary, &dir, &password, MAX_CLUSTER_PORT, &node_args)?;
         // A port equal to another node's bus port would make one of them fail later.
-        if ports
-            .iter()
+        if by_port
+            .keys()
             .any(|&p: &u16| p == port + 10_000 || p + 10_000 == port)
         {
             continue;
         }
-        ports.insert(port);
-        processes.push(process);
+        by_port.insert(port, process);
     }
+    let ports: BTreeSet<u16> = by_port.keys().copied().collect();
     let nodes: Vec<String> = ports
         .iter()
         .map(|port| format!("127.0.0.1:{port}"))
         .collect();
+    // In the order of `nodes`, which `kill_node` relies on.
+    let processes: Vec<LocalProcess> = by_port.into_values().collect();
 
     let mut create = Command::new(&cli);
     create
@@ -417,14 +569,17 @@ fn start_private_cluster() -> io::Result<RedisService> {
         .env("REDISCLI_AUTH", &password);
     run_with_timeout(create, &dir.join("cluster-create.log"), STARTUP_TIMEOUT)?;
 
-    // Ready when every node reports the cluster healthy and agrees on the roles: right after
-    // `--cluster create`, some nodes still see the future replicas as empty primaries.
+    // Ready when every node reports the cluster healthy and agrees on the roles (right after
+    // `--cluster create`, some nodes still see the future replicas as empty primaries), and
+    // every replica has finished its first sync: a replica that never synced cannot take over
+    // its primary, so a test killing one right away would see no failover.
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     for port in &ports {
         loop {
             let info = cli_output(&cli, *port, &password, &["CLUSTER", "INFO"])?;
             let nodes = cli_output(&cli, *port, &password, &["CLUSTER", "NODES"])?;
-            if cluster_ready(&info, &nodes) {
+            let replication = cli_output(&cli, *port, &password, &["INFO", "replication"])?;
+            if cluster_ready(&info, &nodes) && replica_in_sync(&replication) {
                 break;
             }
             if Instant::now() > deadline {
@@ -440,17 +595,61 @@ fn start_private_cluster() -> io::Result<RedisService> {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+    let extra = node_args.iter().map(|arg| (*arg).to_owned()).collect();
     Ok(RedisService {
         url: format!("redis+cluster://:{password}@{}", nodes.join(",")),
-        provider: Provider::LocalBinary(binary),
+        provider: Provider::LocalBinary(binary.clone()),
         username: None,
-        password: Some(password),
+        password: Some(password.clone()),
         nodes,
         cluster: true,
         processes,
         container: None,
-        respawn: None,
+        respawn: Some(Respawn {
+            binary,
+            dir,
+            password,
+            port: 0, // each node's own
+            extra,
+            starts: 1,
+        }),
     })
+}
+
+/// The address of the primary in `CLUSTER NODES` output that serves `slot` and is not marked
+/// failed (`id host:port@bus,hostname flags master-id ping pong epoch link slot...`).
+fn primary_serving(nodes: &str, slot: u16) -> Option<String> {
+    nodes.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let flags = fields.get(2)?;
+        if !flags.contains("master") || flags.contains("fail") {
+            return None;
+        }
+        let serves = fields.iter().skip(8).any(|range| {
+            let mut ends = range.splitn(2, '-');
+            let first = ends.next().and_then(|n| n.parse::<u16>().ok());
+            let last = ends.next().and_then(|n| n.parse::<u16>().ok()).or(first);
+            matches!((first, last), (Some(a), Some(b)) if (a..=b).contains(&slot))
+        });
+        let address = fields.get(1)?.split(['@', ',']).next()?;
+        serves.then(|| address.to_owned())
+    })
+}
+
+/// Whether a node's `INFO replication` shows a primary, or a replica whose link to its
+/// primary is up (its first sync done).
+fn replica_in_sync(replication: &str) -> bool {
+    let field = |name: &str| {
+        replication
+            .lines()
+            .find_map(|line| line.trim().strip_prefix(name)?.strip_prefix(':'))
+            .map(str::to_owned)
+    };
+    match field("role").as_deref() {
+        Some("master") => true,
+        Some("slave") => field("master_link_status").as_deref() == Some("up"),
+        _ => false,
+    }
 }
 
 /// Whether a node's `CLUSTER INFO` and `CLUSTER NODES` show a healthy cluster of three
@@ -708,5 +907,48 @@ b3 172.17.0.2:7005@17005 slave a3 0 1 3 connected
         assert_eq!(addresses.len(), 6);
         assert_eq!(addresses[0], "172.17.0.2:7000");
         assert_eq!(addresses[2], "172.17.0.2:7002");
+
+        assert_eq!(
+            primary_serving(nodes, 0).as_deref(),
+            Some("172.17.0.2:7000")
+        );
+        assert_eq!(
+            primary_serving(nodes, 5461).as_deref(),
+            Some("172.17.0.2:7001")
+        );
+        assert_eq!(
+            primary_serving(nodes, 16383).as_deref(),
+            Some("172.17.0.2:7002")
+        );
+        // After a failover: the old primary is marked failed and its replica serves the slots.
+        let failed_over = nodes
+            .replace(
+                "myself,master - 0 0 1 connected 0-5460",
+                "master,fail - 0 0 1 connected",
+            )
+            .replace(
+                "slave a1 0 1 1 connected",
+                "master - 0 1 7 connected 0-5460",
+            );
+        assert_eq!(
+            primary_serving(&failed_over, 100).as_deref(),
+            Some("172.17.0.2:7003")
+        );
+        let down = nodes.replace("myself,master", "myself,master,fail");
+        assert_eq!(primary_serving(&down, 100), None);
+    }
+
+    #[test]
+    fn a_replica_is_in_sync_once_its_link_is_up() {
+        assert!(replica_in_sync(
+            "# Replication\r\nrole:master\r\nconnected_slaves:1\r\n"
+        ));
+        assert!(replica_in_sync(
+            "# Replication\r\nrole:slave\r\nmaster_host:127.0.0.1\r\nmaster_link_status:up\r\n"
+        ));
+        assert!(!replica_in_sync(
+            "# Replication\r\nrole:slave\r\nmaster_link_status:down\r\n"
+        ));
+        assert!(!replica_in_sync(""));
     }
 }
