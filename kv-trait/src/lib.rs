@@ -230,7 +230,19 @@
 //!   "never early" covers reads that *end* before `call_start + ttl_ns` (which is what the
 //!   conformance kit has always checked). Deadlines are read the same way, where the write
 //!   takes effect: later than `call_start`, so never early, and before the call returns, so
-//!   never much late. The [`store`] module is the one place adapters read a clock.
+//!   never much late. The [`store`] module is the one place adapters read a clock. The other
+//!   side of it: a read that finds an entry past its deadline must not answer "gone" while a
+//!   `compare_and_swap` or `increment` that judged the entry live just before the deadline
+//!   has yet to commit, since that write took effect first. So every adapter's read of an
+//!   expired entry orders itself after such a write (it reads again under the key's lock or
+//!   in the write queue, or deletes the entry conditional on the state it saw).
+//! - **What "acknowledged" keeps.** An `Ok` write survives a crash or a failover only as far
+//!   as the store promises. Consensus (etcd) and a single durable node (SQLite, RocksDB,
+//!   PostgreSQL, Redis with `appendfsync always`) keep every acknowledged write, and their
+//!   tests demand it. Asynchronous replication (Redis Cluster, a Redis primary with
+//!   replicas) can lose a write acknowledged just before the primary died: kv-redis documents
+//!   the window and offers `wait_for_replicas`, under which a write succeeds only once
+//!   replicas have it and is `Unavailable` (may or may not have taken effect) otherwise.
 //! - **Granularity and the clock.** Deadlines are measured on the clock of whatever decides
 //!   expiry (the process for in-process stores, the wall clock for files shared between
 //!   processes, the server for Redis and PostgreSQL). "Never much late" assumes that clock is

@@ -12,7 +12,7 @@ use kv_trait::{async_trait, Capabilities, KvError, Sharing};
 use redis::ProtocolVersion;
 
 use crate::client::Client;
-use crate::config::{RedisBackendBuilder, Topology};
+use crate::config::{RedisBackendBuilder, ReplicaWait, Topology};
 use crate::encoding::{self, Keyspace};
 use crate::error;
 use crate::scripts;
@@ -67,6 +67,7 @@ struct Shared {
     pool_size: usize,
     connect_timeout: Duration,
     request_timeout: Duration,
+    replica_wait: Option<ReplicaWait>,
 }
 
 impl RedisBackend {
@@ -97,6 +98,7 @@ impl RedisBackend {
                 pool_size: settings.pool_size,
                 connect_timeout: settings.connect_timeout,
                 request_timeout: settings.request_timeout,
+                replica_wait: settings.replica_wait,
             }),
         })
     }
@@ -155,6 +157,7 @@ impl fmt::Debug for RedisBackend {
             .field("pool_size", &shared.pool_size)
             .field("connect_timeout", &shared.connect_timeout)
             .field("request_timeout", &shared.request_timeout)
+            .field("replica_wait", &shared.replica_wait)
             .finish_non_exhaustive()
     }
 }
@@ -181,18 +184,22 @@ impl Store for RedisBackend {
     /// `SET key value` (which also removes any TTL) or `SET key value PX ms`, the TTL rounded
     /// up to whole milliseconds: one round trip.
     async fn write(&self, key: Key<'_>, value: Value<'_>, ttl: Option<Ttl>) -> Result<(), KvError> {
+        let key = self.key(&key);
         let mut cmd = redis::cmd("SET");
-        cmd.arg(self.key(&key)).arg(value.as_bytes());
+        cmd.arg(&key).arg(value.as_bytes());
         if let Some(ttl) = ttl {
             cmd.arg("PX").arg(encoding::expiry_millis(ttl));
         }
-        Ok(self.client().write(&cmd).await?)
+        Ok(self.client().write(&key, &cmd).await?)
     }
 
     /// `DEL`: one round trip. An expired key is already absent to Redis, so it counts 0.
     async fn remove(&self, key: Key<'_>) -> Result<bool, KvError> {
         let key = self.key(&key);
-        let removed: i64 = self.client().write(redis::cmd("DEL").arg(key)).await?;
+        let removed: i64 = self
+            .client()
+            .write(&key, redis::cmd("DEL").arg(&key))
+            .await?;
         Ok(removed > 0)
     }
 
@@ -244,7 +251,7 @@ impl Store for RedisBackend {
                 .arg(new.as_bytes())
                 .arg("NX")
                 .to_owned();
-            let written: Option<()> = self.client().write(&cmd).await?;
+            let written: Option<()> = self.client().write(&key, &cmd).await?;
             return Ok(written.is_some());
         };
         Ok(self.client().swap_if_equal(&key, expected, &new).await?)
@@ -279,25 +286,23 @@ impl Store for RedisBackend {
                 for (key, value) in chunk {
                     cmd.arg(self.key(key)).arg(value.as_bytes());
                 }
-                let () = self.client().write(&cmd).await?;
+                let () = self.client().write_batch(&cmd).await?;
             }
             return Ok(());
         };
         let millis = encoding::expiry_millis(ttl);
-        let commands: Vec<redis::Cmd> = last_of_each(entries)
+        let commands: Vec<(Vec<u8>, redis::Cmd)> = last_of_each(entries)
             .into_iter()
             .map(|(key, value)| {
+                let key = self.key(&key);
                 let mut cmd = redis::cmd("SET");
-                cmd.arg(self.key(&key))
-                    .arg(value.as_bytes())
-                    .arg("PX")
-                    .arg(millis);
-                cmd
+                cmd.arg(&key).arg(value.as_bytes()).arg("PX").arg(millis);
+                (key, cmd)
             })
             .collect();
         let client = self.client();
         futures::stream::iter(commands)
-            .map(|cmd| async move { client.write::<()>(&cmd).await })
+            .map(|(key, cmd)| async move { client.write::<()>(&key, &cmd).await })
             .buffer_unordered(BATCH_CONCURRENCY)
             .try_collect::<Vec<()>>()
             .await?;
@@ -312,7 +317,7 @@ impl Store for RedisBackend {
             for key in chunk {
                 cmd.arg(self.key(key));
             }
-            let count: u64 = self.client().write(&cmd).await?;
+            let count: u64 = self.client().write_batch(&cmd).await?;
             removed += count;
         }
         Ok(removed)

@@ -14,6 +14,18 @@
 //! connection; writes are not, since the lost reply may hide a write that ran: they fail with
 //! `Unavailable`. The cluster client's own resending is therefore switched off (`retries(0)`):
 //! it would also resend a write after a dropped connection, applying an `INCRBY` twice.
+//!
+//! **Waiting for replicas** (`wait_for_replicas`). `WAIT` counts the replicas that have
+//! everything *its connection* wrote, so it must follow the write on the same connection, and
+//! is never resent: on a new connection, which has written nothing, it would count every
+//! replica at once. On a standalone server write and `WAIT` travel as one pipeline on the
+//! managed connection, so not even a reconnect can slip between them. In cluster mode the
+//! write goes alone, through the cluster client's routing (which follows a failover or a
+//! moved slot), and `WAIT` follows it to the key's primary, on the connection to that node
+//! (for a batch spanning slots, to every primary, answering the smallest count). Should that
+//! connection be replaced between the two, and the primary then die before replicating, a
+//! write could be reported replicated that was not: Redis offers no way to close this gap for
+//! a cluster client, short of one connection per request.
 
 use std::future::Future;
 use std::time::Duration;
@@ -21,13 +33,16 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
+use redis::cluster_routing::{
+    AggregateOp, MultipleNodeRoutingInfo, ResponsePolicy, Route, RoutingInfo,
+    SingleNodeRoutingInfo, SlotAddr,
+};
 use redis::{
     AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, FromRedisValue,
     IntoConnectionInfo, ProtocolVersion, RedisConnectionInfo, RedisResult, ServerErrorKind, Value,
 };
 
-use crate::config::{Node, RedisBackendBuilder, Topology};
+use crate::config::{Node, RedisBackendBuilder, ReplicaWait, Topology};
 use crate::error::{self, Failure};
 use crate::pool::WatchPool;
 use crate::scripts::{self, LuaScript};
@@ -56,6 +71,7 @@ pub(crate) struct Client {
     conn: Conn,
     request_timeout: Duration,
     protocol: ProtocolVersion,
+    replica_wait: Option<ReplicaWait>,
 }
 
 enum Conn {
@@ -170,6 +186,7 @@ impl Client {
             conn,
             request_timeout: settings.request_timeout,
             protocol,
+            replica_wait: settings.replica_wait,
         })
     }
 
@@ -178,9 +195,87 @@ impl Client {
         self.protocol
     }
 
-    /// Sends a command that may write: resent only when the error proves it did not run.
-    pub(crate) async fn write<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Failure> {
-        self.run(false, |asking| self.send(cmd, asking)).await
+    /// Sends a command that writes `key` and no other: resent only when the error proves it
+    /// did not run; followed by `WAIT` when waiting for replicas (see the module docs).
+    pub(crate) async fn write<T: FromRedisValue>(
+        &self,
+        key: &[u8],
+        cmd: &Cmd,
+    ) -> Result<T, Failure> {
+        let wait_on = Route::with_key(key, SlotAddr::Master);
+        self.write_then_wait(
+            cmd,
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(wait_on)),
+        )
+        .await
+    }
+
+    /// Sends a command that may write several keys (in cluster mode of several slots, which
+    /// the cluster client splits by node): resent only when the error proves it did not run;
+    /// followed by `WAIT` (to every primary, in cluster mode) when waiting for replicas.
+    pub(crate) async fn write_batch<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Failure> {
+        let every_primary = RoutingInfo::MultiNode((
+            MultipleNodeRoutingInfo::AllMasters,
+            Some(ResponsePolicy::Aggregate(AggregateOp::Min)),
+        ));
+        self.write_then_wait(cmd, every_primary).await
+    }
+
+    /// `cmd`, then, when waiting for replicas, `WAIT` routed by `wait_on` (cluster) or in the
+    /// same pipeline (standalone); fewer replicas than asked for is `Unavailable`.
+    async fn write_then_wait<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        wait_on: RoutingInfo,
+    ) -> Result<T, Failure> {
+        let Some(wait) = self.replica_wait else {
+            return self.run(false, |asking| self.send(cmd, asking)).await;
+        };
+        let wait_cmd = wait_command(wait);
+        let (reply, acknowledged): (Value, i64) = match &self.conn {
+            Conn::Standalone { manager, .. } => {
+                self.run(false, |_| async {
+                    let mut pipe = redis::pipe();
+                    pipe.add_command(cmd.clone())
+                        .add_command(wait_cmd.clone())
+                        .ignore_errors();
+                    let result = pipe.query_async::<Vec<Value>>(&mut current(manager)).await;
+                    if matches!(&result, Err(err) if err.kind() == ErrorKind::Parse) {
+                        self.replace_standalone_manager().await;
+                    }
+                    let mut replies = result?.into_iter();
+                    let reply = replies.next().unwrap_or(Value::Nil).extract_error()?;
+                    let acknowledged = replies.next().unwrap_or(Value::Nil).extract_error()?;
+                    Ok((reply, redis::from_redis_value(acknowledged)?))
+                })
+                .await?
+            }
+            Conn::Cluster(cluster) => {
+                let reply = self.run(false, |asking| self.send(cmd, asking)).await?;
+                let acknowledged = self
+                    .run(false, |_| {
+                        let (mut cluster, wait_cmd, wait_on) =
+                            (cluster.clone(), wait_cmd.clone(), wait_on.clone());
+                        async move {
+                            let count = cluster.route_command(wait_cmd, wait_on).await?;
+                            Ok(redis::from_redis_value(count)?)
+                        }
+                    })
+                    .await?;
+                (reply, acknowledged)
+            }
+        };
+        if acknowledged < i64::from(wait.replicas) {
+            // Applied by the primary, but it may yet be lost in a failover: the contract's
+            // "may or may not have taken effect".
+            return Err(Failure::Kv(kv_trait::KvError::unavailable(format!(
+                "the write was applied by the primary, but {acknowledged} of the {} replicas \
+                 asked for acknowledged it within {:?} (WAIT): it may be lost if the primary \
+                 fails",
+                wait.replicas, wait.timeout
+            ))));
+        }
+        Ok(redis::from_redis_value(reply).map_err(redis::RedisError::from)?)
     }
 
     /// Sends a read-only command: also resent once after a dropped connection.
@@ -196,11 +291,11 @@ impl Client {
         key: &[u8],
         args: &[&[u8]],
     ) -> Result<T, Failure> {
-        match self.write(&script.evalsha(key, args)).await {
+        match self.write(key, &script.evalsha(key, args)).await {
             Err(Failure::Redis(err))
                 if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) =>
             {
-                self.write(&script.eval(key, args)).await
+                self.write(key, &script.eval(key, args)).await
             }
             other => other,
         }
@@ -238,6 +333,9 @@ impl Client {
             Ok(swapped == 1)
         };
         let watch = match &self.conn {
+            // The script's write is followed by `WAIT` on its connection; an `EXEC` on a
+            // dedicated connection would need its own.
+            Conn::Standalone { .. } if self.replica_wait.is_some() => return by_script().await,
             Conn::Standalone { watch, .. } => watch,
             Conn::Cluster(_) => return by_script().await,
         };
@@ -427,6 +525,16 @@ impl Client {
         let per_node = futures::future::try_join_all(scans).await?;
         Ok(per_node.into_iter().flatten().collect())
     }
+}
+
+/// `WAIT numreplicas timeout`, the timeout in whole milliseconds rounded up (`WAIT n 0`
+/// would wait forever).
+fn wait_command(wait: ReplicaWait) -> Cmd {
+    let millis = wait.timeout.as_micros().div_ceil(1000).max(1);
+    let mut cmd = redis::cmd("WAIT");
+    cmd.arg(wait.replicas)
+        .arg(u64::try_from(millis).unwrap_or(u64::MAX));
+    cmd
 }
 
 /// `SCAN cursor [MATCH pattern] COUNT n`.

@@ -34,14 +34,20 @@ pub(crate) const MAX_POOL_SIZE: usize = 256;
 /// of the protocol, `proto-max-bulk-len`) are limited to 512 MiB.
 pub(crate) const LARGEST_MAX_VALUE_BYTES: usize = 512 * 1024 * 1024;
 
+/// How long a write waits for its replicas when `wait_replicas` is set without
+/// `wait_timeout_ms`.
+pub(crate) const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The `?name=value` options of a Redis URL.
-const URL_OPTIONS: [&str; 6] = [
+const URL_OPTIONS: [&str; 8] = [
     "namespace",
     "connect_timeout_ms",
     "request_timeout_ms",
     "pool_size",
     "max_value_bytes",
     "tls_ca_file",
+    "wait_replicas",
+    "wait_timeout_ms",
 ];
 
 /// Whether the backend talks to one server or to a Redis Cluster.
@@ -55,6 +61,14 @@ pub enum Topology {
     /// seeds from which the client learns the whole cluster; every request goes to the primary
     /// that owns the key's slot.
     Cluster,
+}
+
+/// How many replicas must have acknowledged a write before it succeeds, and how long to wait
+/// for them: Redis's `WAIT numreplicas timeout`, sent after each write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ReplicaWait {
+    pub(crate) replicas: u32,
+    pub(crate) timeout: Duration,
 }
 
 /// One server address, `host:port`.
@@ -114,6 +128,8 @@ pub struct RedisBackendBuilder {
     pub(crate) request_timeout: Duration,
     pub(crate) pool_size: usize,
     pub(crate) max_value_bytes: usize,
+    /// `None`: a write succeeds once its primary applied it (Redis's own behaviour).
+    pub(crate) replica_wait: Option<ReplicaWait>,
     /// Where the PEM root certificates come from; `None`: the system's and webpki's roots.
     pub(crate) tls_roots: Option<TlsRoots>,
 }
@@ -227,6 +243,7 @@ impl RedisBackendBuilder {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             pool_size: DEFAULT_POOL_SIZE,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            replica_wait: None,
             tls_roots: None,
         };
         if let Some(userinfo) = userinfo {
@@ -259,6 +276,22 @@ impl RedisBackendBuilder {
         }
         if let Some(path) = parsed.take("tls_ca_file") {
             builder.tls_roots = Some(TlsRoots::File(path.into()));
+        }
+        let wait_timeout = parsed
+            .take_number("wait_timeout_ms")?
+            .map(Duration::from_millis);
+        match (parsed.take_number("wait_replicas")?, wait_timeout) {
+            (Some(replicas), timeout) => {
+                builder =
+                    builder.wait_for_replicas(replicas, timeout.unwrap_or(DEFAULT_WAIT_TIMEOUT));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "wait_timeout_ms is how long a write waits for wait_replicas replicas: \
+                     give wait_replicas too",
+                ))
+            }
+            (None, None) => {}
         }
         parsed.finish(&URL_OPTIONS)?;
         Ok(builder)
@@ -305,6 +338,32 @@ impl RedisBackendBuilder {
     /// Redis's limit for a string).
     pub fn max_value_bytes(mut self, max: usize) -> Self {
         self.max_value_bytes = max;
+        self
+    }
+
+    /// Makes every write wait until `replicas` replicas of its primary have acknowledged it,
+    /// for at most `timeout` (Redis's `WAIT`, sent after the write on the same connection);
+    /// `replicas = 0` turns waiting off, the default.
+    ///
+    /// Redis replicates asynchronously: a write acknowledged by a primary that dies before its
+    /// replicas copied it is lost when a replica takes over. Waiting for a replica narrows that
+    /// window to what `WAIT` promises (the replica received the write; Redis does not make
+    /// this strongly consistent: with several replicas, the one promoted may not be one that
+    /// had it), at the price of a replication round trip on every write. After a failover
+    /// the promoted replica has no replica of its own until another joins it (the old
+    /// primary, restarted, does so by itself): until then writes to its slots fail. A write that
+    /// fewer replicas acknowledged within `timeout` was applied on the primary but may yet be
+    /// lost: it fails with [`KvError::Unavailable`], the contract's "may or may not have taken
+    /// effect", naming how many replicas had it. Reads are unchanged.
+    ///
+    /// Every write sends one more command: on a standalone server `WAIT` pipelined behind the
+    /// write (one round trip), and `compare_and_swap` runs its script instead of a `WATCH`
+    /// transaction so that the `WAIT` follows the write on its connection; in a cluster `WAIT`
+    /// to the key's primary once the write has succeeded (a second round trip), or to every
+    /// primary after a batch spanning slots. `timeout` must be shorter than the request
+    /// timeout, which bounds each round trip, `WAIT` included.
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.replica_wait = (replicas > 0).then_some(ReplicaWait { replicas, timeout });
         self
     }
 
@@ -402,6 +461,17 @@ impl RedisBackendBuilder {
             ("connect_timeout", self.connect_timeout),
             ("request_timeout", self.request_timeout),
         ])?;
+        if let Some(wait) = self.replica_wait {
+            // `WAIT n 0` would block forever.
+            kv_trait::check_timeouts([("wait_timeout", wait.timeout)])?;
+            if wait.timeout >= self.request_timeout {
+                return Err(invalid(format!(
+                    "the wait for replicas ({:?}) must be shorter than request_timeout ({:?}), \
+                     which bounds each round trip, WAIT included",
+                    wait.timeout, self.request_timeout
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -416,6 +486,7 @@ impl fmt::Debug for RedisBackendBuilder {
             .field("request_timeout", &self.request_timeout)
             .field("pool_size", &self.pool_size)
             .field("max_value_bytes", &self.max_value_bytes)
+            .field("replica_wait", &self.replica_wait)
             .finish()
     }
 }
@@ -511,6 +582,36 @@ mod tests {
         );
         assert_eq!(v6.endpoint(), "redis://[::1]:7000");
         assert!(parse("REDISS://h").tls);
+    }
+
+    #[test]
+    fn waiting_for_replicas_is_off_unless_asked_and_bounded_by_the_request_timeout() {
+        assert_eq!(parse("redis://h").replica_wait, None);
+        assert_eq!(parse("redis://h?wait_replicas=0").replica_wait, None);
+        assert_eq!(
+            parse("redis+cluster://h:1?wait_replicas=2").replica_wait,
+            Some(ReplicaWait {
+                replicas: 2,
+                timeout: DEFAULT_WAIT_TIMEOUT
+            })
+        );
+        assert_eq!(
+            parse("redis://h?wait_replicas=1&wait_timeout_ms=250").replica_wait,
+            Some(ReplicaWait {
+                replicas: 1,
+                timeout: Duration::from_millis(250)
+            })
+        );
+        assert!(rejects("redis://h?wait_timeout_ms=250").contains("wait_replicas"));
+        assert!(rejects("redis://h?wait_replicas=1&wait_timeout_ms=0").contains("wait_timeout"));
+        assert!(rejects("redis://h?wait_replicas=one").contains("wait_replicas"));
+        let message = rejects("redis://h?wait_replicas=1&wait_timeout_ms=3000");
+        assert!(message.contains("request_timeout"), "{message}");
+        assert!(
+            parse("redis://h?wait_replicas=1&wait_timeout_ms=3000&request_timeout_ms=5000")
+                .validate()
+                .is_ok()
+        );
     }
 
     #[test]
