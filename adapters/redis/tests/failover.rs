@@ -13,15 +13,12 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use kv_redis::RedisBackend;
 use kv_test_services::redis as services;
 use kv_trait::{monotonic_now, KvBackend, KvError};
 
-use common::{builder, namespace};
+use common::{builder, counter_value, namespace, Workload};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(800);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -35,52 +32,6 @@ const PROBE: &str = "{hot}probe";
 /// the node timeout (1 s), the replica's election delay (0.5 to 1 s plus its rank), and
 /// the client's discovery of the new owner, with room for a loaded machine.
 const RECOVERY_BOUND: Duration = Duration::from_secs(20);
-
-/// What one workload task saw.
-#[derive(Debug, Default)]
-struct Tally {
-    /// Keys whose `set` returned `Ok`, with the value written.
-    acked_sets: Vec<(String, Vec<u8>)>,
-    acked_increments: u64,
-    unknown_increments: u64,
-    slowest: Duration,
-    errors: Vec<String>,
-}
-
-/// Writes unique keys (spread over every slot) and increments [`COUNTER`] until `stop`,
-/// timing every call.
-async fn work(store: RedisBackend, task: usize, stop: Arc<AtomicBool>) -> Tally {
-    let mut tally = Tally::default();
-    let mut i = 0_u64;
-    while !stop.load(Ordering::Relaxed) {
-        i += 1;
-        let key = format!("w{task}-{i}");
-        let value = i.to_be_bytes().to_vec();
-        let started = monotonic_now();
-        let set = store.set(&key, &value).await;
-        let took = started.elapsed();
-        let started = monotonic_now();
-        let increment = store.increment(COUNTER, 1).await;
-        let took = took.max(started.elapsed());
-        tally.slowest = tally.slowest.max(took);
-        let failed = set.is_err() || increment.is_err();
-        match set {
-            Ok(()) => tally.acked_sets.push((key, value)),
-            Err(KvError::Unavailable(_)) => {}
-            Err(other) => tally.errors.push(format!("set: {other}")),
-        }
-        match increment {
-            Ok(_) => tally.acked_increments += 1,
-            Err(KvError::Unavailable(_)) => tally.unknown_increments += 1,
-            Err(other) => tally.errors.push(format!("increment: {other}")),
-        }
-        if failed {
-            // Failing fast while the slot has no primary: do not spin.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    tally
-}
 
 /// What a failover cost, for the report.
 struct Outcome {
@@ -112,10 +63,7 @@ async fn kill_a_primary_during_the_workload(label: &str, wait: Option<u32>) -> O
         .primary_of(&counter_key)
         .expect("the counter's primary");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<_> = (0..TASKS)
-        .map(|task| tokio::spawn(work(store.clone(), task, Arc::clone(&stop))))
-        .collect();
+    let workload = Workload::start(&store, TASKS, COUNTER);
     tokio::time::sleep(Duration::from_millis(600)).await;
     cluster.kill_node(&victim).expect("kill the primary");
     let killed = monotonic_now();
@@ -152,54 +100,31 @@ async fn kill_a_primary_during_the_workload(label: &str, wait: Option<u32>) -> O
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     tokio::time::sleep(Duration::from_millis(600)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut tallies = Vec::new();
-    for task in tasks {
-        tallies.push(task.await.expect("a workload task"));
-    }
+    let tally = workload.finish().await;
 
-    let errors: Vec<&String> = tallies.iter().flat_map(|t| &t.errors).collect();
-    assert!(
-        errors.is_empty(),
-        "{label}: errors other than Unavailable: {errors:?}"
-    );
-    let slowest = tallies.iter().map(|t| t.slowest).max().unwrap_or_default();
     // A call may reconnect (the connect timeout) and then send (the request timeout); waiting
     // for replicas in a cluster, `WAIT` is a second request.
     let requests = if wait.is_some() { 2 } else { 1 };
     let bound = CONNECT_TIMEOUT + REQUEST_TIMEOUT * requests + Duration::from_millis(500);
+    let slowest = tally.slowest;
     assert!(
         slowest <= bound,
         "{label}: a call took {slowest:?}, over {bound:?}"
     );
-    let acked_increments: u64 = tallies.iter().map(|t| t.acked_increments).sum();
-    let unknown_increments: u64 = tallies.iter().map(|t| t.unknown_increments).sum();
+    let (acked_increments, unknown_increments) = (tally.acked_increments, tally.unknown_increments);
     assert!(
         acked_increments > 0 && unknown_increments > 0,
         "{label}: the workload must have run both before and during the failover"
     );
-
-    let acked: Vec<&(String, Vec<u8>)> = tallies.iter().flat_map(|t| &t.acked_sets).collect();
-    let keys: Vec<&str> = acked.iter().map(|(key, _)| key.as_str()).collect();
-    let stored = store.get_many(&keys).await.expect("read the writes back");
-    let lost_sets = acked
-        .iter()
-        .zip(&stored)
-        .filter(|((_, value), stored)| stored.as_deref() != Some(value.as_slice()))
-        .count();
-    let counter = store
-        .get(COUNTER)
-        .await
-        .expect("read the counter")
-        .unwrap_or_default();
-    let counter: u64 = String::from_utf8_lossy(&counter).parse().unwrap_or(0);
+    let lost_sets = tally.lost_sets(&store).await.len();
+    let counter = counter_value(&store, COUNTER).await;
     assert!(
         counter <= acked_increments + unknown_increments,
         "{label}: the counter is {counter}, over the {acked_increments} acknowledged and \
          {unknown_increments} unknown increments: one was applied twice"
     );
     let outcome = Outcome {
-        acked_sets: acked.len(),
+        acked_sets: tally.acked_sets.len(),
         lost_sets,
         acked_increments,
         unknown_increments,

@@ -3,10 +3,13 @@
 //! the way another Redis client or `redis-cli` would.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use kv_redis::{RedisBackend, RedisBackendBuilder};
 use kv_test_services::redis::RedisService;
+use kv_trait::{monotonic_now, KvBackend, KvError};
 use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ConnectionAddr, ConnectionInfo, FromRedisValue, IntoConnectionInfo, RedisResult};
@@ -220,4 +223,126 @@ macro_rules! on_standalone_and_cluster {
             )+
         }
     };
+}
+
+/// What one task of [`write_and_count`] saw.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Keys whose `set` returned `Ok`, with the value written.
+    pub acked_sets: Vec<(String, Vec<u8>)>,
+    /// Increments that returned `Ok`.
+    pub acked_increments: u64,
+    /// Increments that returned `Unavailable`: applied or not.
+    pub unknown_increments: u64,
+    /// The longest call.
+    pub slowest: Duration,
+    /// Errors other than `Unavailable`.
+    pub errors: Vec<String>,
+}
+
+/// The outage tests' workload: tasks writing unique keys and incrementing one counter.
+pub struct Workload {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Tally>>,
+}
+
+impl Workload {
+    /// Starts `tasks` tasks of [`write_and_count`] on `store`.
+    pub fn start(store: &RedisBackend, tasks: usize, counter: &'static str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..tasks)
+            .map(|task| {
+                let (store, stop) = (store.clone(), Arc::clone(&stop));
+                tokio::spawn(write_and_count(store, task, counter, stop))
+            })
+            .collect();
+        Self { stop, tasks }
+    }
+
+    /// Stops the tasks and merges their tallies, failing the test on any error other than
+    /// `Unavailable`.
+    pub async fn finish(self) -> Tally {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut total = Tally::default();
+        for task in self.tasks {
+            let tally = task.await.expect("a workload task");
+            total.acked_sets.extend(tally.acked_sets);
+            total.acked_increments += tally.acked_increments;
+            total.unknown_increments += tally.unknown_increments;
+            total.slowest = total.slowest.max(tally.slowest);
+            total.errors.extend(tally.errors);
+        }
+        assert!(
+            total.errors.is_empty(),
+            "errors other than Unavailable: {:?}",
+            total.errors
+        );
+        total
+    }
+}
+
+impl Tally {
+    /// The acknowledged sets that `store` no longer holds as written.
+    pub async fn lost_sets(&self, store: &RedisBackend) -> Vec<String> {
+        let keys: Vec<&str> = self
+            .acked_sets
+            .iter()
+            .map(|(key, _)| key.as_str())
+            .collect();
+        let stored = store.get_many(&keys).await.expect("read the writes back");
+        self.acked_sets
+            .iter()
+            .zip(&stored)
+            .filter(|((_, value), stored)| stored.as_deref() != Some(value.as_slice()))
+            .map(|((key, _), _)| key.clone())
+            .collect()
+    }
+}
+
+/// The counter's value in `store` (0 if absent).
+pub async fn counter_value(store: &RedisBackend, counter: &str) -> u64 {
+    let value = store.get(counter).await.expect("read the counter");
+    value.map_or(0, |value| {
+        String::from_utf8_lossy(&value).parse().expect("a counter")
+    })
+}
+
+/// A workload task for the outage tests: until `stop`, sets a unique key `w{task}-{i}` (keys
+/// spread over every slot) and increments `counter`, timing every call and tallying what was
+/// acknowledged. After a failed call it pauses 20 ms, so that it does not spin while the
+/// store is down.
+async fn write_and_count(
+    store: RedisBackend,
+    task: usize,
+    counter: &'static str,
+    stop: Arc<AtomicBool>,
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut i = 0_u64;
+    while !stop.load(Ordering::Relaxed) {
+        i += 1;
+        let key = format!("w{task}-{i}");
+        let value = i.to_be_bytes().to_vec();
+        let started = monotonic_now();
+        let set = store.set(&key, &value).await;
+        let took = started.elapsed();
+        let started = monotonic_now();
+        let increment = store.increment(counter, 1).await;
+        tally.slowest = tally.slowest.max(took).max(started.elapsed());
+        let failed = set.is_err() || increment.is_err();
+        match set {
+            Ok(()) => tally.acked_sets.push((key, value)),
+            Err(KvError::Unavailable(_)) => {}
+            Err(other) => tally.errors.push(format!("set: {other}")),
+        }
+        match increment {
+            Ok(_) => tally.acked_increments += 1,
+            Err(KvError::Unavailable(_)) => tally.unknown_increments += 1,
+            Err(other) => tally.errors.push(format!("increment: {other}")),
+        }
+        if failed {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    tally
 }
