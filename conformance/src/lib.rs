@@ -133,6 +133,16 @@
 //! # });
 //! ```
 //!
+//! # Load
+//!
+//! [`load::run_load`] starts 10,000 tasks at once on one handle (four calls each on shared
+//! keys and contended counters) and reports the latency percentiles, failed calls, counters
+//! that are not exact, and the peak of open file descriptors and resident memory;
+//! [`load::LoadReport::check`] holds them to [`load::LoadOptions`]: with a backend's default
+//! settings nothing may fail, and descriptors must stay within what its pool allows. Not in
+//! the suite (one burst takes seconds on a networked store); each adapter's `tests/load.rs`
+//! runs it.
+//!
 //! # Timing
 //!
 //! Expiry checks measure the time around every call and judge only what the contract decides:
@@ -155,6 +165,7 @@ pub mod crash;
 pub mod faults;
 mod history;
 pub mod linearizability;
+pub mod load;
 mod model;
 mod probe;
 mod profile;

@@ -25,12 +25,12 @@ pub(crate) const MAX_POOL_SIZE: usize = 64;
 /// [`KvError::Unavailable`].
 pub(crate) const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The largest `max_value_bytes` accepted. SQLite refuses any string, blob or row longer than
-/// `SQLITE_MAX_LENGTH` (10^9 bytes by default); half a GiB leaves ample room for the key and
-/// the record header.
 /// How many operations a backend holds at once (queued or running) by default.
 pub(crate) const DEFAULT_MAX_QUEUED: usize = 1024;
 
+/// The largest `max_value_bytes` accepted. SQLite refuses any string, blob or row longer than
+/// `SQLITE_MAX_LENGTH` (10^9 bytes by default); half a GiB leaves ample room for the key and
+/// the record header.
 pub(crate) const LARGEST_MAX_VALUE_BYTES: usize = 512 * 1024 * 1024;
 
 /// The options a `sqlite:` URL takes.

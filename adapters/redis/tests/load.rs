@@ -1,0 +1,34 @@
+//! 10,000 tasks at once on one handle with the default settings (see `kv_conformance::load`),
+//! on the standalone server and on the cluster: every call succeeds (requests are pipelined on
+//! the multiplexed connection), connections stay bounded (one per node, plus at most
+//! `pool_size` for `WATCH` transactions) and memory stays bounded. Run with `--nocapture` for
+//! the latencies.
+
+mod common;
+
+use kv_conformance::load::{run_load, LoadOptions};
+use kv_test_services::redis::{self as services, RedisService};
+
+async fn burst(service: &RedisService, label: &str) {
+    let store = common::backend(service, &common::namespace(label)).await;
+    let options = LoadOptions::default().with_max_new_descriptors(32);
+    let report = run_load(&store, &options).await;
+    println!("kv-redis ({label}) under load: {report}");
+    report
+        .check(&options)
+        .unwrap_or_else(|problems| panic!("{label}: {problems}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_tasks_on_one_standalone_handle() {
+    if let Some(server) = services::standalone() {
+        burst(server, "load").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_tasks_on_one_cluster_handle() {
+    if let Some(cluster) = services::cluster() {
+        burst(cluster, "load-cluster").await;
+    }
+}

@@ -1,0 +1,20 @@
+//! 10,000 tasks at once on one handle with the default settings (see `kv_conformance::load`):
+//! every call succeeds, the open files stay bounded (RocksDB's own: a WAL, a few SST files as
+//! memtables flush) and memory stays bounded. Run with `--nocapture` for the latencies.
+
+use kv_conformance::load::{run_load, LoadOptions};
+use kv_rocksdb::RocksDbBackend;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_tasks_on_one_handle() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = RocksDbBackend::open(dir.path().join("db"))
+        .await
+        .expect("open");
+    let options = LoadOptions::default().with_max_new_descriptors(32);
+    let report = run_load(&store, &options).await;
+    println!("kv-rocksdb under load: {report}");
+    report
+        .check(&options)
+        .unwrap_or_else(|problems| panic!("{problems}"));
+}

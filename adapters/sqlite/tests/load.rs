@@ -1,0 +1,20 @@
+//! 10,000 tasks at once on one handle with the default settings (see `kv_conformance::load`):
+//! every call succeeds (callers beyond `max_queued` wait for a place), the pool bounds the
+//! open files (each connection holds the database, its WAL and its shared-memory index), and
+//! memory stays bounded. Run with `--nocapture` for the latencies.
+
+mod common;
+
+use kv_conformance::load::{run_load, LoadOptions};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_tasks_on_one_handle() {
+    let file = common::file_store().await;
+    // 4 pooled connections × 3 files, a handful for temporary files, and room to spare.
+    let options = LoadOptions::default().with_max_new_descriptors(32);
+    let report = run_load(&file.store, &options).await;
+    println!("kv-sqlite under load: {report}");
+    report
+        .check(&options)
+        .unwrap_or_else(|problems| panic!("{problems}"));
+}
