@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::future::Future;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use kv_trait::{
     apply_increment, async_trait, is_live_at, parse_counter, unix_millis_now, Capabilities,
     KeyPage, KvError, Sharing, MAX_KEY_BYTES,
 };
+use tokio::sync::Semaphore;
 
 use crate::batch::{DELETE_CONCURRENCY, GET_CHUNK, WRITE_CHUNK};
 use crate::config::{redact_url, DynamoDbBackendBuilder, DEFAULT_OPERATION_TIMEOUT};
@@ -81,8 +83,41 @@ struct Shared {
     /// The SDK's operation timeout (else the default): it also bounds each chunk of a batch,
     /// resends included (see `batch.rs`).
     operation_timeout: Duration,
+    /// One permit per request in flight (`max_concurrent_requests`): each holds an HTTP
+    /// connection, and the SDK's pool opens as many as there are requests.
+    requests: Semaphore,
     /// For `Debug` only.
     summary: Summary,
+}
+
+/// Waiting for a place among a backend's requests in flight before sending one.
+pub(crate) trait WithinLimit: Future + Sized + Send {
+    /// This request, sent once `limit` has a permit free, which it holds until the answer is
+    /// in (retries included). Waiting happens outside the SDK's attempt and operation
+    /// timeouts, which thus measure the request alone.
+    fn within<'a>(self, limit: &'a Semaphore) -> impl Future<Output = Self::Output> + Send + 'a
+    where
+        Self: 'a;
+}
+
+impl<F> WithinLimit for F
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    // Written out rather than `async fn`: the trait promises `Send`, which the `async_trait`
+    // methods that await it need, and clippy's rewrite would not state it.
+    #[allow(clippy::manual_async_fn)]
+    fn within<'a>(self, limit: &'a Semaphore) -> impl Future<Output = F::Output> + Send + 'a
+    where
+        Self: 'a,
+    {
+        async move {
+            // Never closed, so `acquire` cannot fail; were it to, the request goes unbounded.
+            let _permit = limit.acquire().await.ok();
+            self.await
+        }
+    }
 }
 
 /// What `Debug` shows besides table and namespace: nothing secret.
@@ -170,6 +205,7 @@ impl DynamoDbBackend {
                 // resends of a batch: they would otherwise go on for as long as DynamoDB
                 // leaves something unprocessed.
                 operation_timeout: timeouts[2].unwrap_or(DEFAULT_OPERATION_TIMEOUT),
+                requests: Semaphore::new(settings.max_concurrent_requests),
                 summary,
             }),
         })
@@ -215,6 +251,11 @@ impl DynamoDbBackend {
     }
 
     /// The client for reads: the SDK's retries as configured.
+    /// The permits for requests in flight (see [`WithinLimit`]).
+    pub(crate) fn request_limit(&self) -> &Semaphore {
+        &self.shared.requests
+    }
+
     pub(crate) fn reader(&self) -> &Client {
         &self.shared.client
     }
@@ -251,6 +292,7 @@ impl DynamoDbBackend {
             .set_expression_attribute_names(Some(names(attributes)))
             .set_expression_attribute_values(Some(values))
             .send()
+            .within(self.request_limit())
             .await;
         match result {
             Ok(_) => Ok(true),
@@ -303,6 +345,7 @@ impl DynamoDbBackend {
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 )
                 .send()
+                .within(self.request_limit())
                 .await;
             let returned = match result {
                 Ok(_) => return Ok(None),
@@ -336,6 +379,7 @@ impl DynamoDbBackend {
             .set_key(Some(self.primary_key(key)))
             .consistent_read(true)
             .send()
+            .within(self.request_limit())
             .await
             .map(|output| output.item)
             .map_err(|err| from_sdk("GetItem", err))
@@ -373,6 +417,7 @@ impl DynamoDbBackend {
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
+            .within(self.request_limit())
             .await;
         match result {
             Ok(output) => match output.attributes.as_ref().and_then(|a| a.get(COUNTER)) {
@@ -415,6 +460,7 @@ impl DynamoDbBackend {
                 (":now".to_owned(), number(now_ms)),
             ])))
             .send()
+            .within(self.request_limit())
             .await;
         match result {
             Ok(_) => Ok(true),
@@ -468,6 +514,7 @@ impl DynamoDbBackend {
             .projection_expression(projection)
             .set_expression_attribute_names(Some(names(attributes)))
             .send()
+            .within(self.request_limit())
             .await
             .map_err(|err| from_sdk("GetItem", err))?;
         Ok(output.item)
@@ -538,6 +585,7 @@ impl Store for DynamoDbBackend {
             .set_key(Some(self.primary_key(&key)))
             .return_values(ReturnValue::AllOld)
             .send()
+            .within(self.request_limit())
             .await
             .map_err(|err| from_sdk("DeleteItem", err))?;
         match output.attributes {
@@ -578,6 +626,7 @@ impl Store for DynamoDbBackend {
                 .keys_query(key_condition, values.clone())
                 .set_exclusive_start_key(start_key)
                 .send()
+                .within(self.request_limit())
                 .await
                 .map_err(|err| from_sdk("Query", err))?;
             let now = unix_millis_now();
@@ -826,6 +875,7 @@ impl Store for DynamoDbBackend {
             .keys_query(key_condition, values)
             .limit(i32::try_from(limit.get()).unwrap_or(i32::MAX))
             .send()
+            .within(self.request_limit())
             .await
             .map_err(|err| from_sdk("Query", err))?;
         let now = unix_millis_now();
@@ -884,6 +934,7 @@ impl DynamoDbBackend {
             .table_name(&self.shared.table)
             .set_item(Some(item))
             .send()
+            .within(self.request_limit())
             .await
             .map(drop)
             .map_err(|err| from_sdk("PutItem", err))

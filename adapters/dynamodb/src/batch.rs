@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::{KeysAndAttributes, PutRequest, WriteRequest};
 use kv_trait::{monotonic_now, KvError};
 
-use crate::backend::DynamoDbBackend;
+use crate::backend::{DynamoDbBackend, WithinLimit};
 use crate::encoding::{self, names, Item, Stored, COUNTER, DEADLINE, SORT_KEY, VALUE};
 use crate::error::from_sdk;
 
@@ -132,6 +132,7 @@ impl DynamoDbBackend {
                         .batch_get_item()
                         .request_items(self.table(), request)
                         .send()
+                        .within(self.request_limit())
                         .await
                         .map_err(|err| from_sdk("BatchGetItem", err))
                 })
@@ -191,6 +192,7 @@ impl DynamoDbBackend {
                         .batch_write_item()
                         .request_items(self.table(), batch)
                         .send()
+                        .within(self.request_limit())
                         .await
                         .map_err(|err| from_sdk("BatchWriteItem", err))
                 })

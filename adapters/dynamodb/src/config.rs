@@ -8,7 +8,11 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::Credentials;
+use aws_sdk_dynamodb::config::SharedHttpClient;
 use aws_sdk_dynamodb::Client;
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_http_client::ConnectorBuilder;
 use kv_trait::url_config::{self, parse_whole_number, percent_decode, split_userinfo, StoreUrl};
 use kv_trait::KvError;
 use url::Url;
@@ -31,6 +35,22 @@ pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one operation may take by default, all retries and backoff included.
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How many requests one backend has in flight at once by default (each holds an HTTP
+/// connection): AWS's SDKs for Java and .NET default to 50 connections per client.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 64;
+
+/// The most requests a backend may be allowed in flight at once.
+const LARGEST_MAX_CONCURRENT_REQUESTS: usize = 4096;
+
+/// How long a pooled HTTP connection may sit idle before the client closes it. Shorter than
+/// the shortest keep-alive of common servers (Node's 5 s, which dynalite has; nginx 75 s, AWS
+/// load balancers 60 s), so that the client, not the server, closes an idle connection: a
+/// request sent on a connection the server is closing at that moment is reset, and a write
+/// cannot be resent after that (it may have arrived). The SDK's default (90 s) let one
+/// increment in 40,000 of a 10,000-task burst against dynalite fail so. The cost: a new
+/// connection for a request after 4 s without one.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
 /// The URL scheme [`DynamoDbBackendBuilder::from_url`] accepts.
 pub const URL_SCHEME: &str = "dynamodb";
 
@@ -45,6 +65,7 @@ const URL_OPTIONS: &[&str] = &[
     "attempt_timeout_ms",
     "operation_timeout_ms",
     "max_value_bytes",
+    "max_concurrent_requests",
     "create_table",
     "manage_ttl",
     "verify_table",
@@ -93,6 +114,7 @@ pub struct DynamoDbBackendBuilder {
     attempt_timeout: Option<Duration>,
     operation_timeout: Option<Duration>,
     pub(crate) max_value_bytes: usize,
+    pub(crate) max_concurrent_requests: usize,
     pub(crate) create_table: bool,
     pub(crate) manage_ttl: bool,
     pub(crate) verify_table: bool,
@@ -102,7 +124,7 @@ impl DynamoDbBackendBuilder {
     /// Settings for table `table` with the defaults: the empty namespace, region and
     /// credentials from the standard AWS chain, AWS's endpoint, the SDK's standard retries (3
     /// attempts), a 3 s connect timeout, a 10 s attempt timeout, a 30 s operation timeout,
-    /// 400,000-byte values; opening checks that the table exists and changes no table
+    /// 400,000-byte values, 64 requests in flight at once; opening checks that the table exists and changes no table
     /// setting.
     pub fn new(table: impl Into<String>) -> Self {
         Self {
@@ -119,6 +141,7 @@ impl DynamoDbBackendBuilder {
             attempt_timeout: None,
             operation_timeout: None,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             create_table: false,
             manage_ttl: false,
             verify_table: true,
@@ -140,6 +163,7 @@ impl DynamoDbBackendBuilder {
     /// | `attempt_timeout_ms=N` | [`attempt_timeout`](Self::attempt_timeout) |
     /// | `operation_timeout_ms=N` | [`operation_timeout`](Self::operation_timeout) |
     /// | `max_value_bytes=N` | [`max_value_bytes`](Self::max_value_bytes) |
+    /// | `max_concurrent_requests=N` | [`max_concurrent_requests`](Self::max_concurrent_requests) |
     /// | `create_table=true\|false` | [`create_table`](Self::create_table) |
     /// | `manage_ttl=true\|false` | [`manage_ttl`](Self::manage_ttl) |
     /// | `verify_table=true\|false` | [`verify_table`](Self::verify_table) |
@@ -214,6 +238,9 @@ impl DynamoDbBackendBuilder {
             "attempt_timeout_ms" => self.attempt_timeout(millis(name, value)?),
             "operation_timeout_ms" => self.operation_timeout(millis(name, value)?),
             "max_value_bytes" => self.max_value_bytes(parse_whole_number(name, value)?),
+            "max_concurrent_requests" => {
+                self.max_concurrent_requests(parse_whole_number(name, value)?)
+            }
             // `from_url` only passes the names of URL_OPTIONS.
             _ => self,
         })
@@ -333,6 +360,18 @@ impl DynamoDbBackendBuilder {
         self
     }
 
+    /// How many requests the backend has in flight at once, over all its clones (default
+    /// [`DEFAULT_MAX_CONCURRENT_REQUESTS`], 1 to 4096). Each request in flight holds an HTTP
+    /// connection, and the SDK's connection pool has no limit of its own: 10,000 callers at
+    /// once would open 10,000 connections (and file descriptors). A caller beyond the limit
+    /// waits for a place before its request starts, so the SDK's attempt and operation
+    /// timeouts measure the request, not the wait; the wait itself lasts as long as the
+    /// requests ahead take, each bounded by those timeouts.
+    pub fn max_concurrent_requests(mut self, requests: usize) -> Self {
+        self.max_concurrent_requests = requests;
+        self
+    }
+
     /// Whether [`build`](Self::build) creates the table when it is missing (default false);
     /// see [`DynamoDbBackend::create_table_if_missing`]. Needs `dynamodb:DescribeTable` and
     /// `dynamodb:CreateTable`.
@@ -389,6 +428,7 @@ impl DynamoDbBackendBuilder {
                 if let Some(credentials) = &self.credentials {
                     loader = loader.credentials_provider(credentials.clone());
                 }
+                loader = loader.http_client(https_client());
                 aws_sdk_dynamodb::config::Builder::from(&loader.load().await)
             }
             Source::Shared(config) => {
@@ -435,6 +475,13 @@ impl DynamoDbBackendBuilder {
         kv_trait::check_max_value_bytes(self.max_value_bytes, AWS_MAX_VALUE_BYTES)?;
         if self.max_attempts == Some(0) {
             return Err(invalid("max_attempts must be at least 1"));
+        }
+        if !(1..=LARGEST_MAX_CONCURRENT_REQUESTS).contains(&self.max_concurrent_requests) {
+            return Err(invalid(format!(
+                "max_concurrent_requests is {}; it must be between 1 and \
+                 {LARGEST_MAX_CONCURRENT_REQUESTS}",
+                self.max_concurrent_requests
+            )));
         }
         kv_trait::check_timeouts(
             [
@@ -547,6 +594,7 @@ impl fmt::Debug for DynamoDbBackendBuilder {
             .field("attempt_timeout", &self.attempt_timeout)
             .field("operation_timeout", &self.operation_timeout)
             .field("max_value_bytes", &self.max_value_bytes)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("create_table", &self.create_table)
             .field("manage_ttl", &self.manage_ttl)
             .field("verify_table", &self.verify_table)
@@ -580,6 +628,22 @@ pub(crate) fn redact_url(endpoint: &str) -> String {
         }
         Err(_) => "(unparsable endpoint)".into(),
     }
+}
+
+/// The HTTPS client the SDK would build by default (hyper 1, rustls on aws-lc, the proxy
+/// from the environment), with pooled connections closed after [`POOL_IDLE_TIMEOUT`].
+fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector = ConnectorBuilder::default()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT);
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 fn invalid(message: impl Into<String>) -> KvError {
@@ -618,7 +682,7 @@ mod tests {
             "dynamodb://My_Table-1.0?region=eu-west-1&endpoint=http%3A%2F%2F127.0.0.1%3A8000\
              &namespace=a%2Fb%20c&profile=dev&max_attempts=5&connect_timeout_ms=100\
              &attempt_timeout_ms=200&operation_timeout_ms=300&max_value_bytes=100000\
-             &create_table=true&manage_ttl=true&verify_table=false",
+             &max_concurrent_requests=8&create_table=true&manage_ttl=true&verify_table=false",
         );
         assert_eq!(builder.table, "My_Table-1.0", "case is kept");
         assert_eq!(builder.namespace, "a/b c");
@@ -631,6 +695,7 @@ mod tests {
         assert_eq!(builder.attempt_timeout, Some(Duration::from_millis(200)));
         assert_eq!(builder.operation_timeout, Some(Duration::from_millis(300)));
         assert_eq!(builder.max_value_bytes, 100_000);
+        assert_eq!(builder.max_concurrent_requests, 8);
         assert!(builder.create_table);
         assert!(builder.manage_ttl);
         assert!(!builder.verify_table);
@@ -707,6 +772,14 @@ mod tests {
                 "more than once",
             ),
             ("dynamodb://kvs?max_value_bytes=1000", "between"),
+            (
+                "dynamodb://kvs?max_concurrent_requests=0",
+                "between 1 and 4096",
+            ),
+            (
+                "dynamodb://kvs?max_concurrent_requests=5000",
+                "between 1 and 4096",
+            ),
             ("dynamodb://kvs?max_value_bytes=407519", "between"),
             ("dynamodb://kvs?endpoint=ftp://x", "http"),
             ("dynamodb://kvs?endpoint=nonsense", "not a URL"),

@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::types::{
 };
 use kv_trait::KvError;
 
-use crate::backend::DynamoDbBackend;
+use crate::backend::{DynamoDbBackend, WithinLimit};
 use crate::encoding::{self, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE};
 use crate::error::from_sdk;
 
@@ -59,6 +59,7 @@ impl DynamoDbBackend {
             .set_key(Some(probe))
             .consistent_read(true)
             .send()
+            .within(self.request_limit())
             .await;
         match result {
             Ok(_) => Ok(()),
@@ -161,6 +162,7 @@ impl DynamoDbBackend {
             .table_name(self.table())
             .time_to_live_specification(specification)
             .send()
+            .within(self.request_limit())
             .await;
         match result {
             Ok(_) => Ok(TtlDeletion::Enabled),
@@ -192,6 +194,7 @@ impl DynamoDbBackend {
             .describe_table()
             .table_name(self.table())
             .send()
+            .within(self.request_limit())
             .await
         {
             Ok(output) => Ok(output.table),
@@ -239,6 +242,7 @@ impl DynamoDbBackend {
             .set_key_schema(Some(key_schema))
             .billing_mode(BillingMode::PayPerRequest)
             .send()
+            .within(self.request_limit())
             .await;
         match result {
             Ok(_) => Ok(true),
@@ -292,6 +296,7 @@ impl DynamoDbBackend {
             .describe_time_to_live()
             .table_name(self.table())
             .send()
+            .within(self.request_limit())
             .await
         {
             Ok(output) => output,
