@@ -17,13 +17,11 @@ use etcd_client::{
 };
 use kv_trait::store::{last_of_each, Key, Store, Ttl, Value};
 use kv_trait::url_config::error_chain;
-use kv_trait::{
-    apply_increment, async_trait, format_counter, monotonic_now, unix_millis_now, Capabilities,
-    KvError, Sharing,
-};
+use kv_trait::{async_trait, monotonic_now, unix_millis_now, Capabilities, KvError, Sharing};
 
 use crate::config::EtcdBackendBuilder;
-use crate::encoding::{after, envelope, plain, with_deadline, Entry, KeySpace};
+use crate::counter::PendingIncrements;
+use crate::encoding::{after, plain, with_deadline, Entry, KeySpace};
 use crate::error::{from_etcd, from_etcd_opening, lease_not_found, never_sent};
 use crate::lease::{Leases, Need};
 
@@ -39,9 +37,6 @@ const MAX_REPLY_BYTES: usize = 48 * 1024 * 1024;
 
 /// Operations per transaction of a batch: etcd's default `--max-txn-ops`.
 const TXN_OPS: usize = 128;
-
-/// Stripes of the per-key turn that `increment` and `compare_and_swap` take in one backend.
-const TURN_STRIPES: usize = 64;
 
 /// Pause between two attempts of a read that failed with `Unavailable`.
 const RETRY_PAUSE: Duration = Duration::from_millis(25);
@@ -98,12 +93,8 @@ struct Shared {
     /// For `Debug` and errors: never the password.
     endpoint: String,
     leases: Leases,
-    /// `increment`s of one key take turns within this backend (striped by the key's hash).
-    /// etcd decides atomicity across backends either way; the turn only saves work: a
-    /// transaction whose comparison fails still goes through Raft, so N tasks racing on one
-    /// counter would cost about N/2 Raft rounds per increment instead of one.
-    turns: Vec<tokio::sync::Mutex<()>>,
-    turn_hasher: std::hash::RandomState,
+    /// `increment`s waiting for their key's next transaction (see `counter.rs`).
+    increments: PendingIncrements,
 }
 
 impl EtcdBackend {
@@ -205,10 +196,7 @@ impl EtcdBackend {
                 request_timeout: config.request_timeout,
                 endpoint,
                 leases: Leases::default(),
-                turns: (0..TURN_STRIPES)
-                    .map(|_| tokio::sync::Mutex::new(()))
-                    .collect(),
-                turn_hasher: std::hash::RandomState::new(),
+                increments: PendingIncrements::default(),
             }),
         })
     }
@@ -234,11 +222,9 @@ impl EtcdBackend {
         &self.shared.endpoint
     }
 
-    /// Waits for this backend's turn to increment etcd key `key` (see `Shared::turns`).
-    async fn turn(&self, key: &[u8]) -> tokio::sync::MutexGuard<'_, ()> {
-        use std::hash::BuildHasher;
-        let stripe = self.shared.turn_hasher.hash_one(key) as usize % TURN_STRIPES;
-        self.shared.turns[stripe].lock().await
+    /// The increments waiting for their keys' next transactions (see `counter.rs`).
+    pub(crate) fn pending_increments(&self) -> &PendingIncrements {
+        &self.shared.increments
     }
 
     fn kv(&self) -> KvClient {
@@ -254,7 +240,7 @@ impl EtcdBackend {
 
     /// Runs a write within the request timeout. A write is never sent twice: when its reply
     /// is lost, the caller gets `Unavailable`.
-    async fn writing<T>(
+    pub(crate) async fn writing<T>(
         &self,
         write: impl Future<Output = Result<T, KvError>>,
     ) -> Result<T, KvError> {
@@ -343,7 +329,7 @@ impl EtcdBackend {
     }
 
     /// Sends `txn`; `Ok(None)` when its comparison held, else the entry its `or_else` read.
-    async fn transact(&self, txn: Txn) -> Result<Option<Option<Entry>>, KvError> {
+    pub(crate) async fn transact(&self, txn: Txn) -> Result<Option<Option<Entry>>, KvError> {
         let reply = self
             .resending(|| {
                 let (mut kv, txn) = (self.kv(), txn.clone());
@@ -513,7 +499,7 @@ fn entry_read_by(reply: &TxnResponse) -> Result<Option<Entry>, KvError> {
 }
 
 /// Writes `stored` to `key` iff the key does not exist; else reads it.
-fn if_absent(key: &[u8], stored: Vec<u8>) -> Txn {
+pub(crate) fn if_absent(key: &[u8], stored: Vec<u8>) -> Txn {
     Txn::new()
         .when([Compare::create_revision(key, CompareOp::Equal, 0)])
         .and_then([TxnOp::put(key, stored, None)])
@@ -522,7 +508,7 @@ fn if_absent(key: &[u8], stored: Vec<u8>) -> Txn {
 
 /// Writes `stored` to `key` iff the key was last written at `revision` (keeping its lease
 /// when `keep_lease`); else reads it.
-fn if_unchanged(key: &[u8], revision: i64, stored: Vec<u8>, keep_lease: bool) -> Txn {
+pub(crate) fn if_unchanged(key: &[u8], revision: i64, stored: Vec<u8>, keep_lease: bool) -> Txn {
     let options = keep_lease.then(|| PutOptions::new().with_ignore_lease());
     Txn::new()
         .when([Compare::mod_revision(key, CompareOp::Equal, revision)])
@@ -682,47 +668,13 @@ impl Store for EtcdBackend {
         self.reading(|| self.list_once(prefix)).await
     }
 
-    /// A transaction that creates the counter if the key is absent, else reads it; then, for
-    /// a key that exists, a transaction that writes the sum if the key is unchanged since,
-    /// else reads it again.
+    /// Combined with this backend's other increments of the key that wait meanwhile (see
+    /// `counter.rs`): a transaction that creates the counter if the key is absent, else reads
+    /// it; then, for a key that exists, a transaction that writes the sum if the key is
+    /// unchanged since, else reads it again.
     async fn add(&self, key: Key<'_>, delta: i64) -> Result<i64, KvError> {
         let key = self.shared.space.key(&key);
-        self.writing(async {
-            let _turn = self.turn(&key).await;
-            let mut result = delta;
-            let mut txn = if_absent(&key, plain(&format_counter(delta)));
-            loop {
-                let Some(current) = self.transact(txn).await? else {
-                    return Ok(result);
-                };
-                let now = unix_millis_now();
-                (txn, result) = match current {
-                    // Deleted since the comparison failed: absent again.
-                    None => (if_absent(&key, plain(&format_counter(delta))), delta),
-                    // Expired: a new counter, without TTL or lease.
-                    Some(entry) if !entry.is_live_at(now) => (
-                        if_unchanged(
-                            &key,
-                            entry.mod_revision,
-                            plain(&format_counter(delta)),
-                            false,
-                        ),
-                        delta,
-                    ),
-                    // Live: the sum, with the same deadline and lease.
-                    Some(entry) => {
-                        let sum = apply_increment(Some(&entry.value), delta)?;
-                        let stored = envelope(&format_counter(sum), entry.deadline_ms);
-                        let keep_lease = entry.deadline_ms.is_some();
-                        (
-                            if_unchanged(&key, entry.mod_revision, stored, keep_lease),
-                            sum,
-                        )
-                    }
-                };
-            }
-        })
-        .await
+        self.combined_increment(key, delta).await
     }
 
     /// One transaction that writes `new` iff the key is absent (`expected = None`) or holds
@@ -736,9 +688,9 @@ impl Store for EtcdBackend {
         new: Value<'_>,
     ) -> Result<bool, KvError> {
         let key = self.shared.space.key(&key);
-        // No turn here (unlike `add`): a compare-and-swap that loses returns `false` after its
+        // Not combined (unlike `add`): a compare-and-swap that loses returns `false` after its
         // one transaction, so racing ones cost no extra Raft rounds, and etcd applies
-        // concurrent ones in one batch; taking turns would only serialize them.
+        // concurrent ones in one batch.
         self.writing(async {
             let mut txn = match expected {
                 None => if_absent(&key, plain(&new)),

@@ -2,6 +2,7 @@
 
 mod backend;
 mod config;
+mod counter;
 mod encoding;
 mod error;
 mod lease;

@@ -1,0 +1,35 @@
+//! 10,000 tasks at once on one handle with the default settings (see `kv_conformance::load`),
+//! on the single member and on the three-member cluster: every call succeeds (requests are
+//! multiplexed as HTTP/2 streams), connections stay bounded (one per endpoint) and memory
+//! stays bounded. Run with `--nocapture` for the latencies.
+
+mod common;
+
+use kv_conformance::load::{run_load, LoadOptions};
+
+async fn burst(store: kv_etcd::EtcdBackend, label: &str) {
+    let options = LoadOptions::default().with_max_new_descriptors(32);
+    let report = run_load(&store, &options).await;
+    println!("kv-etcd ({label}) under load: {report}");
+    report
+        .check(&options)
+        .unwrap_or_else(|problems| panic!("{label}: {problems}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_tasks_on_one_handle() {
+    if let Some(store) = common::fresh("load").await {
+        burst(store, "single member").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_tasks_on_one_cluster_handle() {
+    if let Some(cluster) = common::cluster() {
+        let store = common::builder(cluster, "load-cluster")
+            .build()
+            .await
+            .expect("open the backend");
+        burst(store, "three members").await;
+    }
+}
