@@ -1,7 +1,6 @@
 //! 10,000 tasks at once on one handle with the default settings (see `kv_conformance::load`):
-//! every call succeeds, the store opens no file descriptor (2 allowed for the runtime),
-//! memory stays bounded. Run with
-//! `--nocapture` for the latencies.
+//! every call succeeds, the store opens no file descriptor (2 allowed for the runtime), and
+//! memory stays bounded. Run with `--nocapture` for the latencies.
 
 use kv_conformance::load::{run_load, LoadOptions};
 use kv_memory::MemoryBackend;
