@@ -421,7 +421,13 @@ impl DynamoDbBackend {
             .await;
         match result {
             Ok(output) => match output.attributes.as_ref().and_then(|a| a.get(COUNTER)) {
-                Some(AttributeValue::N(n)) => encoding::counter(n).map(Ok),
+                Some(AttributeValue::N(n)) => match encoding::counter(n) {
+                    Ok(n) => Ok(Ok(n)),
+                    Err(foreign) => {
+                        self.take_back(key, delta, n).await;
+                        Err(foreign)
+                    }
+                },
                 _ => Err(KvError::backend(
                     "DynamoDB UpdateItem returned no counter for ReturnValues=ALL_NEW",
                 )),
@@ -433,6 +439,38 @@ impl DynamoDbBackend {
                 }
                 _ => Err(from_sdk("UpdateItem", err)),
             },
+        }
+    }
+
+    /// Undoes an `ADD` of `delta` that gave `sum`, a Number that is no `i64`: the counter was
+    /// a fraction another program wrote, which no condition expression can refuse beforehand
+    /// (DynamoDB has no test for "integer"). Conditional on the counter still being `sum`, so
+    /// it never undoes another writer's change; for a moment the sum was visible. The caller
+    /// reports the item as foreign, as `get` does.
+    async fn take_back(&self, key: &str, delta: i64, sum: &str) {
+        let back = (-i128::from(delta)).to_string();
+        let undone = self
+            .shared
+            .guarded
+            .update_item()
+            .table_name(&self.shared.table)
+            .set_key(Some(self.primary_key(key)))
+            .update_expression("ADD #n :back")
+            .condition_expression("#n = :sum")
+            .set_expression_attribute_names(Some(names(&[COUNTER])))
+            .set_expression_attribute_values(Some(Item::from([
+                (":back".to_owned(), AttributeValue::N(back)),
+                (":sum".to_owned(), AttributeValue::N(sum.to_owned())),
+            ])))
+            .send()
+            .within(self.request_limit())
+            .await;
+        if let Err(err) = undone {
+            tracing::warn!(
+                key,
+                error = %from_sdk("UpdateItem", err),
+                "could not take back an increment of a counter that is not an i64"
+            );
         }
     }
 

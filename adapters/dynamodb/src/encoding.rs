@@ -328,4 +328,38 @@ mod tests {
         assert_eq!(map["#ttl"], "ttl");
         assert_eq!(map.len(), 2);
     }
+
+    /// Any attribute value, of any type DynamoDB has.
+    fn any_attribute() -> impl proptest::strategy::Strategy<Value = AttributeValue> {
+        use proptest::prelude::*;
+        prop_oneof![
+            ".{0,12}".prop_map(AttributeValue::S),
+            "-?[0-9.eE+]{0,24}".prop_map(AttributeValue::N),
+            proptest::collection::vec(any::<u8>(), 0..12).prop_map(|b| binary(&b)),
+            any::<bool>().prop_map(AttributeValue::Bool),
+            Just(AttributeValue::Null(true)),
+            proptest::collection::vec(".{0,4}", 0..3).prop_map(AttributeValue::Ss),
+        ]
+    }
+
+    proptest::proptest! {
+        /// An item another program wrote, with any of kvkit's attribute names holding any
+        /// type, decodes to what it stores or to a `Backend` error, never a panic.
+        #[test]
+        fn decoding_any_item_never_panics(
+            attributes in proptest::collection::hash_map(
+                proptest::sample::select(vec![VALUE, COUNTER, DEADLINE, SORT_KEY, TTL_ATTRIBUTE, "other"]),
+                any_attribute(),
+                0..5,
+            ),
+            now in proptest::prelude::any::<u64>(),
+        ) {
+            let item: Item = attributes.into_iter().map(|(name, value)| (name.to_owned(), value)).collect();
+            let backend = |result: &Result<_, KvError>| matches!(result, Ok(_) | Err(KvError::Backend(_)));
+            proptest::prop_assert!(backend(&stored(&item).map(drop)));
+            proptest::prop_assert!(backend(&deadline(&item).map(drop)));
+            proptest::prop_assert!(backend(&live_value(&item, now).map(drop)));
+            proptest::prop_assert!(backend(&key_of(&item).map(drop)));
+        }
+    }
 }
