@@ -226,4 +226,31 @@ mod tests {
             assert!(Entry::decode(foreign, 1).is_err(), "{foreign:?}");
         }
     }
+
+    proptest::proptest! {
+        /// Whatever bytes another program left under a kvkit key decode to an entry or to a
+        /// `Backend` error, never a panic; and every envelope kvkit writes decodes back.
+        #[test]
+        fn decoding_any_bytes_never_panics(stored in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            match Entry::decode(&stored, 7) {
+                Ok(entry) => proptest::prop_assert!(entry.value.len() < stored.len()),
+                Err(err) => proptest::prop_assert!(matches!(err, KvError::Backend(_))),
+            }
+        }
+
+        #[test]
+        fn envelopes_decode_back(
+            value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            deadline in proptest::option::of(proptest::prelude::any::<u64>()),
+        ) {
+            let entry = Entry::decode(&envelope(&value, deadline), 3).unwrap();
+            proptest::prop_assert_eq!(entry.value, value);
+            proptest::prop_assert_eq!(entry.deadline_ms, deadline);
+        }
+
+        #[test]
+        fn any_etcd_key_gives_a_key_or_an_error(etcd_key in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..32)) {
+            let _ = KeySpace::new("ns").user_key(&etcd_key);
+        }
+    }
 }
