@@ -176,6 +176,21 @@ pub async fn run_load<B: KvBackend + Clone + 'static>(
     }
 }
 
+/// The body of a `tests/load.rs`: [`run_load`], the report printed after `label` (see it with
+/// `--nocapture`), and a panic naming the problems if [`LoadReport::check`] finds any.
+pub async fn assert_load<B: KvBackend + Clone + 'static>(
+    label: &str,
+    backend: &B,
+    options: &LoadOptions,
+) -> LoadReport {
+    let report = run_load(backend, options).await;
+    println!("{label} under load: {report}");
+    if let Err(problems) = report.check(options) {
+        panic!("{label}: {problems}");
+    }
+    report
+}
+
 impl LoadReport {
     /// `Ok` when no call failed, every counter is exact, and descriptors and memory stayed
     /// within `options`; else what went wrong.

@@ -12,7 +12,7 @@
 
 mod common;
 
-use kv_conformance::load::{run_load, LoadOptions};
+use kv_conformance::load::{assert_load, LoadOptions};
 use kv_dynamodb::DEFAULT_MAX_CONCURRENT_REQUESTS;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,9 +22,5 @@ async fn ten_thousand_tasks_on_one_handle() {
     };
     let options =
         LoadOptions::default().with_max_new_descriptors(3 * DEFAULT_MAX_CONCURRENT_REQUESTS);
-    let report = run_load(&store, &options).await;
-    println!("kv-dynamodb under load: {report}");
-    report
-        .check(&options)
-        .unwrap_or_else(|problems| panic!("{problems}"));
+    assert_load("kv-dynamodb", &store, &options).await;
 }

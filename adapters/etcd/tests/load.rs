@@ -5,15 +5,11 @@
 
 mod common;
 
-use kv_conformance::load::{run_load, LoadOptions};
+use kv_conformance::load::{assert_load, LoadOptions};
 
 async fn burst(store: kv_etcd::EtcdBackend, label: &str) {
     let options = LoadOptions::default().with_max_new_descriptors(32);
-    let report = run_load(&store, &options).await;
-    println!("kv-etcd ({label}) under load: {report}");
-    report
-        .check(&options)
-        .unwrap_or_else(|problems| panic!("{label}: {problems}"));
+    assert_load(&format!("kv-etcd ({label})"), &store, &options).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

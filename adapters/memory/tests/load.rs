@@ -2,16 +2,12 @@
 //! every call succeeds, the store opens no file descriptor (2 allowed for the runtime), and
 //! memory stays bounded. Run with `--nocapture` for the latencies.
 
-use kv_conformance::load::{run_load, LoadOptions};
+use kv_conformance::load::{assert_load, LoadOptions};
 use kv_memory::MemoryBackend;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_tasks_on_one_handle() {
     let store = MemoryBackend::new();
     let options = LoadOptions::default().with_max_new_descriptors(2);
-    let report = run_load(&store, &options).await;
-    println!("kv-memory under load: {report}");
-    report
-        .check(&options)
-        .unwrap_or_else(|problems| panic!("{problems}"));
+    assert_load("kv-memory", &store, &options).await;
 }

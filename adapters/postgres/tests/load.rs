@@ -5,7 +5,7 @@
 
 mod common;
 
-use kv_conformance::load::{run_load, LoadOptions};
+use kv_conformance::load::{assert_load, LoadOptions};
 use kv_postgres::DEFAULT_POOL_SIZE;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -14,9 +14,5 @@ async fn ten_thousand_tasks_on_one_handle() {
         return;
     };
     let options = LoadOptions::default().with_max_new_descriptors(DEFAULT_POOL_SIZE + 8);
-    let report = run_load(&store, &options).await;
-    println!("kv-postgres under load: {report}");
-    report
-        .check(&options)
-        .unwrap_or_else(|problems| panic!("{problems}"));
+    assert_load("kv-postgres", &store, &options).await;
 }

@@ -6,17 +6,13 @@
 
 mod common;
 
-use kv_conformance::load::{run_load, LoadOptions};
+use kv_conformance::load::{assert_load, LoadOptions};
 use kv_test_services::redis::{self as services, RedisService};
 
 async fn burst(service: &RedisService, label: &str) {
     let store = common::backend(service, &common::namespace(label)).await;
     let options = LoadOptions::default().with_max_new_descriptors(32);
-    let report = run_load(&store, &options).await;
-    println!("kv-redis ({label}) under load: {report}");
-    report
-        .check(&options)
-        .unwrap_or_else(|problems| panic!("{label}: {problems}"));
+    assert_load(&format!("kv-redis ({label})"), &store, &options).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

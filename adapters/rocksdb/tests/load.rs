@@ -2,7 +2,7 @@
 //! every call succeeds, the open files stay bounded (RocksDB's own: a WAL, a few SST files as
 //! memtables flush) and memory stays bounded. Run with `--nocapture` for the latencies.
 
-use kv_conformance::load::{run_load, LoadOptions};
+use kv_conformance::load::{assert_load, LoadOptions};
 use kv_rocksdb::RocksDbBackend;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -12,9 +12,5 @@ async fn ten_thousand_tasks_on_one_handle() {
         .await
         .expect("open");
     let options = LoadOptions::default().with_max_new_descriptors(32);
-    let report = run_load(&store, &options).await;
-    println!("kv-rocksdb under load: {report}");
-    report
-        .check(&options)
-        .unwrap_or_else(|problems| panic!("{problems}"));
+    assert_load("kv-rocksdb", &store, &options).await;
 }

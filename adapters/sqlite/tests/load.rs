@@ -5,16 +5,12 @@
 
 mod common;
 
-use kv_conformance::load::{run_load, LoadOptions};
+use kv_conformance::load::{assert_load, LoadOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_tasks_on_one_handle() {
     let file = common::file_store().await;
     // 4 pooled connections × 3 files, a handful for temporary files, and room to spare.
     let options = LoadOptions::default().with_max_new_descriptors(32);
-    let report = run_load(&file.store, &options).await;
-    println!("kv-sqlite under load: {report}");
-    report
-        .check(&options)
-        .unwrap_or_else(|problems| panic!("{problems}"));
+    assert_load("kv-sqlite", &file.store, &options).await;
 }
