@@ -22,7 +22,7 @@ use kv_trait::{apply_increment, format_counter, unix_millis_now, KvError};
 use tokio::sync::oneshot;
 
 use crate::backend::{if_absent, if_unchanged, EtcdBackend};
-use crate::encoding::{envelope, plain};
+use crate::encoding::{envelope, plain, Entry};
 
 /// The increments waiting for each key's next transaction, in arrival order. A key is present
 /// while a batch runner for it is running.
@@ -127,51 +127,35 @@ impl EtcdBackend {
         key: &[u8],
         deltas: &[i64],
     ) -> Result<Vec<Result<i64, KvError>>, KvError> {
-        // An absent key first: a new counter without TTL or lease.
-        let (mut sum, mut results) = add_each(None, deltas);
-        let Some(first) = sum else {
-            return Ok(results);
-        };
-        let mut txn = if_absent(key, plain(&format_counter(first)));
+        // Assume the key absent first: the transaction reads it if not.
+        let mut found: Option<Entry> = None;
         loop {
-            let Some(current) = self.transact(txn).await? else {
+            let live = found
+                .as_ref()
+                .filter(|entry| entry.is_live_at(unix_millis_now()));
+            // Absent or expired: a new counter without TTL or lease; live: the sum, keeping
+            // the deadline and lease.
+            let (sum, results) = add_each(live.map(|entry| entry.value.as_slice()), deltas);
+            let Some(sum) = sum else {
+                // Nothing to write: not a counter, or every increment would overflow.
                 return Ok(results);
             };
-            let now = unix_millis_now();
-            txn = match current {
-                // Deleted since the comparison failed: absent again.
-                None => {
-                    (sum, results) = add_each(None, deltas);
-                    match sum {
-                        Some(sum) => if_absent(key, plain(&format_counter(sum))),
-                        None => return Ok(results),
-                    }
+            let counter = format_counter(sum);
+            let txn = match (&found, live) {
+                (None, _) => if_absent(key, plain(&counter)),
+                (Some(entry), None) => {
+                    if_unchanged(key, entry.mod_revision, plain(&counter), false)
                 }
-                // Expired: a new counter, without TTL or lease.
-                Some(entry) if !entry.is_live_at(now) => {
-                    (sum, results) = add_each(None, deltas);
-                    match sum {
-                        Some(sum) => if_unchanged(
-                            key,
-                            entry.mod_revision,
-                            plain(&format_counter(sum)),
-                            false,
-                        ),
-                        None => return Ok(results),
-                    }
-                }
-                // Live: the sum, with the same deadline and lease.
-                Some(entry) => {
-                    (sum, results) = add_each(Some(&entry.value), deltas);
-                    let Some(sum) = sum else {
-                        // Nothing to write: not a counter, or every increment would overflow.
-                        return Ok(results);
-                    };
-                    let stored = envelope(&format_counter(sum), entry.deadline_ms);
-                    let keep_lease = entry.deadline_ms.is_some();
-                    if_unchanged(key, entry.mod_revision, stored, keep_lease)
+                (Some(entry), Some(_)) => {
+                    let stored = envelope(&counter, entry.deadline_ms);
+                    if_unchanged(key, entry.mod_revision, stored, entry.deadline_ms.is_some())
                 }
             };
+            match self.transact(txn).await? {
+                None => return Ok(results),
+                // The comparison failed: judge the key as the transaction read it.
+                Some(current) => found = current,
+            }
         }
     }
 }
