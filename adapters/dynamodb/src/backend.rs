@@ -250,12 +250,12 @@ impl DynamoDbBackend {
         &self.shared.partition
     }
 
-    /// The client for reads: the SDK's retries as configured.
     /// The permits for requests in flight (see [`WithinLimit`]).
     pub(crate) fn request_limit(&self) -> &Semaphore {
         &self.shared.requests
     }
 
+    /// The client for reads: the SDK's retries as configured.
     pub(crate) fn reader(&self) -> &Client {
         &self.shared.client
     }

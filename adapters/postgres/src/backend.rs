@@ -368,8 +368,7 @@ impl Store for PostgresBackend {
         Ok(!rows.is_empty())
     }
 
-    /// One `SELECT ... key = ANY($2)` per `BATCH_KEYS` keys.
-    /// One `SELECT` per `BATCH_KEYS` keys, each one snapshot. A chunk that finds expired
+    /// One `SELECT ... key = ANY($2)` per `BATCH_KEYS` keys, each one snapshot. A chunk that finds expired
     /// rows settles each of them (see `settled`), one at a time so that it never holds one
     /// row's lock while waiting for another's, then is read again whole, until a reading
     /// finds no expired row it has not settled.
