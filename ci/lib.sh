@@ -25,32 +25,39 @@ install_deps() {
 # instead of compiling it again. The cache key names what the library depends on: the
 # librocksdb-sys version in Cargo.lock, the C++ compiler, and the dev profile's settings for
 # it; a change of any of them builds it again. The bindings are still generated each build.
+# Each profile has a library of its own (`rocksdb_cache_dir release`, for ci/bench and
+# ci/reliability): the key then names the release profile's settings.
 rocksdb_cache_dir() {
+  local build_profile=${1:-dev}
   local version compiler profile
   version=$(grep -A1 '^name = "librocksdb-sys"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')
   compiler=$(c++ --version 2>/dev/null | head -n1)
-  profile=$(sed -n '/^\[profile\.dev/,/^$/p' Cargo.toml)
-  local key
+  profile=$(sed -n "/^\[profile\.$build_profile/,/^$/p" Cargo.toml)
+  local key suffix=
   key=$(printf '%s\n%s\n%s\n' "$version" "$compiler" "$profile" | sha256sum | cut -c1-16)
-  echo "${KVKIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kvkit}/rocksdb/$version-$key"
+  [ "$build_profile" = dev ] || suffix=-$build_profile
+  echo "${KVKIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kvkit}/rocksdb/$version-$key$suffix"
 }
 
+# use_rocksdb_cache [PROFILE]: link the library kept for PROFILE (default dev), if there is one.
 use_rocksdb_cache() {
   local dir
-  dir=$(rocksdb_cache_dir)
+  dir=$(rocksdb_cache_dir "${1:-dev}")
   if [ -f "$dir/librocksdb.a" ]; then
     echo "RocksDB: linking the static library built earlier on this machine ($dir)"
     export ROCKSDB_LIB_DIR=$dir ROCKSDB_STATIC=1
   fi
 }
 
-# After a build that compiled RocksDB: keep its static library for the next runs.
+# save_rocksdb_cache [PROFILE]: after a build of PROFILE (default dev) that compiled RocksDB,
+# keep its static library for the next runs.
 save_rocksdb_cache() {
   [ -n "${ROCKSDB_LIB_DIR:-}" ] && return 0
-  local dir built
-  dir=$(rocksdb_cache_dir)
+  local build_profile=${1:-dev} dir built output=debug
+  [ "$build_profile" = dev ] || output=$build_profile
+  dir=$(rocksdb_cache_dir "$build_profile")
   [ -f "$dir/librocksdb.a" ] && return 0
-  built=$(ls -t "${CARGO_TARGET_DIR:-target}"/debug/build/librocksdb-sys-*/out/librocksdb.a 2>/dev/null | head -n1)
+  built=$(ls -t "${CARGO_TARGET_DIR:-target}/$output"/build/librocksdb-sys-*/out/librocksdb.a 2>/dev/null | head -n1)
   [ -n "$built" ] || return 0
   mkdir -p "$dir"
   cp "$built" "$dir/librocksdb.a.partial" && mv "$dir/librocksdb.a.partial" "$dir/librocksdb.a"

@@ -151,6 +151,27 @@ where
     Ok(all)
 }
 
+/// Records the outcome of [`crash_rounds`] on `store` for the reliability report
+/// ([`crate::reliability::record`], as the check `crash`): the rounds, what was acknowledged
+/// in all, or the failure that ended the run.
+pub fn record(store: &str, rounds: u64, outcome: &Result<Acknowledged, Failure>) {
+    let figures = match outcome {
+        Ok(all) => serde_json::json!({
+            "rounds": rounds,
+            "passed": true,
+            "acknowledged_writes": all.sets.len(),
+            "acknowledged_increments": all.increments,
+            "lost_writes": 0,
+        }),
+        Err(failure) => serde_json::json!({
+            "rounds": rounds,
+            "passed": false,
+            "failure": failure.to_string(),
+        }),
+    };
+    crate::reliability::record(store, "crash", figures);
+}
+
 /// What a killed child acknowledged.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Acknowledged {

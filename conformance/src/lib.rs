@@ -143,6 +143,14 @@
 //! the suite (one burst takes seconds on a networked store); each adapter's `tests/load.rs`
 //! runs it.
 //!
+//! # Reliability figures
+//!
+//! The fault checks ([`faults`]), crash rounds ([`crash`]) and the load burst ([`load`]) report
+//! what they measured; [`reliability::record`] writes such figures as JSON files into the
+//! directory `KVKIT_RELIABILITY_DIR` names (and does nothing without it), so that a script can
+//! gather every adapter's figures into one report, and [`reliability::scaled`] lengthens a
+//! test when `KVKIT_RELIABILITY_FULL` asks for the long version.
+//!
 //! # Timing
 //!
 //! Expiry checks measure the time around every call and judge only what the contract decides:
@@ -170,6 +178,7 @@ mod model;
 mod probe;
 mod profile;
 mod props;
+pub mod reliability;
 mod report;
 pub mod shared_store;
 mod suite;

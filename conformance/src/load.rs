@@ -176,19 +176,47 @@ pub async fn run_load<B: KvBackend + Clone + 'static>(
     }
 }
 
-/// The body of a `tests/load.rs`: [`run_load`], the report printed after `label` (see it with
-/// `--nocapture`), and a panic naming the problems if [`LoadReport::check`] finds any.
+/// The body of a `tests/load.rs`: [`run_load`], the report printed after `store` (see it with
+/// `--nocapture`) and recorded for the reliability report ([`crate::reliability::record`],
+/// as the check `load`), and a panic naming the problems if [`LoadReport::check`] finds any.
 pub async fn assert_load<B: KvBackend + Clone + 'static>(
-    label: &str,
+    store: &str,
     backend: &B,
     options: &LoadOptions,
 ) -> LoadReport {
     let report = run_load(backend, options).await;
-    println!("{label} under load: {report}");
-    if let Err(problems) = report.check(options) {
-        panic!("{label}: {problems}");
+    println!("{store} under load: {report}");
+    let verdict = report.check(options);
+    let mut figures = report.to_json();
+    figures["passed"] = verdict.is_ok().into();
+    crate::reliability::record(store, "load", figures);
+    if let Err(problems) = verdict {
+        panic!("{store}: {problems}");
     }
     report
+}
+
+impl LoadReport {
+    /// The report as JSON (durations in milliseconds, memory in bytes), for
+    /// [`crate::reliability::record`].
+    pub fn to_json(&self) -> serde_json::Value {
+        use crate::reliability::millis;
+        serde_json::json!({
+            "tasks": self.tasks,
+            "calls": self.calls,
+            "failed": self.failed,
+            "errors": self.errors,
+            "p50_ms": millis(self.p50),
+            "p99_ms": millis(self.p99),
+            "max_ms": millis(self.max),
+            "elapsed_ms": millis(self.elapsed),
+            "descriptors_before": self.descriptors.map(|(before, _)| before),
+            "descriptors_peak": self.descriptors.map(|(_, peak)| peak),
+            "memory_before_bytes": self.memory.map(|(before, _)| before),
+            "memory_peak_bytes": self.memory.map(|(_, peak)| peak),
+            "counter_mismatch": self.counter_mismatch,
+        })
+    }
 }
 
 impl LoadReport {

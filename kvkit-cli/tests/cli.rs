@@ -276,6 +276,61 @@ fn check_faults_passes_on_redis_behind_the_proxy() {
     }
 }
 
+/// `kvkit check --faults --json`: the same checks, the report as JSON with each fault's
+/// figures (what `ci/reliability` and other machines read), and no password in it.
+#[test]
+fn check_faults_json_gives_each_fault_figures() {
+    use kv_test_services::redis;
+    let Some(service) = redis::standalone() else {
+        return; // announced (or failed, under KVKIT_REQUIRE_SERVICES) by `services`
+    };
+    let url = service.url_with(&format!(
+        "namespace=kvkit-cli-faults-json-{}.&connect_timeout_ms=400&request_timeout_ms=400",
+        std::process::id()
+    ));
+    let output = kvkit(&[
+        "check",
+        "--faults",
+        &url,
+        "--call-timeout-ms",
+        "800",
+        "--json",
+    ]);
+    let text = passed(&output);
+    let report: serde_json::Value = serde_json::from_str(&text).expect("one JSON document");
+    assert_eq!(report["passed"], true, "{text}");
+    let faults = report["faults"].as_array().expect("a list of faults");
+    let names: Vec<&str> = faults.iter().filter_map(|f| f["fault"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "latency",
+            "cut-mid-reply",
+            "reset-all",
+            "black-hole",
+            "server-down"
+        ]
+    );
+    for fault in faults {
+        assert!(fault["calls"].as_u64().unwrap() > 0, "{fault}");
+        assert_eq!(fault["lost_writes"], 0, "{fault}");
+        assert_eq!(fault["applied_twice"], 0, "{fault}");
+        assert!(fault["recovery_ms"].is_number(), "{fault}");
+    }
+    let largest = report["largest_call_ms"].as_f64().unwrap();
+    let bound = report["call_timeout_ms"].as_f64().unwrap() + report["margin_ms"].as_f64().unwrap();
+    assert!(
+        largest > 0.0 && largest <= bound,
+        "{largest} ms, bound {bound} ms"
+    );
+    if let Some(password) = &service.password {
+        assert!(
+            !text.contains(password.as_str()),
+            "the report shows the password"
+        );
+    }
+}
+
 /// A store with no TCP host is a usage error (exit 2), said in one line.
 #[test]
 fn check_faults_needs_a_tcp_store() {

@@ -48,5 +48,6 @@ async fn the_fault_checks_pass_behind_the_fault_proxy() {
     .run()
     .await;
     eprintln!("{report}");
+    kv_conformance::reliability::record("dynamodb", "faults", report.to_json());
     assert!(report.passed(), "{report}");
 }

@@ -22,5 +22,5 @@ async fn ten_thousand_tasks_on_one_handle() {
     };
     let options =
         LoadOptions::default().with_max_new_descriptors(3 * DEFAULT_MAX_CONCURRENT_REQUESTS);
-    assert_load("kv-dynamodb", &store, &options).await;
+    assert_load("dynamodb", &store, &options).await;
 }

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kv_conformance::reliability;
 use kv_etcd::EtcdBackend;
 use kv_test_services::etcd::{self, EtcdService};
 use kv_trait::{monotonic_now, KvBackend, KvError};
@@ -237,6 +238,23 @@ async fn losing_one_member_of_three_loses_no_acknowledged_write() {
         acknowledged.len(),
         counter - acked
     );
+    reliability::record(
+        "etcd-cluster",
+        "leader-killed",
+        reliability::json!({
+            "killed_at_ms": reliability::millis(killed_at),
+            "calls_ok": tally.ok.load(Ordering::Relaxed),
+            "calls_ok_after_kill": ok_after_kill,
+            "unavailable": tally.unavailable.load(Ordering::Relaxed),
+            "failures_until_ms": reliability::millis(last_failure.saturating_sub(killed_at)),
+            "acknowledged_writes": acknowledged.len(),
+            "lost_writes": 0,
+            "acknowledged_increments": acked,
+            "unavailable_increments": maybe_applied,
+            "counter": counter,
+            "applied_twice": 0,
+        }),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,9 +346,17 @@ async fn losing_two_members_is_unavailable_in_time_and_the_backend_recovers() {
         Some(&b"after"[..])
     );
     assert!(store.increment("n", 1).await.unwrap() >= 1);
+    let recovered = restarted_at.elapsed();
     println!(
         "without quorum every operation failed Unavailable within {TIMEOUT:?} + {MARGIN:?}; \
-         recovered {:?} after restarting a member",
-        restarted_at.elapsed()
+         recovered {recovered:?} after restarting a member",
+    );
+    reliability::record(
+        "etcd-cluster",
+        "quorum-lost",
+        reliability::json!({
+            "call_bound_ms": reliability::millis(TIMEOUT + MARGIN),
+            "recovered_ms": reliability::millis(recovered),
+        }),
     );
 }

@@ -40,5 +40,6 @@ async fn the_fault_checks_pass_behind_the_fault_proxy() {
     .run()
     .await;
     eprintln!("{report}");
+    kv_conformance::reliability::record("etcd", "faults", report.to_json());
     assert!(report.passed(), "{report}");
 }

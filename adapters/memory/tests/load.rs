@@ -9,5 +9,5 @@ use kv_memory::MemoryBackend;
 async fn ten_thousand_tasks_on_one_handle() {
     let store = MemoryBackend::new();
     let options = LoadOptions::default().with_max_new_descriptors(2);
-    assert_load("kv-memory", &store, &options).await;
+    assert_load("memory", &store, &options).await;
 }

@@ -14,5 +14,5 @@ async fn ten_thousand_tasks_on_one_handle() {
         return;
     };
     let options = LoadOptions::default().with_max_new_descriptors(DEFAULT_POOL_SIZE + 8);
-    assert_load("kv-postgres", &store, &options).await;
+    assert_load("postgres", &store, &options).await;
 }

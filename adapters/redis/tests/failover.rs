@@ -15,6 +15,7 @@ mod common;
 
 use std::time::Duration;
 
+use kv_conformance::reliability::millis;
 use kv_test_services::redis as services;
 use kv_trait::{monotonic_now, KvBackend, KvError};
 
@@ -146,6 +147,22 @@ async fn kill_a_primary_during_the_workload(label: &str, wait: Option<u32>) -> O
         outcome.unknown_increments,
         outcome.acked_increments.saturating_sub(outcome.counter),
         outcome.slowest
+    );
+    kv_conformance::reliability::record(
+        "redis-cluster",
+        label,
+        kv_conformance::reliability::json!({
+            "wait_for_replicas": wait,
+            "promoted_ms": millis(outcome.promoted_after),
+            "recovered_ms": millis(outcome.recovered),
+            "slowest_call_ms": millis(outcome.slowest),
+            "acknowledged_writes": outcome.acked_sets,
+            "lost_writes": outcome.lost_sets,
+            "acknowledged_increments": outcome.acked_increments,
+            "unavailable_increments": outcome.unknown_increments,
+            "counter": outcome.counter,
+            "lost_increments": outcome.acked_increments.saturating_sub(outcome.counter),
+        }),
     );
     Some(outcome)
 }

@@ -35,6 +35,7 @@ async fn the_fault_checks_pass_behind_the_fault_proxy() {
     .run()
     .await;
     eprintln!("{report}");
+    kv_conformance::reliability::record("redis", "faults", report.to_json());
     assert!(report.passed(), "{report}");
     drop(server);
 }

@@ -9,22 +9,23 @@ mod common;
 use kv_conformance::load::{assert_load, LoadOptions};
 use kv_test_services::redis::{self as services, RedisService};
 
-async fn burst(service: &RedisService, label: &str) {
-    let store = common::backend(service, &common::namespace(label)).await;
+/// `store_name` as the reliability report names it: `redis` or `redis-cluster`.
+async fn burst(service: &RedisService, store_name: &str) {
+    let store = common::backend(service, &common::namespace(store_name)).await;
     let options = LoadOptions::default().with_max_new_descriptors(32);
-    assert_load(&format!("kv-redis ({label})"), &store, &options).await;
+    assert_load(store_name, &store, &options).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_tasks_on_one_standalone_handle() {
     if let Some(server) = services::standalone() {
-        burst(server, "load").await;
+        burst(server, "redis").await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_tasks_on_one_cluster_handle() {
     if let Some(cluster) = services::cluster() {
-        burst(cluster, "load-cluster").await;
+        burst(cluster, "redis-cluster").await;
     }
 }

@@ -10,6 +10,7 @@ mod common;
 
 use std::time::Duration;
 
+use kv_conformance::reliability::millis;
 use kv_test_services::redis as services;
 use kv_trait::{monotonic_now, KvBackend};
 
@@ -78,5 +79,20 @@ async fn a_killed_and_restarted_server_loses_no_acknowledged_write() {
     assert!(
         acked > 0 && unknown > 0,
         "the workload must have run both before and during the outage"
+    );
+    kv_conformance::reliability::record(
+        "redis",
+        "restart",
+        kv_conformance::reliability::json!({
+            "down_ms": millis(restarted.duration_since(killed)),
+            "recovered_ms": millis(recovered),
+            "slowest_call_ms": millis(slowest),
+            "acknowledged_writes": tally.acked_sets.len(),
+            "lost_writes": lost.len(),
+            "acknowledged_increments": acked,
+            "unavailable_increments": unknown,
+            "counter": counter,
+            "applied_twice": counter.saturating_sub(acked + unknown),
+        }),
     );
 }

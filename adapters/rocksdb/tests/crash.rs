@@ -15,7 +15,8 @@ use kv_trait::KvBackend;
 
 const CHILD_FILE: &str = "KV_ROCKSDB_CRASH_FILE";
 const CHILD_START: &str = "KV_ROCKSDB_CRASH_START";
-const ROUNDS: u64 = 12;
+/// Kills under `cargo test`, and in the reliability report's long run.
+const ROUNDS: (u64, u64) = (12, 100);
 const TASKS: usize = 4;
 
 /// The child of round `round` on `path`.
@@ -38,16 +39,18 @@ async fn a_killed_writer_loses_no_acknowledged_write_round_after_round() {
             .await
             .expect("create the database"),
     );
-    let all = crash_rounds(
-        ROUNDS,
+    let rounds = kv_conformance::reliability::scaled(ROUNDS.0, ROUNDS.1);
+    let outcome = crash_rounds(
+        rounds,
         TASKS,
         |round| child(&path, round),
         || async { RocksDbBackend::open(&path).await },
     )
-    .await
-    .unwrap_or_else(|failure| panic!("{failure}"));
+    .await;
+    kv_conformance::crash::record("rocksdb", rounds, &outcome);
+    let all = outcome.unwrap_or_else(|failure| panic!("{failure}"));
     println!(
-        "rocksdb crash rounds: {ROUNDS} kills, {} acknowledged writes and {} increments, none lost",
+        "rocksdb crash rounds: {rounds} kills, {} acknowledged writes and {} increments, none lost",
         all.sets.len(),
         all.increments
     );

@@ -12,5 +12,5 @@ async fn ten_thousand_tasks_on_one_handle() {
         .await
         .expect("open");
     let options = LoadOptions::default().with_max_new_descriptors(32);
-    assert_load("kv-rocksdb", &store, &options).await;
+    assert_load("rocksdb", &store, &options).await;
 }

@@ -15,7 +15,8 @@ use kv_trait::KvBackend;
 
 const CHILD_FILE: &str = "KV_SQLITE_CRASH_FILE";
 const CHILD_START: &str = "KV_SQLITE_CRASH_START";
-const ROUNDS: u64 = 12;
+/// Kills under `cargo test`, and in the reliability report's long run.
+const ROUNDS: (u64, u64) = (12, 100);
 const TASKS: usize = 4;
 
 /// The child of round `round` on `path`.
@@ -34,8 +35,9 @@ async fn a_killed_writer_loses_no_acknowledged_write_round_after_round() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let path = dir.path().join("kv.db");
     drop(SqliteBackend::open(&path).await.expect("create the file"));
-    let all = crash_rounds(
-        ROUNDS,
+    let rounds = kv_conformance::reliability::scaled(ROUNDS.0, ROUNDS.1);
+    let outcome = crash_rounds(
+        rounds,
         TASKS,
         |round| child(&path, round),
         || async {
@@ -45,10 +47,11 @@ async fn a_killed_writer_loses_no_acknowledged_write_round_after_round() {
                 .await
         },
     )
-    .await
-    .unwrap_or_else(|failure| panic!("{failure}"));
+    .await;
+    kv_conformance::crash::record("sqlite", rounds, &outcome);
+    let all = outcome.unwrap_or_else(|failure| panic!("{failure}"));
     println!(
-        "sqlite crash rounds: {ROUNDS} kills, {} acknowledged writes and {} increments, none lost",
+        "sqlite crash rounds: {rounds} kills, {} acknowledged writes and {} increments, none lost",
         all.sets.len(),
         all.increments
     );

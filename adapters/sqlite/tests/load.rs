@@ -12,5 +12,5 @@ async fn ten_thousand_tasks_on_one_handle() {
     let file = common::file_store().await;
     // 4 pooled connections × 3 files, a handful for temporary files, and room to spare.
     let options = LoadOptions::default().with_max_new_descriptors(32);
-    assert_load("kv-sqlite", &file.store, &options).await;
+    assert_load("sqlite", &file.store, &options).await;
 }

@@ -357,6 +357,52 @@ impl FaultReport {
                 recovery.map(|r| longest.max(r))
             })
     }
+
+    /// The report as JSON, for machines and for [`crate::reliability::record`]: the bounds,
+    /// and per fault its figures (durations in milliseconds), the checker's verdict and the
+    /// failures' messages.
+    pub fn to_json(&self) -> serde_json::Value {
+        use crate::reliability::millis;
+        let faults: Vec<serde_json::Value> = self
+            .faults
+            .iter()
+            .map(|outcome| {
+                serde_json::json!({
+                    "fault": outcome.fault.name(),
+                    "calls": outcome.calls,
+                    "unavailable": outcome.unavailable,
+                    "other_errors": outcome.other_errors,
+                    "largest_call_ms": millis(outcome.largest_call),
+                    "slowest": outcome.slowest,
+                    "recovery_ms": outcome.recovery.map(millis),
+                    "writes_acknowledged": outcome.writes.0,
+                    "writes_unavailable": outcome.writes.1,
+                    "lost_writes": outcome.lost_writes,
+                    "increments_acknowledged": outcome.increments.0,
+                    "increments_unavailable": outcome.increments.1,
+                    "tally": outcome.tally,
+                    "applied_twice": outcome.applied_twice,
+                    "connections": outcome.connections,
+                    "linearizability": outcome.linearizability,
+                    "failures": outcome
+                        .failures
+                        .iter()
+                        .map(|failure| failure.message.clone())
+                        .collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "passed": self.passed(),
+            "call_timeout_ms": millis(self.call_timeout),
+            "margin_ms": millis(self.margin),
+            "recovery_bound_ms": millis(self.recovery_bound),
+            "setup": self.setup,
+            "largest_call_ms": millis(self.largest_call()),
+            "longest_recovery_ms": self.longest_recovery().map(millis),
+            "faults": faults,
+        })
+    }
 }
 
 impl fmt::Display for FaultReport {
@@ -435,6 +481,11 @@ pub struct FaultOutcome {
     pub increments: (u64, u64),
     /// The tally read back afterwards.
     pub tally: Option<i64>,
+    /// Acknowledged writes that were not there when read back afterwards.
+    pub lost_writes: usize,
+    /// By how much the tally exceeded every increment that may have happened (acknowledged
+    /// and `Unavailable` ones): increments applied twice.
+    pub applied_twice: u64,
     /// Client connections the proxy accepted during the phase.
     pub connections: u64,
     /// What the linearizability checker said, in one line.
@@ -663,6 +714,7 @@ impl Phase {
                 other => lost.push(format!("{key:?}: wrote {value:?} (Ok), read {other:?}")),
             }
         }
+        let lost_writes = lost.len();
         if !lost.is_empty() {
             let mut failure = Failure::new(format!(
                 "{} of {} acknowledged writes are not there afterwards",
@@ -718,6 +770,10 @@ impl Phase {
             ),
             increments,
             tally,
+            lost_writes,
+            applied_twice: tally
+                .and_then(|tally| u64::try_from(tally).ok())
+                .map_or(0, |tally| tally.saturating_sub(increments.0 + increments.1)),
             connections: self.proxy.connections_accepted() - connections_before,
             linearizability: String::new(),
             failures,

@@ -56,6 +56,7 @@ pub(crate) async fn run(args: CheckArgs) -> u8 {
         return run_faults(
             args.url.as_deref(),
             Duration::from_millis(args.call_timeout_ms),
+            args.json,
         )
         .await;
     }
@@ -92,8 +93,8 @@ pub(crate) async fn run(args: CheckArgs) -> u8 {
     }
 }
 
-/// `kvkit check --faults URL`.
-async fn run_faults(url: Option<&str>, call_timeout: Duration) -> u8 {
+/// `kvkit check --faults URL` (`--json`: the report as JSON, `FaultReport::to_json`).
+async fn run_faults(url: Option<&str>, call_timeout: Duration, as_json: bool) -> u8 {
     let Some(url) = url else {
         return error(&"--faults needs the URL of a networked store");
     };
@@ -109,10 +110,14 @@ async fn run_faults(url: Option<&str>, call_timeout: Duration) -> u8 {
         })
         .run()
         .await;
-    println!(
-        "kvkit check --faults {}\n\n{report}",
-        kv_trait::url_config::redact(url)
-    );
+    let shown = kv_trait::url_config::redact(url);
+    if as_json {
+        let mut report_json = report.to_json();
+        report_json["target"] = shown.into();
+        println!("{report_json}");
+    } else {
+        println!("kvkit check --faults {shown}\n\n{report}");
+    }
     if report.passed() {
         EXIT_PASSED
     } else {
