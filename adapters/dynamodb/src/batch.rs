@@ -6,7 +6,10 @@
 //! resent after a backoff, never dropped: a dropped key would read as absent, a dropped
 //! item would be a write that silently did not happen. Each chunk (its first request, the
 //! resends and the waits between them) runs within one operation timeout, as a single
-//! operation does; a chunk still unfinished by then fails with `Unavailable`.
+//! operation does; a chunk still unfinished by then fails with `Unavailable`. As for a single
+//! operation, the wait for a place among the backend's requests in flight
+//! (`max_concurrent_requests`) before each request does not count: under a burst, the
+//! timeout measures DynamoDB, not the queue in front of it.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -14,7 +17,9 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::{KeysAndAttributes, PutRequest, WriteRequest};
 use kv_trait::{monotonic_now, KvError};
 
-use crate::backend::{DynamoDbBackend, WithinLimit};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use crate::backend::DynamoDbBackend;
 use crate::encoding::{self, names, Item, Stored, COUNTER, DEADLINE, SORT_KEY, VALUE};
 use crate::error::from_sdk;
 
@@ -66,6 +71,20 @@ impl Budget {
             timeout,
             resends: 0,
         }
+    }
+
+    /// A place among the backend's requests in flight (`limit`), to hold until the answer
+    /// is in. The wait moves the deadline back by as long as it took, so that it does not
+    /// count against the budget (see the module docs).
+    async fn place<'a>(&mut self, limit: &'a Semaphore) -> Option<SemaphorePermit<'a>> {
+        let waiting = monotonic_now();
+        // Never closed, so `acquire` cannot fail; were it to, the request goes unbounded.
+        let permit = limit.acquire().await.ok();
+        self.deadline = self
+            .deadline
+            .checked_add(waiting.elapsed())
+            .unwrap_or(self.deadline);
+        permit
     }
 
     /// Sends one request of the chunk, cut off at the deadline. A write cut off in flight
@@ -126,17 +145,19 @@ impl DynamoDbBackend {
                 .set_expression_attribute_names(Some(names(&[SORT_KEY, VALUE, COUNTER, DEADLINE])))
                 .build()
                 .map_err(|err| KvError::backend(format!("BatchGetItem request: {err}")))?;
+            let place = budget.place(self.request_limit()).await;
             let output = budget
                 .send(async move {
                     self.reader()
                         .batch_get_item()
                         .request_items(self.table(), request)
                         .send()
-                        .within(self.request_limit())
                         .await
                         .map_err(|err| from_sdk("BatchGetItem", err))
                 })
-                .await?;
+                .await;
+            drop(place);
+            let output = output?;
             // Liveness by the clock read once this answer is in hand, as `get` does.
             let now = kv_trait::unix_millis_now();
             let items = output
@@ -186,17 +207,19 @@ impl DynamoDbBackend {
         let mut budget = Budget::start("BatchWriteItem", self.operation_timeout());
         loop {
             let batch = std::mem::take(&mut pending);
+            let place = budget.place(self.request_limit()).await;
             let output = budget
                 .send(async move {
                     self.writer()
                         .batch_write_item()
                         .request_items(self.table(), batch)
                         .send()
-                        .within(self.request_limit())
                         .await
                         .map_err(|err| from_sdk("BatchWriteItem", err))
                 })
-                .await?;
+                .await;
+            drop(place);
+            let output = output?;
             pending = output
                 .unprocessed_items
                 .and_then(|mut tables| tables.remove(self.table()))
@@ -212,6 +235,36 @@ impl DynamoDbBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A chunk that waited for a place among the requests in flight longer than its whole
+    /// budget still sends its request: the wait does not count.
+    #[tokio::test]
+    async fn waiting_for_a_place_does_not_spend_the_budget() {
+        let limit = std::sync::Arc::new(Semaphore::new(0));
+        let mut budget = Budget::start("BatchGetItem", Duration::from_millis(100));
+        let freed = std::sync::Arc::clone(&limit);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            freed.add_permits(1);
+        });
+        let place = budget.place(&limit).await;
+        assert!(place.is_some());
+        let answer = budget
+            .send(async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok::<_, KvError>("answered")
+            })
+            .await;
+        assert_eq!(answer.ok(), Some("answered"));
+        // The request itself is still bounded by the budget.
+        let slow = budget
+            .send(async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok::<_, KvError>("too late")
+            })
+            .await;
+        assert!(matches!(slow, Err(KvError::Unavailable(_))), "{slow:?}");
+    }
 
     #[test]
     fn resend_delays_double_up_to_a_bound() {
