@@ -134,6 +134,101 @@ fn sqlite_against_raw_leaves_the_file_as_it_was() {
     assert_eq!(raw_tables, 0, "the raw table was left behind");
 }
 
+/// The batch workloads: one `get_many` or `set_many` of 100 keys per operation, reported
+/// per operation and in keys per second, on both sides, with the file left as it was.
+#[test]
+fn batches_report_keys_per_second_against_the_raw_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.db");
+    let url = format!("sqlite://{}", path.display());
+    for (workload, op) in [("get-many", "get_many"), ("set-many", "set_many")] {
+        let report = bench_json(&[
+            &url,
+            "--raw",
+            "--workload",
+            workload,
+            "--ops",
+            "120",
+            "--rounds",
+            "2",
+            "--concurrency",
+            "4",
+            "--keys",
+            "250",
+        ]);
+        assert_eq!(report["workload"], workload);
+        assert_consistent(&report, "adapter", 120);
+        assert_consistent(&report, "raw", 120);
+        for side in ["adapter", "raw"] {
+            let names: Vec<&String> = operations(&report, side).keys().collect();
+            assert_eq!(names, [op], "{side}");
+            let stats = &operations(&report, side)[op];
+            assert_eq!(stats["keys_per_op"], 100, "{side}: {stats}");
+            let (ops, keys) = (
+                stats["ops_per_sec"].as_f64().unwrap(),
+                stats["keys_per_sec"].as_f64().unwrap(),
+            );
+            assert!((keys / ops - 100.0).abs() < 1e-6, "{side}: {stats}");
+            assert_eq!(stats["round_keys_per_sec"].as_array().unwrap().len(), 2);
+        }
+        assert!(report["ratio"][op].as_f64().unwrap() > 0.0, "{report}");
+    }
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let rows: i64 = db
+        .query_row("SELECT count(*) FROM kv_entries", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(rows, 0, "the adapter's rows were left behind");
+}
+
+/// With fewer data keys than a batch, a batch is all of them; single-key workloads' JSON
+/// has no key counts, and their tables no keys/s column.
+#[test]
+fn batches_shrink_to_the_keyspace_and_single_keys_are_unchanged() {
+    let report = bench_json(&[
+        "memory://",
+        "--workload",
+        "set-many",
+        "--ops",
+        "50",
+        "--keys",
+        "30",
+    ]);
+    let stats = &operations(&report, "adapter")["set_many"];
+    assert_eq!(stats["keys_per_op"], 30, "{stats}");
+    assert_consistent(&report, "adapter", 50);
+    let single = bench_json(&["memory://", "--workload", "get-only", "--ops", "50"]);
+    let get = operations(&single, "adapter")["get"].as_object().unwrap();
+    assert!(!get.contains_key("keys_per_sec"), "{get:?}");
+    let output = kvkit(&[
+        "bench",
+        "memory://",
+        "--workload",
+        "get-many",
+        "--ops",
+        "40",
+    ]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    for expected in [
+        "workload get-many",
+        "batches of 100 keys",
+        "keys/s",
+        "get_many",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing:\n{text}");
+    }
+    let output = kvkit(&[
+        "bench",
+        "memory://",
+        "--workload",
+        "get-only",
+        "--ops",
+        "40",
+    ]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(!text.contains("keys/s"), "{text}");
+}
+
 #[test]
 fn cas_counts_every_update_loop_and_reports_its_retries() {
     let report = bench_json(&[
@@ -307,6 +402,38 @@ fn dynamodb_counts_one_request_per_get_and_set() {
     for side in ["adapter", "raw"] {
         for (name, op) in operations(&report, side) {
             assert_eq!(op["requests_per_op"], 1.0, "{side} {name}: {op}");
+        }
+    }
+}
+
+/// DynamoDB batches of 100, counted: one `BatchGetItem` per `get_many`, four
+/// `BatchWriteItem`s of 25 per `set_many`, on both sides (an emulator processes every item).
+#[test]
+fn dynamodb_batches_count_their_batch_requests() {
+    use kv_test_services::dynamodb;
+    let Some(service) = dynamodb::endpoint() else {
+        return; // announced (or failed, under KVKIT_REQUIRE_SERVICES) by `services`
+    };
+    let table = format!("kvkit-bench-batches-{}", std::process::id());
+    let url = format!("{}&create_table=true", service.url(&table, "bench"));
+    for (workload, op, requests) in [("get-many", "get_many", 1.0), ("set-many", "set_many", 4.0)] {
+        let report = bench_json(&[
+            &url,
+            "--raw",
+            "--workload",
+            workload,
+            "--ops",
+            "6",
+            "--rounds",
+            "1",
+            "--concurrency",
+            "2",
+            "--keys",
+            "100",
+        ]);
+        for side in ["adapter", "raw"] {
+            let stats = &operations(&report, side)[op];
+            assert_eq!(stats["requests_per_op"], requests, "{side} {op}: {stats}");
         }
     }
 }

@@ -23,8 +23,22 @@ pub(crate) trait Driver: Send + Sync + 'static {
         new: &[u8],
     ) -> impl Future<Output = Result<bool, KvError>> + Send;
 
+    /// The values of `keys`, in the order asked: one batch call (the store's own batch read,
+    /// on the raw side).
+    fn get_many(
+        &self,
+        keys: &[&str],
+    ) -> impl Future<Output = Result<Vec<Option<Vec<u8>>>, KvError>> + Send;
+
+    /// Writes every `(key, value)` of `entries`, without a TTL: one batch call (the store's
+    /// own batch write, on the raw side).
+    fn set_many(
+        &self,
+        entries: &[(&str, &[u8])],
+    ) -> impl Future<Output = Result<(), KvError>> + Send;
+
     /// The whole trait, for the operations only the mixed workload runs; `None` for a raw
-    /// client, which implements just the four above.
+    /// client, which implements just the six above.
     fn backend(&self) -> Option<&dyn KvBackend>;
 
     /// Removes `keys` (everything the run wrote), and whatever else the side set up.
@@ -54,6 +68,14 @@ impl Driver for AdapterDriver {
         new: &[u8],
     ) -> Result<bool, KvError> {
         self.0.compare_and_swap(key, expected, new).await
+    }
+
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        self.0.get_many(keys).await
+    }
+
+    async fn set_many(&self, entries: &[(&str, &[u8])]) -> Result<(), KvError> {
+        self.0.set_many(entries, None).await
     }
 
     fn backend(&self) -> Option<&dyn KvBackend> {

@@ -142,8 +142,8 @@ fn validate(args: &BenchArgs) -> Result<(), String> {
     }
     if args.raw && args.workload == Workload::Mixed {
         return Err(
-            "--raw compares get, set, increment and compare_and_swap: use it with the \
-             read-heavy, write-heavy, counter or cas workload"
+            "--raw compares get, set, increment, compare_and_swap, get_many and set_many: use \
+             it with any workload but mixed"
                 .into(),
         );
     }

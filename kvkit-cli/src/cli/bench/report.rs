@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use super::requests::RequestCounts;
 use super::runner::Length;
 use super::stats::Side;
-use super::workload::{Op, Workload};
+use super::workload::{batch_len, Op, Workload};
 
 /// How the run was set up.
 #[derive(Debug, Clone)]
@@ -64,7 +64,14 @@ pub(crate) fn tables(measured: &Measured) -> String {
     for (name, side, requests) in sides {
         if let Some(side) = side {
             out.push('\n');
-            side_table(&mut out, name, side, &measured.ops(), requests.as_ref());
+            side_table(
+                &mut out,
+                name,
+                side,
+                &measured.ops(),
+                requests.as_ref(),
+                settings.keys,
+            );
         }
     }
     if measured.raw.is_some() {
@@ -87,8 +94,12 @@ fn describe(settings: &Settings) -> String {
         Length::Duration(duration) => format!("{} s", duration.as_secs_f64()),
         Length::Ops(ops) => format!("{ops} ops"),
     };
+    let batches = match settings.workload.ops().iter().any(|op| op.is_batch()) {
+        true => format!(", batches of {} keys", batch_len(settings.keys)),
+        false => String::new(),
+    };
     format!(
-        "workload {}, {} tasks, {} round(s) of {length}, {} keys, {}-byte values, seed {}",
+        "workload {}, {} tasks, {} round(s) of {length}, {} keys, {}-byte values{batches}, seed {}",
         settings.workload.name(),
         settings.concurrency,
         settings.rounds,
@@ -98,17 +109,34 @@ fn describe(settings: &Settings) -> String {
     )
 }
 
+/// One side's table: a row per operation, and one for all of them. A workload of batches
+/// gets a keys/s column after ops/s (operations times their keys: what compares with single
+/// gets and sets per second); other workloads' tables are as they were before batches.
 fn side_table(
     out: &mut String,
     name: &str,
     side: &Side,
     ops: &[Op],
     requests: Option<&RequestCounts>,
+    keys: usize,
 ) {
+    let batches = ops.iter().any(|op| op.is_batch());
+    let key_rate = |op: Option<Op>| match batches {
+        true => format!(" {:>12}", thousands(side.median_key_rate(op, keys))),
+        false => String::new(),
+    };
     let _ = write!(
         out,
-        "{name:<18} {:>12} {:>10} {:>10} {:>10} {:>10}",
-        "ops/s", "p50", "p99", "p99.9", "max"
+        "{name:<18} {:>12}{} {:>10} {:>10} {:>10} {:>10}",
+        "ops/s",
+        match batches {
+            true => format!(" {:>12}", "keys/s"),
+            false => String::new(),
+        },
+        "p50",
+        "p99",
+        "p99.9",
+        "max"
     );
     out.push_str(if requests.is_some() {
         "  requests/op\n"
@@ -121,9 +149,10 @@ fn side_table(
         };
         let _ = write!(
             out,
-            "  {:<16} {:>12} {:>10} {:>10} {:>10} {:>10}",
+            "  {:<16} {:>12}{} {:>10} {:>10} {:>10} {:>10}",
             op.name(),
             thousands(side.median_rate(Some(op))),
+            key_rate(Some(op)),
             latency(stats.at(0.5)),
             latency(stats.at(0.99)),
             latency(stats.at(0.999)),
@@ -144,9 +173,10 @@ fn side_table(
     }
     let _ = writeln!(
         out,
-        "  {:<16} {:>12}",
+        "  {:<16} {:>12}{}",
         "all",
-        thousands(side.median_rate(None))
+        thousands(side.median_rate(None)),
+        key_rate(None)
     );
 }
 
@@ -179,7 +209,8 @@ fn latency(duration: Duration) -> String {
 }
 
 /// The JSON report: settings, and per side and operation the median throughput, each
-/// round's throughput, and latency percentiles in microseconds.
+/// round's throughput, and latency percentiles in microseconds; for a batch operation also
+/// its keys per operation and keys per second (median and each round's).
 pub(crate) fn json(measured: &Measured) -> Value {
     let settings = &measured.settings;
     let (duration_s, ops) = match settings.length {
@@ -205,33 +236,43 @@ pub(crate) fn json(measured: &Measured) -> Value {
         "keys": settings.keys,
         "value_size": settings.value_size,
         "seed": settings.seed,
-        "adapter": side_json(&measured.adapter, &measured.ops(), measured.adapter_requests.as_ref()),
-        "raw": measured.raw.as_ref().map(|raw| side_json(raw, &measured.ops(), measured.raw_requests.as_ref())),
+        "adapter": side_json(&measured.adapter, &measured.ops(), measured.adapter_requests.as_ref(), settings.keys),
+        "raw": measured.raw.as_ref().map(|raw| side_json(raw, &measured.ops(), measured.raw_requests.as_ref(), settings.keys)),
         "ratio": ratio,
     })
 }
 
-fn side_json(side: &Side, ops: &[Op], requests: Option<&RequestCounts>) -> Value {
+fn side_json(side: &Side, ops: &[Op], requests: Option<&RequestCounts>, keys: usize) -> Value {
     let micros = |duration: Duration| duration.as_secs_f64() * 1e6;
     let operations: Map<String, Value> = ops
         .iter()
         .filter_map(|&op| {
             let stats = side.merged(op)?;
             let per_op = |total: u64| total as f64 / stats.count as f64;
-            Some((
-                op.name().to_owned(),
-                json!({
-                    "count": stats.count,
-                    "ops_per_sec": side.median_rate(Some(op)),
-                    "round_ops_per_sec": side.rates(Some(op)),
-                    "p50_us": micros(stats.at(0.5)),
-                    "p99_us": micros(stats.at(0.99)),
-                    "p999_us": micros(stats.at(0.999)),
-                    "max_us": micros(stats.max()),
-                    "retries_per_op": per_op(stats.retries),
-                    "requests_per_op": requests.map(|counts| per_op(counts.of(op))),
-                }),
-            ))
+            let mut fields = json!({
+                "count": stats.count,
+                "ops_per_sec": side.median_rate(Some(op)),
+                "round_ops_per_sec": side.rates(Some(op)),
+                "p50_us": micros(stats.at(0.5)),
+                "p99_us": micros(stats.at(0.99)),
+                "p999_us": micros(stats.at(0.999)),
+                "max_us": micros(stats.max()),
+                "retries_per_op": per_op(stats.retries),
+                "requests_per_op": requests.map(|counts| per_op(counts.of(op))),
+            });
+            // Only batches get the key counts: single-key operations' JSON is as before.
+            if let (true, Some(fields)) = (op.is_batch(), fields.as_object_mut()) {
+                fields.insert("keys_per_op".into(), json!(op.keys_per_op(keys)));
+                fields.insert(
+                    "keys_per_sec".into(),
+                    json!(side.median_key_rate(Some(op), keys)),
+                );
+                fields.insert(
+                    "round_keys_per_sec".into(),
+                    json!(side.key_rates(Some(op), keys)),
+                );
+            }
+            Some((op.name().to_owned(), fields))
         })
         .collect();
     json!({

@@ -112,17 +112,40 @@ async fn run_task<D: Driver>(
     Ok(stats)
 }
 
-/// Runs one operation on a key drawn from the keyspace. Returns how many times a
-/// compare-and-swap lost to another writer and went round again (0 for everything else).
+/// Runs one operation on a key drawn from the keyspace (a batch operation on the batch that
+/// starts at that key). Returns how many times a compare-and-swap lost to another writer and
+/// went round again (0 for everything else).
 async fn execute<D: Driver>(
     driver: &D,
     op: Op,
     keys: &Keyspace,
     rng: &mut SmallRng,
 ) -> Result<u64, KvError> {
-    let data = &keys.data[rng.random_range(0..keys.data.len())];
+    // Both indices are drawn for every operation, so that the random sequence (and with it
+    // every later key) is the same whatever the operation.
+    let start = rng.random_range(0..keys.data.len());
+    let data = &keys.data[start];
     let hot = &keys.hot[rng.random_range(0..keys.hot.len())];
     match op {
+        Op::GetMany => {
+            let batch: Vec<&str> = keys.batch(start).collect();
+            let values = driver.get_many(&batch).await?;
+            // A side that answered some other number of keys did not do the work measured.
+            if values.len() != batch.len() {
+                return Err(KvError::backend(format!(
+                    "get_many of {} keys answered {} values",
+                    batch.len(),
+                    values.len()
+                )));
+            }
+        }
+        Op::SetMany => {
+            let batch: Vec<(&str, &[u8])> = keys
+                .batch(start)
+                .map(|key| (key, keys.value.as_slice()))
+                .collect();
+            driver.set_many(&batch).await?;
+        }
         Op::Get => {
             driver.get(data).await?;
         }

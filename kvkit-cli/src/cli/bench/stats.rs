@@ -95,6 +95,20 @@ impl RoundStats {
         };
         count as f64 / self.elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
     }
+
+    /// Keys that operations of kind `op` (all operations for `None`) read or wrote per
+    /// second of the round, in a run of `keys` data keys: each operation counts its
+    /// [`Op::keys_per_op`], so a batch's keys per second compare with single gets or sets
+    /// per second.
+    pub(crate) fn key_rate(&self, op: Option<Op>, keys: usize) -> f64 {
+        let key_count: u64 = self
+            .ops
+            .iter()
+            .filter(|&(&measured, _)| op.is_none_or(|op| op == measured))
+            .map(|(&measured, stats)| stats.count * measured.keys_per_op(keys) as u64)
+            .sum();
+        key_count as f64 / self.elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
 }
 
 /// Every round one side (the adapter, or the raw client) ran.
@@ -112,6 +126,20 @@ impl Side {
     /// Each round's throughput of `op`.
     pub(crate) fn rates(&self, op: Option<Op>) -> Vec<f64> {
         self.rounds.iter().map(|round| round.rate(op)).collect()
+    }
+
+    /// The median over rounds of the keys per second of `op` (of all operations for `None`),
+    /// in a run of `keys` data keys (see [`RoundStats::key_rate`]).
+    pub(crate) fn median_key_rate(&self, op: Option<Op>, keys: usize) -> f64 {
+        median(self.key_rates(op, keys))
+    }
+
+    /// Each round's keys per second of `op`, in a run of `keys` data keys.
+    pub(crate) fn key_rates(&self, op: Option<Op>, keys: usize) -> Vec<f64> {
+        self.rounds
+            .iter()
+            .map(|round| round.key_rate(op, keys))
+            .collect()
     }
 
     /// `op`'s measurements over all rounds together.
@@ -169,5 +197,37 @@ mod tests {
         assert!((99_900..=100_100).contains(&max), "{max}");
         assert_eq!(side.merged(Op::CompareAndSwap).unwrap().retries, 4);
         assert!(side.merged(Op::Set).is_none());
+    }
+
+    #[test]
+    fn batches_count_their_keys_and_single_operations_one() {
+        let mut task = TaskStats::default();
+        for _ in 0..30 {
+            task.record(Op::GetMany, Duration::from_micros(100), 0);
+        }
+        for _ in 0..10 {
+            task.record(Op::Get, Duration::from_micros(10), 0);
+        }
+        let mut round = RoundStats::default();
+        round.add(task);
+        round.elapsed = Duration::from_secs(10);
+        assert_eq!(round.rate(Some(Op::GetMany)), 3.0);
+        // 1000 data keys: batches of 100.
+        assert_eq!(round.key_rate(Some(Op::GetMany), 1000), 300.0);
+        assert_eq!(round.key_rate(Some(Op::Get), 1000), 1.0);
+        assert_eq!(round.key_rate(None, 1000), 301.0);
+        assert_eq!(round.key_rate(Some(Op::Set), 1000), 0.0);
+        // 40 data keys: batches of all 40.
+        assert_eq!(round.key_rate(Some(Op::GetMany), 40), 120.0);
+        let mut slower = round.clone();
+        slower.elapsed = Duration::from_secs(20);
+        let side = Side {
+            rounds: vec![round.clone(), slower, round],
+        };
+        assert_eq!(
+            side.key_rates(Some(Op::GetMany), 1000),
+            [300.0, 150.0, 300.0]
+        );
+        assert_eq!(side.median_key_rate(Some(Op::GetMany), 1000), 300.0);
     }
 }

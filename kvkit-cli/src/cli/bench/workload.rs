@@ -24,6 +24,12 @@ pub(crate) enum Workload {
     GetOnly,
     /// Only `set`: what `redis-benchmark -t set` runs.
     SetOnly,
+    /// Only `get_many`, each of 100 consecutive data keys from a random start (wrapping):
+    /// its keys per second compare with get-only's gets per second.
+    GetMany,
+    /// Only `set_many` (no TTL), each of 100 consecutive data keys from a random start
+    /// (wrapping): its keys per second compare with set-only's sets per second.
+    SetMany,
 }
 
 /// The operations a workload runs, named as in the trait.
@@ -37,11 +43,13 @@ pub(crate) enum Op {
     ListKeys,
     Increment,
     CompareAndSwap,
+    GetMany,
+    SetMany,
 }
 
 impl Op {
-    /// Every operation, in the trait's order.
-    pub(crate) const ALL: [Op; 8] = [
+    /// Every operation a workload may run: the single-key ones, then the batches.
+    pub(crate) const ALL: [Op; 10] = [
         Op::Get,
         Op::Set,
         Op::SetWithTtl,
@@ -50,6 +58,8 @@ impl Op {
         Op::ListKeys,
         Op::Increment,
         Op::CompareAndSwap,
+        Op::GetMany,
+        Op::SetMany,
     ];
 
     /// The trait method's name.
@@ -63,6 +73,23 @@ impl Op {
             Op::ListKeys => "list_keys",
             Op::Increment => "increment",
             Op::CompareAndSwap => "compare_and_swap",
+            Op::GetMany => "get_many",
+            Op::SetMany => "set_many",
+        }
+    }
+
+    /// Whether one operation is one call over a batch of keys.
+    pub(crate) fn is_batch(self) -> bool {
+        matches!(self, Op::GetMany | Op::SetMany)
+    }
+
+    /// The keys one operation reads or writes, in a run of `keys` data keys: a batch's
+    /// length for a batch operation, else 1. Keys per second are operations per second
+    /// times this.
+    pub(crate) fn keys_per_op(self, keys: usize) -> usize {
+        match self.is_batch() {
+            true => batch_len(keys),
+            false => 1,
         }
     }
 
@@ -86,6 +113,17 @@ pub(crate) const HOT_KEYS: usize = 4;
 /// last two digits.
 pub(crate) const LIST_BLOCK: usize = 100;
 
+/// Keys per batch of the get-many and set-many workloads: a batch size applications use (one
+/// page of a listing, one `BatchGetItem`), large enough that the per-call cost shows against
+/// 100 single calls.
+pub(crate) const BATCH_KEYS: usize = 100;
+
+/// The length of every batch in a run of `keys` data keys: [`BATCH_KEYS`], or all the keys
+/// when there are fewer (a batch's keys are distinct).
+pub(crate) fn batch_len(keys: usize) -> usize {
+    BATCH_KEYS.min(keys)
+}
+
 impl Workload {
     /// The operations and their weights (out of 100).
     pub(crate) fn mix(self) -> &'static [(Op, u32)] {
@@ -106,6 +144,8 @@ impl Workload {
             ],
             Workload::GetOnly => &[(Op::Get, 100)],
             Workload::SetOnly => &[(Op::Set, 100)],
+            Workload::GetMany => &[(Op::GetMany, 100)],
+            Workload::SetMany => &[(Op::SetMany, 100)],
         }
     }
 
@@ -133,6 +173,8 @@ impl Workload {
             Workload::Mixed => "mixed",
             Workload::GetOnly => "get-only",
             Workload::SetOnly => "set-only",
+            Workload::GetMany => "get-many",
+            Workload::SetMany => "set-many",
         }
     }
 }
@@ -166,6 +208,16 @@ impl Keyspace {
             prefixes,
             value,
         }
+    }
+
+    /// The keys of one batch: [`batch_len`] consecutive data keys from the one at `start`,
+    /// wrapping round to the first after the last, so that every start gives a full batch of
+    /// distinct keys. Consecutive keys are neighbours in a sorted store (a B-tree page, an
+    /// SST block) as the keys of an application's batch often are; in a hashed store
+    /// (Redis Cluster slots, DynamoDB partitions) they spread as any keys do.
+    pub(crate) fn batch(&self, start: usize) -> impl Iterator<Item = &str> {
+        let len = self.data.len();
+        (0..batch_len(len)).map(move |i| self.data[(start + i) % len].as_str())
     }
 
     /// Every key a run may have written, for cleaning up.
@@ -215,7 +267,80 @@ mod tests {
             let total: u32 = workload.mix().iter().map(|&(_, weight)| weight).sum();
             assert_eq!(total, 100, "{workload:?}");
         }
-        assert_eq!(Workload::Mixed.ops(), Op::ALL);
+        let single_key: Vec<Op> = Op::ALL.into_iter().filter(|op| !op.is_batch()).collect();
+        assert_eq!(Workload::Mixed.ops(), single_key);
+        assert_eq!(single_key.len(), 8);
+        // Every operation once in ALL, and `index` fits the arrays sized by it.
+        for (i, op) in Op::ALL.into_iter().enumerate() {
+            assert_eq!(op.index(), i, "{op}");
+        }
+    }
+
+    #[test]
+    fn batch_workloads_run_one_batch_operation_only() {
+        for (workload, op, name) in [
+            (Workload::GetMany, Op::GetMany, "get-many"),
+            (Workload::SetMany, Op::SetMany, "set-many"),
+        ] {
+            assert_eq!(workload.ops(), [op]);
+            assert_eq!(workload.name(), name);
+            assert_eq!(
+                Workload::from_str(name, false).ok(),
+                Some(workload),
+                "the command line's name"
+            );
+            assert!(!workload.uses_hot_keys());
+            let picker = Picker::new(workload);
+            let mut rng = SmallRng::seed_from_u64(3);
+            assert!((0..1000).all(|_| picker.pick(&mut rng) == op));
+            assert!(op.is_batch());
+        }
+        assert_eq!(Op::GetMany.name(), "get_many");
+        assert_eq!(Op::SetMany.name(), "set_many");
+    }
+
+    #[test]
+    fn keys_per_operation_are_a_batch_for_batches_and_one_otherwise() {
+        assert_eq!(Op::GetMany.keys_per_op(1000), BATCH_KEYS);
+        assert_eq!(Op::SetMany.keys_per_op(100), 100);
+        // Fewer data keys than a batch: the batch is all of them.
+        assert_eq!(Op::SetMany.keys_per_op(40), 40);
+        assert_eq!(Op::Get.keys_per_op(1000), 1);
+        assert_eq!(Op::CompareAndSwap.keys_per_op(5), 1);
+    }
+
+    #[test]
+    fn batches_are_consecutive_distinct_keys_wrapping_round() {
+        let keys = Keyspace::new(250, 8, 1);
+        let first: Vec<&str> = keys.batch(0).collect();
+        assert_eq!(first.len(), BATCH_KEYS);
+        assert_eq!(first[0], "key/00000000");
+        assert_eq!(first[99], "key/00000099");
+        // From near the end, the batch goes on from the first key.
+        let wrapped: Vec<&str> = keys.batch(200).collect();
+        assert_eq!(wrapped.len(), BATCH_KEYS);
+        assert_eq!(wrapped[49], "key/00000249");
+        assert_eq!(wrapped[50], "key/00000000");
+        assert_eq!(wrapped[99], "key/00000049");
+        for start in [0, 1, 150, 249] {
+            let batch: std::collections::HashSet<&str> = keys.batch(start).collect();
+            assert_eq!(batch.len(), BATCH_KEYS, "distinct keys from {start}");
+        }
+        // Fewer keys than a batch: every key once, from the start.
+        let few = Keyspace::new(7, 8, 1);
+        let all: Vec<&str> = few.batch(5).collect();
+        assert_eq!(
+            all,
+            [
+                "key/00000005",
+                "key/00000006",
+                "key/00000000",
+                "key/00000001",
+                "key/00000002",
+                "key/00000003",
+                "key/00000004"
+            ]
+        );
     }
 
     #[test]

@@ -4,11 +4,20 @@
 //! writes the sum if the key's revision is unchanged (again on a conflict), compare-and-swap
 //! a transaction comparing the value (or the key's absence): the same work as the adapter's,
 //! without TTLs or namespaces.
+//!
+//! A batch is one transaction (a `Txn` with no condition) per 128 keys, the most operations
+//! etcd takes in one by default (`--max-txn-ops`): `get_many` a transaction of gets, which
+//! all read one revision, linearizably, answered in the order asked; `set_many` a
+//! transaction of puts, one Raft round and one revision for the whole batch. A transaction
+//! may not put one key twice, so a key given twice is put once, with its last value.
 
 use etcd_client::{Client, Compare, CompareOp, DeleteOptions, Txn, TxnOp, TxnOpResponse};
 use kv_trait::{KvBackend, KvError};
 
 use crate::cli::bench::driver::Driver;
+
+/// The most operations one transaction may hold: etcd's default `--max-txn-ops`.
+const TXN_OPS: usize = 128;
 
 /// The raw etcd side.
 pub(crate) struct RawEtcd {
@@ -114,6 +123,55 @@ impl Driver for RawEtcd {
             .and_then([TxnOp::put(key.as_str(), new, None)]);
         let reply = self.client.kv_client().txn(txn).await.map_err(failed)?;
         Ok(reply.succeeded())
+    }
+
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        let mut values = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(TXN_OPS) {
+            let gets: Vec<TxnOp> = chunk
+                .iter()
+                .map(|key| TxnOp::get(self.key(key), None))
+                .collect();
+            let reply = self
+                .client
+                .kv_client()
+                .txn(Txn::new().and_then(gets))
+                .await
+                .map_err(failed)?;
+            // One response per operation, in the transaction's order. (`op_responses` copies
+            // the reply's responses: called once, and the copies' values moved out.)
+            let responses = reply.op_responses();
+            if responses.len() != chunk.len() {
+                return Err(KvError::backend(format!(
+                    "a transaction of {} gets answered {} responses",
+                    chunk.len(),
+                    responses.len()
+                )));
+            }
+            for response in responses {
+                let TxnOpResponse::Get(mut get) = response else {
+                    return Err(KvError::backend("a get in a transaction answered no range"));
+                };
+                let value = get.take_kvs().into_iter().next();
+                values.push(value.map(|kv| kv.into_key_value().1));
+            }
+        }
+        Ok(values)
+    }
+
+    async fn set_many(&self, entries: &[(&str, &[u8])]) -> Result<(), KvError> {
+        for chunk in super::last_of_each_sorted(entries).chunks(TXN_OPS) {
+            let puts: Vec<TxnOp> = chunk
+                .iter()
+                .map(|&(key, value)| TxnOp::put(self.key(key), value, None))
+                .collect();
+            self.client
+                .kv_client()
+                .txn(Txn::new().and_then(puts))
+                .await
+                .map_err(failed)?;
+        }
+        Ok(())
     }
 
     fn backend(&self) -> Option<&dyn KvBackend> {

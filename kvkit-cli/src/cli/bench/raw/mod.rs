@@ -2,6 +2,13 @@
 //! simplest correct code an application would write by hand with that store's own Rust
 //! client, doing what the adapter's operation does (`get`, `set`, `increment`,
 //! `compare_and_swap`) on the same keys and values.
+//!
+//! `get_many` and `set_many` are the store's own batch (Redis `MGET`/`MSET`, one SQLite
+//! transaction, RocksDB `multi_get`/`WriteBatch`, DynamoDB `BatchGetItem`/`BatchWriteItem`,
+//! PostgreSQL `= ANY`/`unnest` upsert, one etcd transaction), as a careful engineer writes it
+//! by hand: values answered in the order asked, a repeated key handled as the store needs it
+//! (the last value written), the store's limits on a request's size kept. Each module says
+//! what its batches do and why.
 
 #[cfg(feature = "dynamodb")]
 pub(crate) mod dynamodb;
@@ -119,6 +126,14 @@ impl Driver for RawDriver {
         each!(self, raw => raw.compare_and_swap(key, expected, new).await)
     }
 
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        each!(self, raw => raw.get_many(keys).await)
+    }
+
+    async fn set_many(&self, entries: &[(&str, &[u8])]) -> Result<(), KvError> {
+        each!(self, raw => raw.set_many(entries).await)
+    }
+
     fn backend(&self) -> Option<&dyn KvBackend> {
         None
     }
@@ -126,6 +141,21 @@ impl Driver for RawDriver {
     async fn clean_up(&self, keys: Vec<String>) -> Result<(), KvError> {
         each!(self, raw => raw.clean_up(keys).await)
     }
+}
+
+/// Each key of `entries` once, with the last value given for it (as writing the entries in
+/// order leaves it), sorted by key: for stores whose batch write refuses a key named twice
+/// (DynamoDB, etcd, a PostgreSQL upsert), and for PostgreSQL, whose upserts lock rows in the
+/// order given, a lock order every batch shares, so that concurrent batches over
+/// overlapping keys cannot deadlock.
+#[cfg_attr(
+    not(any(feature = "dynamodb", feature = "postgres", feature = "etcd")),
+    allow(dead_code)
+)]
+fn last_of_each_sorted<'a>(entries: &[(&'a str, &'a [u8])]) -> Vec<(&'a str, &'a [u8])> {
+    // Inserting in order, a key given again replaces its earlier value.
+    let last: std::collections::BTreeMap<&str, &[u8]> = entries.iter().copied().collect();
+    last.into_iter().collect()
 }
 
 /// The counter after adding `delta` to `current` (absent counts as 0); `None` when the value
@@ -141,4 +171,19 @@ fn next_counter(current: Option<&[u8]>, delta: i64) -> Option<i64> {
         Some(bytes) => std::str::from_utf8(bytes).ok()?.parse::<i64>().ok()?,
     };
     current.checked_add(delta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_write_keeps_the_last_value_of_each_key_in_key_order() {
+        let entries: [(&str, &[u8]); 4] = [("b", b"1"), ("a", b"2"), ("b", b"3"), ("c", b"4")];
+        assert_eq!(
+            last_of_each_sorted(&entries),
+            [("a", &b"2"[..]), ("b", b"3"), ("c", b"4")]
+        );
+        assert!(last_of_each_sorted(&[]).is_empty());
+    }
 }

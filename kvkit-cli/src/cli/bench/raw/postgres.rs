@@ -3,6 +3,17 @@
 //! connection, on a table of the run's own, `key text PRIMARY KEY, value bytea`. Upserts for
 //! `set` and `increment`, a conditional `UPDATE` or `INSERT .. ON CONFLICT DO NOTHING` for
 //! compare-and-swap: the same work as the adapter's, without TTLs or namespaces.
+//!
+//! A batch is one statement, one round trip: `get_many` a `SELECT key, value .. WHERE key =
+//! ANY($1)` of the whole batch (one snapshot; rows come in no particular order and are
+//! matched to the keys asked), `set_many` one `INSERT .. SELECT FROM unnest($1, $2) ON
+//! CONFLICT (key) DO UPDATE` (atomic). An upsert may not touch one row twice, so a key given
+//! twice is sent once, with its last value; and the rows are sent sorted by key, because an
+//! upsert locks rows in the order it meets them: batches over overlapping keys, in orders of
+//! their own, could otherwise each hold a row the other waits for, and one would fail as a
+//! deadlock.
+
+use std::collections::HashMap;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use kv_trait::{KvBackend, KvError};
@@ -23,6 +34,8 @@ pub(crate) struct RawPostgres {
     increment: String,
     swap: String,
     insert_new: String,
+    get_many: String,
+    set_many: String,
 }
 
 impl RawPostgres {
@@ -68,6 +81,11 @@ impl RawPostgres {
             insert_new: format!(
                 "INSERT INTO {table} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING \
                  RETURNING 1"
+            ),
+            get_many: format!("SELECT key, value FROM {table} WHERE key = ANY($1)"),
+            set_many: format!(
+                "INSERT INTO {table} (key, value) SELECT * FROM unnest($1::text[], $2::bytea[]) \
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
             ),
             pool,
             table,
@@ -126,6 +144,22 @@ impl Driver for RawPostgres {
             None => self.rows(&self.insert_new, &[&key, &new]).await?,
         };
         Ok(!rows.is_empty())
+    }
+
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        let rows = self.rows(&self.get_many, &[&keys]).await?;
+        let found: HashMap<String, Vec<u8>> = rows
+            .into_iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        // Cloned, not moved out: a key asked twice is answered twice.
+        Ok(keys.iter().map(|&key| found.get(key).cloned()).collect())
+    }
+
+    async fn set_many(&self, entries: &[(&str, &[u8])]) -> Result<(), KvError> {
+        let (keys, values): (Vec<&str>, Vec<&[u8]>) =
+            super::last_of_each_sorted(entries).into_iter().unzip();
+        self.rows(&self.set_many, &[&keys, &values]).await.map(drop)
     }
 
     fn backend(&self) -> Option<&dyn KvBackend> {

@@ -1,5 +1,15 @@
 //! Raw redis-rs: one multiplexed connection (a cluster connection for a cluster), `GET`,
 //! `SET`, `INCRBY`, and a compare-and-swap script, on keys under a prefix of the run's own.
+//!
+//! Batches are one `MGET` or `MSET` of all their keys: one round trip on a server. In a
+//! cluster a command may only name keys of one slot (else `CROSSSLOT`), and the batch's keys
+//! hash to many; redis-rs 1.8's cluster connection handles that itself (checked in its
+//! source, `cluster_handling/routing.rs`: `MGET` and `MSET` route as `MultiShard`, split into
+//! one command per slot, sent to their primaries at once, `MGET`'s answers put back in the
+//! order asked by `combine_and_sort_array_results`, `MSET` answered once all parts
+//! succeeded). Grouping by slot by hand would send the same commands, since keys of
+//! different slots cannot share one even on the same node. As on a server, an `MSET` is
+//! atomic only within each slot's part.
 
 use kv_trait::{KvBackend, KvError};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -143,6 +153,30 @@ impl Driver for RawRedis {
         new: &[u8],
     ) -> Result<bool, KvError> {
         self.swap(self.key(key), expected, new).await
+    }
+
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        // `MGET` with no key is a syntax error: an empty batch answers itself.
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut mget = redis::cmd("MGET");
+        for key in keys {
+            mget.arg(self.key(key));
+        }
+        self.query(&mget).await
+    }
+
+    async fn set_many(&self, entries: &[(&str, &[u8])]) -> Result<(), KvError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        // A key given twice keeps its last value: `MSET` sets its pairs in order.
+        let mut mset = redis::cmd("MSET");
+        for (key, value) in entries {
+            mset.arg(self.key(key)).arg(*value);
+        }
+        self.query(&mset).await
     }
 
     fn backend(&self) -> Option<&dyn KvBackend> {
