@@ -116,7 +116,7 @@ def ms(x):
     if x is None:
         return "–"
     if x < 1:
-        return f"{x * 1000:.0f} µs"
+        return f"{x * 1000:.1f} µs"
     return f"{x:,.0f} ms" if x >= 100 else f"{x:.1f} ms"
 
 

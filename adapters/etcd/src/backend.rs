@@ -22,7 +22,9 @@ use kv_trait::{async_trait, monotonic_now, unix_millis_now, Capabilities, KvErro
 use crate::config::EtcdBackendBuilder;
 use crate::counter::PendingIncrements;
 use crate::encoding::{after, plain, with_deadline, Entry, KeySpace};
-use crate::error::{from_etcd, from_etcd_opening, lease_not_found, never_sent};
+use crate::error::{
+    from_etcd, from_etcd_opening, lease_not_found, never_sent, refused_before_proposal,
+};
 use crate::lease::{Leases, Need};
 
 /// Keys fetched per range request by `list_keys` (keys only, no values).
@@ -44,6 +46,14 @@ const RETRY_PAUSE: Duration = Duration::from_millis(25);
 /// Pause before sending again a request that found no connection to its member: short, since
 /// the channel then picks a member at random again and the others are likely up.
 const RESEND_PAUSE: Duration = Duration::from_millis(2);
+
+/// First pause before sending again a request etcd refused as overloaded
+/// (`refused_before_proposal`); it doubles with each refusal of the same request, up to
+/// [`MAX_OVERLOAD_PAUSE`], so that a burst backs off while the member catches up.
+const OVERLOAD_PAUSE: Duration = Duration::from_millis(5);
+
+/// The longest pause between two sends of a request etcd refused as overloaded.
+const MAX_OVERLOAD_PAUSE: Duration = Duration::from_millis(200);
 
 /// HTTP/2 keep-alive: a member that stops answering (paused, cut off) is noticed within
 /// about interval + timeout even when no request is waiting on it. etcd refuses pings more
@@ -270,20 +280,31 @@ impl EtcdBackend {
         }
     }
 
-    /// Sends a request made by `request`, again (after a pause) while it fails before leaving
-    /// this process (`never_sent`: the member it was routed to is down, so the channel may
-    /// pick another), until the request timeout is near. Any other outcome is returned.
+    /// Sends a request made by `request`, again (after a pause) while it fails without having
+    /// been applied, until the request timeout is near: when it could not leave this process
+    /// (`never_sent`: the member it was routed to is down, so the channel may pick another),
+    /// and when etcd refused it as overloaded before proposing it (`refused_before_proposal`,
+    /// with a pause that doubles each time). Any other outcome is returned.
     async fn resending<T, F, Fut>(&self, mut request: F) -> Result<T, KvError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
         let give_up = monotonic_now() + self.shared.request_timeout;
+        let mut overload_pause = OVERLOAD_PAUSE;
         loop {
             match request().await {
                 Err(err) if never_sent(&err) && monotonic_now() + RESEND_PAUSE < give_up => {
                     tracing::debug!(error = %err, "no connection to a member; sending again");
                     tokio::time::sleep(RESEND_PAUSE).await;
+                }
+                Err(err)
+                    if refused_before_proposal(&err)
+                        && monotonic_now() + overload_pause < give_up =>
+                {
+                    tracing::debug!(error = %err, pause = ?overload_pause, "etcd is overloaded; sending again");
+                    tokio::time::sleep(overload_pause).await;
+                    overload_pause = (overload_pause * 2).min(MAX_OVERLOAD_PAUSE);
                 }
                 outcome => return outcome.map_err(from_etcd),
             }

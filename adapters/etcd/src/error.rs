@@ -11,8 +11,11 @@ use tonic::Code;
 
 /// Words of the messages etcd and tonic give to failures of the cluster or the connection
 /// under a status code that also serves other failures (`Unknown`, `Internal`).
-const UNAVAILABLE_MESSAGES: [&str; 9] = [
+const UNAVAILABLE_MESSAGES: [&str; 10] = [
     "no leader",
+    // etcd 3.4 answers its overload with this message under `Unknown`, not only under
+    // `ResourceExhausted` (a 10,000-task burst on one member saw it so).
+    "too many requests",
     "leader changed",
     "timed out",
     "timeout",
@@ -109,6 +112,14 @@ pub(crate) fn never_sent(err: &Error) -> bool {
         || text.contains("connection refused")
 }
 
+/// Whether etcd refused the request before proposing it to Raft: `etcdserver: too many
+/// requests`, which a member answers while the entries it has committed but not yet applied
+/// number more than 5,000 (it is still applying a burst). Nothing of such a request was
+/// applied, so any request, a write or an increment too, may be sent again after a pause.
+pub(crate) fn refused_before_proposal(err: &Error) -> bool {
+    matches!(err, Error::GRpcStatus(status) if status.message().contains("too many requests"))
+}
+
 /// The status's message and the messages of its causes, lower case, joined by `: `.
 fn status_and_causes(status: &tonic::Status) -> String {
     let mut text = status.message().to_ascii_lowercase();
@@ -146,9 +157,18 @@ mod tests {
             (Code::DeadlineExceeded, "context deadline exceeded"),
             (Code::Unknown, "transport error"),
             (Code::ResourceExhausted, "etcdserver: too many requests"),
+            (Code::Unknown, "etcdserver: too many requests"),
         ] {
             assert!(map(code, message).is_retryable(), "{code:?} {message}");
         }
+        for code in [Code::ResourceExhausted, Code::Unknown] {
+            let overloaded = Error::GRpcStatus(Status::new(code, "etcdserver: too many requests"));
+            assert!(refused_before_proposal(&overloaded), "{code:?}");
+        }
+        assert!(!refused_before_proposal(&Error::GRpcStatus(Status::new(
+            Code::Unavailable,
+            "etcdserver: request timed out"
+        ))));
         assert!(matches!(
             map(
                 Code::ResourceExhausted,
