@@ -18,6 +18,7 @@ use etcd_client::{
 use kv_trait::store::{last_of_each, Key, Store, Ttl, Value};
 use kv_trait::url_config::error_chain;
 use kv_trait::{async_trait, monotonic_now, unix_millis_now, Capabilities, KvError, Sharing};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::config::EtcdBackendBuilder;
 use crate::counter::PendingIncrements;
@@ -100,6 +101,9 @@ struct Shared {
     namespace: String,
     max_value_bytes: usize,
     request_timeout: Duration,
+    /// One place per operation in flight (`max_concurrent_requests`), taken before the
+    /// operation's timeout starts (see `writing` and `reading`).
+    places: Semaphore,
     /// For `Debug` and errors: never the password.
     endpoint: String,
     leases: Leases,
@@ -204,6 +208,7 @@ impl EtcdBackend {
                 namespace: config.namespace.clone(),
                 max_value_bytes: config.max_value_bytes,
                 request_timeout: config.request_timeout,
+                places: Semaphore::new(config.max_concurrent_requests),
                 endpoint,
                 leases: Leases::default(),
                 increments: PendingIncrements::default(),
@@ -248,24 +253,37 @@ impl EtcdBackend {
         ))
     }
 
-    /// Runs a write within the request timeout. A write is never sent twice: when its reply
-    /// is lost, the caller gets `Unavailable`.
+    /// A place among this backend's operations in flight (`max_concurrent_requests`), held
+    /// until the operation ends. Taken before the operation's timeout starts: a burst waits
+    /// here, in the client, rather than in etcd's queues, where it made etcd refuse requests.
+    /// `writing` and `reading` take it, and neither runs inside the other, so an operation
+    /// never holds one place while waiting for another.
+    async fn place(&self) -> Option<SemaphorePermit<'_>> {
+        // Never closed, so `acquire` cannot fail; were it to, the operation goes unbounded.
+        self.shared.places.acquire().await.ok()
+    }
+
+    /// Runs a write within the request timeout, once it has a place (`place`). A write is
+    /// never sent twice: when its reply is lost, the caller gets `Unavailable`.
     pub(crate) async fn writing<T>(
         &self,
         write: impl Future<Output = Result<T, KvError>>,
     ) -> Result<T, KvError> {
+        let _place = self.place().await;
         tokio::time::timeout(self.shared.request_timeout, write)
             .await
             .unwrap_or_else(|_| Err(self.timed_out()))
     }
 
-    /// Runs a read within the request timeout, again after an `Unavailable` failure while
-    /// time is left (a read changes nothing, so it may go to another member).
+    /// Runs a read within the request timeout, once it has a place (`place`), again after an
+    /// `Unavailable` failure while time is left (a read changes nothing, so it may go to
+    /// another member).
     async fn reading<T, F, Fut>(&self, mut read: F) -> Result<T, KvError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, KvError>>,
     {
+        let _place = self.place().await;
         let give_up = monotonic_now() + self.shared.request_timeout;
         loop {
             let left = give_up.saturating_duration_since(monotonic_now());

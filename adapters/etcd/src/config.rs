@@ -28,17 +28,27 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// a request the client gave up on.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How many operations of one backend (and its clones) are in flight at once by default:
+/// the others wait for a place before their request timeout starts. Without a bound, a burst
+/// of thousands of calls on one handle outran a member's applying of committed entries, and
+/// etcd refused requests as `too many requests`.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 256;
+
+/// The largest `max_concurrent_requests` accepted.
+pub const LARGEST_MAX_CONCURRENT_REQUESTS: usize = 65_536;
+
 /// The largest `max_value_bytes` accepted: etcd refuses requests over 1.5 MiB
 /// (`--max-request-bytes`) by default, and a value travels in one request with its key and
 /// envelope.
 pub const LARGEST_MAX_VALUE_BYTES: usize = DEFAULT_MAX_VALUE_BYTES;
 
 /// The `?name=value` options of an etcd URL.
-const URL_OPTIONS: [&str; 9] = [
+const URL_OPTIONS: [&str; 10] = [
     "namespace",
     "connect_timeout_ms",
     "request_timeout_ms",
     "max_value_bytes",
+    "max_concurrent_requests",
     "tls",
     "ca_file",
     "cert_file",
@@ -93,6 +103,7 @@ pub struct EtcdBackendBuilder {
     pub(crate) connect_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) max_value_bytes: usize,
+    pub(crate) max_concurrent_requests: usize,
     pub(crate) tls: TlsSettings,
 }
 
@@ -106,8 +117,9 @@ impl EtcdBackendBuilder {
     ///   stops answering.
     /// - User name and password (etcd's authentication) are percent-decoded: write `@`, `:`,
     ///   `/` and `%` as `%40`, `%3A`, `%2F` and `%25`.
-    /// - Options: `namespace`, `connect_timeout_ms`, `request_timeout_ms` and
-    ///   `max_value_bytes` mean what the builder methods of the same names mean.
+    /// - Options: `namespace`, `connect_timeout_ms`, `request_timeout_ms`,
+    ///   `max_value_bytes` and `max_concurrent_requests` mean what the builder methods of the
+    ///   same names mean.
     /// - TLS (kv-etcd's `tls` feature; see [`TlsSettings`]): `tls=true` reaches the members
     ///   over TLS; `ca_file=PATH` trusts that authority instead of the Mozilla roots;
     ///   `cert_file=PATH&key_file=PATH` present a client certificate; `tls_server_name=NAME`
@@ -166,6 +178,7 @@ impl EtcdBackendBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             tls: TlsSettings::default(),
         };
         if let Some(namespace) = parsed.take("namespace") {
@@ -179,6 +192,9 @@ impl EtcdBackendBuilder {
         }
         if let Some(max) = parsed.take_number("max_value_bytes")? {
             builder = builder.max_value_bytes(max);
+        }
+        if let Some(max) = parsed.take_number("max_concurrent_requests")? {
+            builder = builder.max_concurrent_requests(max);
         }
         let tls = parsed.take_bool("tls")?;
         if let Some(path) = parsed.take("ca_file") {
@@ -230,6 +246,16 @@ impl EtcdBackendBuilder {
     /// The longest value accepted, in bytes (default and most: 1 MiB; at least 64 KiB).
     pub fn max_value_bytes(mut self, max: usize) -> Self {
         self.max_value_bytes = max;
+        self
+    }
+
+    /// How many operations of this backend and its clones are in flight at once (default
+    /// [`DEFAULT_MAX_CONCURRENT_REQUESTS`], 1 to [`LARGEST_MAX_CONCURRENT_REQUESTS`]). The
+    /// others wait for a place, and an operation's [`request_timeout`](Self::request_timeout)
+    /// starts once it has one, so a burst queues in the client instead of overloading etcd
+    /// (which refuses requests while it lags more than 5,000 entries behind in applying them).
+    pub fn max_concurrent_requests(mut self, max: usize) -> Self {
+        self.max_concurrent_requests = max;
         self
     }
 
@@ -302,6 +328,13 @@ impl EtcdBackendBuilder {
     /// The limits every setting must keep.
     fn check(&self) -> Result<(), KvError> {
         kv_trait::check_max_value_bytes(self.max_value_bytes, LARGEST_MAX_VALUE_BYTES)?;
+        if !(1..=LARGEST_MAX_CONCURRENT_REQUESTS).contains(&self.max_concurrent_requests) {
+            return Err(invalid(format!(
+                "max_concurrent_requests is {}; it must be between 1 and \
+                 {LARGEST_MAX_CONCURRENT_REQUESTS}",
+                self.max_concurrent_requests
+            )));
+        }
         kv_trait::check_timeouts([
             ("connect_timeout", self.connect_timeout),
             ("request_timeout", self.request_timeout),
@@ -333,6 +366,7 @@ impl fmt::Debug for EtcdBackendBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("max_value_bytes", &self.max_value_bytes)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
@@ -375,7 +409,7 @@ mod tests {
     fn a_full_url_sets_every_field() {
         let b = parse(
             "etcd://app:p%40ss@db1:2381,[::1],10.0.0.3/?namespace=a%2Fb&connect_timeout_ms=250\
-             &request_timeout_ms=900&max_value_bytes=65536",
+             &request_timeout_ms=900&max_value_bytes=65536&max_concurrent_requests=8",
         );
         assert_eq!(
             b.members,
@@ -391,6 +425,7 @@ mod tests {
         assert_eq!(b.connect_timeout, Duration::from_millis(250));
         assert_eq!(b.request_timeout, Duration::from_millis(900));
         assert_eq!(b.max_value_bytes, 65536);
+        assert_eq!(b.max_concurrent_requests, 8);
         assert_eq!(
             b.member_list(",", "http://"),
             "http://db1:2381,http://[::1]:2379,http://10.0.0.3:2379"
@@ -405,6 +440,7 @@ mod tests {
         assert_eq!(b.namespace, "");
         assert_eq!(b.request_timeout, DEFAULT_REQUEST_TIMEOUT);
         assert_eq!(b.max_value_bytes, DEFAULT_MAX_VALUE_BYTES);
+        assert_eq!(b.max_concurrent_requests, DEFAULT_MAX_CONCURRENT_REQUESTS);
     }
 
     #[test]
@@ -429,6 +465,10 @@ mod tests {
             (
                 "etcd://u:hunter2@db?request_timeout_ms=0",
                 "request_timeout",
+            ),
+            (
+                "etcd://u:hunter2@db?max_concurrent_requests=0",
+                "max_concurrent_requests",
             ),
             (
                 "etcd://u:hunter2@db?request_timeout_ms=-1",

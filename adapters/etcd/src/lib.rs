@@ -11,8 +11,9 @@ mod tls;
 
 pub use backend::EtcdBackend;
 pub use config::{
-    EtcdBackendBuilder, TlsSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT,
-    DEFAULT_REQUEST_TIMEOUT, LARGEST_MAX_VALUE_BYTES,
+    EtcdBackendBuilder, TlsSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONCURRENT_REQUESTS,
+    DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT, LARGEST_MAX_CONCURRENT_REQUESTS,
+    LARGEST_MAX_VALUE_BYTES,
 };
 
 /// The crate's version of etcd-client, re-exported so callers use the same one.
