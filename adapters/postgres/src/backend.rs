@@ -16,7 +16,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use crate::config::PostgresBackendBuilder;
-use crate::encoding::{after, key_from_row, prefix_range, ttl_millis};
+use crate::encoding::{after, column, key_from_row, prefix_range, ttl_millis};
 use crate::pool::{self, Resend};
 use crate::schema::{self, TableName};
 use crate::statements::{Statements, NOT_A_COUNTER};
@@ -200,7 +200,10 @@ impl PostgresBackend {
         T: for<'a> tokio_postgres::types::FromSql<'a>,
     {
         let rows = self.rows(sql, params, Resend::Safe).await?;
-        Ok(rows.first().and_then(|row| row.get::<_, Option<T>>(0)))
+        match rows.first() {
+            Some(row) => column::<Option<T>>(row, 0),
+            None => Ok(None),
+        }
     }
 }
 
@@ -241,7 +244,7 @@ impl Store for PostgresBackend {
         else {
             return Ok(None);
         };
-        match row.get::<_, Option<Vec<u8>>>(0) {
+        match column::<Option<Vec<u8>>>(&row, 0)? {
             Some(value) => Ok(Some(value)),
             None => self.settled(&s.statements.get_settled, &params).await,
         }
@@ -277,7 +280,10 @@ impl Store for PostgresBackend {
                 Resend::Never,
             )
             .await?;
-        Ok(rows.first().is_some_and(|row| row.get::<_, bool>(0)))
+        match rows.first() {
+            Some(row) => column(row, 0),
+            None => Ok(false),
+        }
     }
 
     /// As `read`: one `SELECT`, and a second if the row has expired.
@@ -291,7 +297,7 @@ impl Store for PostgresBackend {
         else {
             return Ok(false);
         };
-        if row.get::<_, bool>(0) {
+        if column::<bool>(&row, 0)? {
             return Ok(true);
         }
         let settled: Option<bool> = self.settled(&s.statements.exists_settled, &params).await?;
@@ -312,7 +318,7 @@ impl Store for PostgresBackend {
                 .await?;
             let full = rows.len() as i64 == LIST_PAGE;
             for row in rows {
-                keys.push(key_from_row(row.get(0))?);
+                keys.push(key_from_row(column(&row, 0)?)?);
             }
             match keys.last() {
                 Some(last) if full => start = after(last.as_bytes()),
@@ -331,10 +337,10 @@ impl Store for PostgresBackend {
             )
             .await;
         match result {
-            Ok(rows) => rows
-                .first()
-                .map(|row| row.get::<_, i64>(0))
-                .ok_or_else(|| KvError::backend("the increment statement returned no row")),
+            Ok(rows) => match rows.first() {
+                Some(row) => column::<i64>(row, 0),
+                None => Err(KvError::backend("the increment statement returned no row")),
+            },
             Err(err) => Err(counter_error(err)),
         }
     }
@@ -389,7 +395,8 @@ impl Store for PostgresBackend {
                 let mut live = Vec::with_capacity(rows.len());
                 let mut unsettled = Vec::new();
                 for row in rows {
-                    let (key, value): (Vec<u8>, Option<Vec<u8>>) = (row.get(0), row.get(1));
+                    let (key, value): (Vec<u8>, Option<Vec<u8>>) =
+                        (column(&row, 0)?, column(&row, 1)?);
                     match value {
                         Some(value) => live.push((key, value)),
                         None if !settled.contains(&key) => unsettled.push(key),
@@ -466,7 +473,9 @@ impl Store for PostgresBackend {
                     Resend::Never,
                 )
                 .await?;
-            removed += rows.iter().filter(|row| row.get::<_, bool>(0)).count() as u64;
+            for row in &rows {
+                removed += u64::from(column::<bool>(row, 0)?);
+            }
         }
         Ok(removed)
     }
@@ -495,7 +504,7 @@ impl Store for PostgresBackend {
         let full = rows.len() as i64 == limit;
         let keys = rows
             .into_iter()
-            .map(|row| key_from_row(row.get(0)))
+            .map(|row| key_from_row(column(&row, 0)?))
             .collect::<Result<Vec<_>, _>>()?;
         let next = if full { keys.last().cloned() } else { None };
         Ok(KeyPage { keys, next })

@@ -3,7 +3,9 @@
 //! A key is stored as `bytea`, its UTF-8 bytes exactly: `text` cannot hold NUL, and `bytea`
 //! compares byte by byte whatever the database's collation, which is the contract's order.
 
-use kv_trait::KvError;
+use kv_trait::{validate_key, KvError};
+use tokio_postgres::types::FromSql;
+use tokio_postgres::Row;
 
 /// The range of keys that start with `prefix`: `start <= key < end`, in byte order.
 ///
@@ -27,10 +29,55 @@ pub(crate) fn after(key: &[u8]) -> Vec<u8> {
     next
 }
 
-/// A key read back from the table.
+/// A key read back from the table: a `Backend` error for one that no kvkit call could have
+/// written (not UTF-8, empty, or longer than `MAX_KEY_BYTES`), which no caller could name.
 pub(crate) fn key_from_row(bytes: Vec<u8>) -> Result<String, KvError> {
-    String::from_utf8(bytes).map_err(|_| {
-        KvError::backend("the table holds a key that is not UTF-8: it was not written by kvkit")
+    let key = String::from_utf8(bytes).map_err(|err| {
+        let bytes = err.as_bytes();
+        KvError::backend(format!(
+            "the table holds a key that is not UTF-8 ({} bytes, starting {}): it was not \
+             written by kvkit",
+            bytes.len(),
+            preview(bytes)
+        ))
+    })?;
+    validate_key(&key).map_err(|err| {
+        let reason = match err {
+            KvError::InvalidKey(reason) => reason,
+            other => other.to_string(),
+        };
+        KvError::backend(format!(
+            "the table holds a key kvkit cannot name ({reason}; starting {}): it was not \
+             written by kvkit",
+            preview(key.as_bytes())
+        ))
+    })?;
+    Ok(key)
+}
+
+/// The first bytes of a foreign key, escaped, for an error message.
+fn preview(bytes: &[u8]) -> String {
+    const SHOWN: usize = 32;
+    let shown = &bytes[..bytes.len().min(SHOWN)];
+    let ellipsis = if bytes.len() > SHOWN { "..." } else { "" };
+    format!("b\"{}\"{ellipsis}", shown.escape_ascii())
+}
+
+/// Column `index` of a row, as `T`: a `Backend` error, not a panic (`Row::get`), when the
+/// table no longer holds what the statement expects, as when another program changed a
+/// column's type or let it hold NULL after the backend opened.
+pub(crate) fn column<'a, T>(row: &'a Row, index: usize) -> Result<T, KvError>
+where
+    T: FromSql<'a>,
+{
+    row.try_get(index).map_err(|err| {
+        let cause = std::error::Error::source(&err)
+            .map(|cause| format!(": {cause}"))
+            .unwrap_or_default();
+        KvError::backend(format!(
+            "a row of the table does not have the layout kv-postgres writes ({err}{cause}): \
+             was the table changed by another program?"
+        ))
     })
 }
 
@@ -62,6 +109,30 @@ mod tests {
             for key in keys {
                 let inside = start.as_slice() <= key.as_bytes() && key.as_bytes() < end.as_slice();
                 assert_eq!(inside, key.starts_with(prefix), "{prefix:?} {key:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn keys_no_kvkit_call_could_write_are_backend_errors() {
+        assert_eq!(key_from_row(b"a\0\xc3\xa9".to_vec()).unwrap(), "a\0é");
+        assert_eq!(key_from_row(vec![b'k'; 1024]).unwrap().len(), 1024);
+        for (bytes, says) in [
+            (
+                b"a\xff".to_vec(),
+                "not UTF-8 (2 bytes, starting b\"a\\xff\")",
+            ),
+            (Vec::new(), "the key is empty"),
+            (vec![b'k'; 1025], "1025 bytes long"),
+        ] {
+            match key_from_row(bytes) {
+                Err(KvError::Backend(err)) => {
+                    let message = err.to_string();
+                    assert!(message.contains(says), "{message}");
+                    assert!(message.contains("not written by kvkit"), "{message}");
+                    assert!(message.len() < 300, "a short message: {message}");
+                }
+                other => panic!("{other:?}"),
             }
         }
     }

@@ -35,12 +35,30 @@ pub(crate) fn session_ended(err: &tokio_postgres::Error) -> bool {
 /// have run.
 pub(crate) fn connection_lost(err: &tokio_postgres::Error) -> bool {
     // Every reply from the server is a database error, which has a SQLSTATE.
-    err.code().is_none()
+    err.code().is_none() && !wrong_type(err)
+}
+
+/// Whether tokio-postgres refused to convert a parameter or a column before or after the
+/// server ran anything: the table's columns are no longer of the types the statement was
+/// written for (another program changed them after the backend opened). Nothing went wrong
+/// with the connection, and sending the statement again would fail the same way.
+fn wrong_type(err: &tokio_postgres::Error) -> bool {
+    std::error::Error::source(err).is_some_and(|cause| {
+        cause.is::<tokio_postgres::types::WrongType>()
+            || cause.is::<tokio_postgres::types::WasNull>()
+    })
 }
 
 /// Maps a failure of tokio-postgres to the contract's error.
 pub(crate) fn from_pg(err: tokio_postgres::Error) -> KvError {
     let Some(code) = err.code() else {
+        if wrong_type(&err) {
+            return KvError::backend(format!(
+                "{err}: {}: the table's columns are not of the types kv-postgres writes (was \
+                 the table changed by another program?)",
+                std::error::Error::source(&err).map_or_else(String::new, ToString::to_string)
+            ));
+        }
         // No SQLSTATE: the connection failed (refused, reset, closed, timed out, TLS).
         return KvError::unavailable(err);
     };

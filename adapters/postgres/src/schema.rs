@@ -3,8 +3,9 @@
 //! The layout is in the crate docs ("The table"). The version is the table's comment,
 //! `kv-postgres schema N`, written when this crate creates the table; a later release that
 //! changes the layout migrates from the version it finds. A table made by hand from the crate
-//! docs' statement has no comment and is accepted when its columns and primary key have the
-//! expected shape, so an application without `CREATE` rights can use a table its DBA made.
+//! docs' statement has no comment and is accepted when its columns (their types, a `value`
+//! that is `NOT NULL` and an `expires_at` that allows NULL) and primary key have the expected
+//! shape, so an application without `CREATE` rights can use a table its DBA made.
 
 use std::fmt;
 
@@ -231,6 +232,26 @@ async fn check(client: &Client, name: &str) -> Result<(), KvError> {
     if !keyed {
         return Err(invalid(format!(
             "table `{name}` has no primary key or unique index on (namespace, key)"
+        )));
+    }
+    // kv-postgres writes NULL for "no deadline" and never a NULL value: a value column that
+    // allows NULL would let another program store a value no kvkit call can read or write,
+    // and a deadline column that refuses NULL would refuse every write without a TTL.
+    let not_null = |wanted: &str| {
+        columns
+            .iter()
+            .any(|(column, _, not_null)| column == wanted && *not_null)
+    };
+    if !not_null("value") {
+        return Err(invalid(format!(
+            "column `value` of table `{name}` allows NULL, which kv-postgres never writes: \
+             declare it NOT NULL"
+        )));
+    }
+    if not_null("expires_at") {
+        return Err(invalid(format!(
+            "column `expires_at` of table `{name}` is NOT NULL, but kv-postgres writes NULL for \
+             a key without a deadline: drop the constraint"
         )));
     }
     Ok(())

@@ -15,7 +15,9 @@ const LIVE: &str = "(expires_at IS NULL OR expires_at > clock_timestamp())";
 /// The message of the error `increment` raises for a value that is not a counter. SQL has
 /// no `RAISE` outside PL/pgSQL, so the statement casts this text to `bigint`, which fails with
 /// SQLSTATE 22P02 quoting it. (The text is built from the row, so that the planner cannot
-/// fold the cast into a constant and fail before looking at any row.)
+/// fold the cast into a constant and fail before looking at any row; `coalesce`, so that a
+/// NULL value, which a table changed by another program may hold, fails the same way instead
+/// of making the sum NULL.)
 pub(crate) const NOT_A_COUNTER: &str = "kv-postgres: not a counter";
 
 /// Every statement's SQL for one table; `$1` is always the namespace, `$2` the key.
@@ -99,9 +101,9 @@ impl Statements {
                          WHEN encode(t.value, 'escape')::numeric \
                               BETWEEN -9223372036854775808 AND 9223372036854775807 \
                          THEN encode(t.value, 'escape')::bigint \
-                         ELSE substr('{NOT_A_COUNTER}' || t.value::text, 1, {marker_len})::bigint \
+                         ELSE substr('{NOT_A_COUNTER}' || coalesce(t.value::text, ''), 1, {marker_len})::bigint \
                        END \
-                       ELSE substr('{NOT_A_COUNTER}' || t.value::text, 1, {marker_len})::bigint \
+                       ELSE substr('{NOT_A_COUNTER}' || coalesce(t.value::text, ''), 1, {marker_len})::bigint \
                      END + $3::bigint)::text, 'UTF8') \
                    END, \
                    CASE WHEN x.expired THEN NULL ELSE t.expires_at END \
