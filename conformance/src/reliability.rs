@@ -93,9 +93,10 @@ fn write_record(
     Ok(file)
 }
 
-/// Milliseconds of a duration, as a JSON number with microsecond precision.
+/// Milliseconds of a duration, as a JSON number with nanosecond precision (an in-memory
+/// call takes well under a microsecond).
 pub fn millis(duration: std::time::Duration) -> f64 {
-    duration.as_micros() as f64 / 1000.0
+    duration.as_nanos() as f64 / 1_000_000.0
 }
 
 fn file_safe(name: &str) -> String {
@@ -136,11 +137,12 @@ mod tests {
     }
 
     #[test]
-    fn millis_keep_microseconds() {
+    fn millis_keep_nanoseconds() {
         assert_eq!(
             millis(std::time::Duration::from_micros(1_234_567)),
             1234.567
         );
+        assert_eq!(millis(std::time::Duration::from_nanos(250)), 0.00025);
         assert_eq!(millis(std::time::Duration::ZERO), 0.0);
     }
 }
