@@ -143,7 +143,9 @@ print("# Reliability\n")
 print(f"Measured {date.today()} by `ci/reliability` (regenerate with `ci/reliability`; it "
       "rewrites this file).\n")
 print(f"- machine: {machine}")
-print(f"- software: {versions}; kvkit and the tests built with `--release`")
+commit_path = os.path.join(results, "commit.txt")
+commit = open(commit_path).read().strip() if os.path.exists(commit_path) else "unknown"
+print(f"- software: {versions}; kvkit and the tests built with `--release` at commit {commit}")
 print("- every server on 127.0.0.1, started as `ci/test` starts them; the tests' long version "
       "(`KVKIT_RELIABILITY_FULL=1`); `ci/test` runs the same tests shorter")
 if failed_tests:
