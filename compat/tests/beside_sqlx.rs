@@ -77,22 +77,20 @@ async fn sqlx_reads_the_rows_kv_sqlite_writes() {
             .expect("set");
     }
     let reader = sqlx_pool(&path).await;
-    let rows: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(
-        "SELECT key, value FROM kv_entries WHERE namespace = 'app' ORDER BY key",
-    )
-    .fetch_all(&reader)
-    .await
-    .expect("sqlx reads kv-sqlite's table");
+    let rows: Vec<(Vec<u8>, Vec<u8>)> =
+        sqlx::query_as("SELECT key, value FROM kv_entries WHERE namespace = 'app' ORDER BY key")
+            .fetch_all(&reader)
+            .await
+            .expect("sqlx reads kv-sqlite's table");
     assert_eq!(rows.len(), 10);
     assert_eq!(rows[0], (b"k0".to_vec(), b"0".to_vec()));
     assert_eq!(rows[9], (b"k9".to_vec(), b"9".to_vec()));
 
     // kv-sqlite goes on writing while sqlx holds connections to the file.
     assert!(store.delete("k0").await.expect("delete"));
-    let left: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM kv_entries WHERE namespace = 'app'")
-            .fetch_one(&reader)
-            .await
-            .expect("count");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM kv_entries WHERE namespace = 'app'")
+        .fetch_one(&reader)
+        .await
+        .expect("count");
     assert_eq!(left, 9);
 }

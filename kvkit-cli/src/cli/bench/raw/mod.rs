@@ -174,8 +174,9 @@ fn next_counter(current: Option<&[u8]>, delta: i64) -> Option<i64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use crate::cli::bench::driver::Driver;
 
     #[test]
     fn a_batch_write_keeps_the_last_value_of_each_key_in_key_order() {
@@ -185,5 +186,25 @@ mod tests {
             [("a", &b"2"[..]), ("b", b"3"), ("c", b"4")]
         );
         assert!(last_of_each_sorted(&[]).is_empty());
+    }
+
+    /// The batches of a raw side answer in the order asked, repeated and missing keys
+    /// included, and a key written twice in one batch keeps its last value (the in-process
+    /// raw sides' tests call it).
+    #[cfg_attr(not(any(feature = "sqlite", feature = "rocksdb")), allow(dead_code))]
+    pub(crate) async fn batches_answer_in_the_order_asked(raw: &impl Driver) {
+        raw.set_many(&[("b", b"2"), ("a", b"1"), ("c", b"x"), ("c", b"3")])
+            .await
+            .unwrap();
+        let values = raw
+            .get_many(&["c", "missing", "a", "b", "a"])
+            .await
+            .unwrap();
+        let expected: [Option<&[u8]>; 5] = [Some(b"3"), None, Some(b"1"), Some(b"2"), Some(b"1")];
+        assert_eq!(
+            values,
+            expected.map(|value| value.map(<[u8]>::to_vec)).to_vec()
+        );
+        assert!(raw.get_many(&[]).await.unwrap().is_empty());
     }
 }

@@ -172,18 +172,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("rocksdb://{}", dir.path().join("db").display());
         let raw = RawRocksDb::open(&url).unwrap();
-        raw.set_many(&[("b", b"2"), ("a", b"1"), ("c", b"x"), ("c", b"3")])
-            .await
-            .unwrap();
-        let values = raw
-            .get_many(&["c", "missing", "a", "b", "a"])
-            .await
-            .unwrap();
-        let expected: [Option<&[u8]>; 5] = [Some(b"3"), None, Some(b"1"), Some(b"2"), Some(b"1")];
-        assert_eq!(
-            values,
-            expected.map(|value| value.map(<[u8]>::to_vec)).to_vec()
-        );
-        assert!(raw.get_many(&[]).await.unwrap().is_empty());
+        super::super::tests::batches_answer_in_the_order_asked(&raw).await;
     }
 }

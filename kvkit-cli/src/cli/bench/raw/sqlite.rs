@@ -256,19 +256,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("raw.db").display());
         let raw = RawSqlite::open(&url).unwrap();
-        raw.set_many(&[("b", b"2"), ("a", b"1"), ("c", b"x"), ("c", b"3")])
-            .await
-            .unwrap();
-        let values = raw
-            .get_many(&["c", "missing", "a", "b", "a"])
-            .await
-            .unwrap();
-        let expected: [Option<&[u8]>; 5] = [Some(b"3"), None, Some(b"1"), Some(b"2"), Some(b"1")];
-        assert_eq!(
-            values,
-            expected.map(|value| value.map(<[u8]>::to_vec)).to_vec()
-        );
-        assert!(raw.get_many(&[]).await.unwrap().is_empty());
+        super::super::tests::batches_answer_in_the_order_asked(&raw).await;
         raw.set_many(&[]).await.unwrap();
         raw.clean_up(Vec::new()).await.unwrap();
     }
