@@ -116,6 +116,8 @@ def load_histories():
 def ms(x):
     if x is None:
         return "–"
+    if x == 0:
+        return "< 1 µs"  # records of an earlier format kept whole microseconds
     if x < 0.001:
         return f"{x * 1_000_000:.0f} ns"
     if x < 1:
@@ -260,9 +262,10 @@ for store in STORES:
         rows.append(("leader killed (`SIGKILL`) during the workload",
                      f"{count(figures['calls_ok'])} calls ok "
                      f"({count(figures['calls_ok_after_kill'])} after the kill), "
-                     f"{figures['unavailable']} `Unavailable`, the last "
-                     f"{ms(figures['failures_until_ms'])} after the kill; "
-                     f"{count(figures['acknowledged_writes'])} acknowledged writes, none lost"))
+                     + (f"{figures['unavailable']} `Unavailable`, the last "
+                        f"{ms(figures['failures_until_ms'])} after the kill; "
+                        if figures["unavailable"] else "none failed; ")
+                     + f"{count(figures['acknowledged_writes'])} acknowledged writes, none lost"))
     for figures in store_records.get("quorum-lost", []):
         rows.append(("two of three members killed",
                      f"every call `Unavailable` within {ms(figures['call_bound_ms'])}; the same "
