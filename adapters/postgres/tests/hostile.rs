@@ -17,7 +17,7 @@ use kv_postgres::PostgresBackend;
 use kv_trait::{KvBackend, KvError};
 use tokio_postgres::Client;
 
-use common::{builder, namespace, raw_client, server};
+use common::{builder, raw_client, scratch_table, server, table_url};
 
 /// A row as `psql` shows it: the value, and the deadline as PostgreSQL's text (`infinity`,
 /// `2024-05-01 12:00:00+00`, ...) or NULL.
@@ -433,17 +433,8 @@ async fn foreign_values_that_are_not_canonical_counters_are_not_an_integer_and_s
 }
 
 /// A table name no other test uses, with a raw client on its database.
-async fn scratch_table(label: &str) -> Option<(String, Client)> {
-    let server = server()?;
-    let table = format!("t_{}", namespace(label).replace('-', "_"));
-    Some((table, raw_client(&server.url).await))
-}
-
 async fn open(table: &str, options: &str) -> Result<PostgresBackend, KvError> {
-    let url = server()
-        .expect("a server")
-        .url_with(&format!("table={table}&{options}"));
-    PostgresBackend::from_url(&url).await
+    PostgresBackend::from_url(&table_url(table, options)).await
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use kv_postgres::{PostgresBackend, PostgresBackendBuilder};
 use kv_trait::{KvBackend, KvError};
 
-use common::{fresh, lock_row, namespace, raw_client, server};
+use common::{fresh, lock_row, namespace, raw_client, scratch_table, server, table_url};
 
 /// `(value, expires_at is set)` of `key` in `store`'s namespace, read past the adapter.
 async fn raw_row(store: &PostgresBackend, key: &str) -> Option<(Vec<u8>, bool)> {
@@ -272,20 +272,6 @@ async fn listing_pages_through_many_keys_in_byte_order() {
     }
 }
 
-/// A table this run made for one test, with a raw client on its database.
-async fn scratch_table(label: &str) -> Option<(String, tokio_postgres::Client)> {
-    let server = server()?;
-    let table = format!("t_{}", namespace(label).replace('-', "_"));
-    let client = raw_client(&server.url).await;
-    Some((table, client))
-}
-
-fn open_url(table: &str, options: &str) -> String {
-    server()
-        .expect("a server")
-        .url_with(&format!("table={table}&{options}"))
-}
-
 #[tokio::test]
 async fn a_table_made_by_hand_from_the_docs_opens_and_works() {
     let Some((table, client)) = scratch_table("by-hand").await else {
@@ -299,7 +285,7 @@ async fn a_table_made_by_hand_from_the_docs_opens_and_works() {
         .collect::<Vec<_>>()
         .join("\n");
     client.batch_execute(&without_comment).await.unwrap();
-    let store = PostgresBackend::from_url(&open_url(&table, "create_table=false"))
+    let store = PostgresBackend::from_url(&table_url(&table, "create_table=false"))
         .await
         .unwrap();
     store.set("k", b"v").await.unwrap();
@@ -316,7 +302,7 @@ async fn a_table_of_a_newer_version_or_another_shape_is_refused() {
         return;
     };
     let open = |options: &'static str| {
-        let url = open_url(&table, options);
+        let url = table_url(&table, options);
         async move { PostgresBackend::from_url(&url).await.map(drop) }
     };
 
@@ -376,7 +362,7 @@ async fn many_backends_opening_at_once_create_the_table_once() {
     let Some((table, client)) = scratch_table("racing-opens").await else {
         return;
     };
-    let url = open_url(&table, "");
+    let url = table_url(&table, "");
     let opens: Vec<_> = (0..8)
         .map(|_| {
             let url = url.clone();
@@ -406,7 +392,7 @@ async fn a_table_in_another_schema() {
         .await
         .unwrap();
     let qualified = format!("{schema}.kv");
-    let store = PostgresBackend::from_url(&open_url(&qualified, ""))
+    let store = PostgresBackend::from_url(&table_url(&qualified, ""))
         .await
         .unwrap();
     assert_eq!(store.table_name(), qualified);

@@ -22,6 +22,21 @@ pub fn namespace(label: &str) -> String {
     format!("{label}-{}-{n}", std::process::id())
 }
 
+/// A table name no other test of this run uses, with a raw client on its database; `None`
+/// as [`server`].
+pub async fn scratch_table(label: &str) -> Option<(String, Client)> {
+    let server = server()?;
+    let table = format!("t_{}", namespace(label).replace('-', "_"));
+    Some((table, raw_client(&server.url).await))
+}
+
+/// The shared server's URL for kvkit's table `table`, with `options` (`a=1&b=2`).
+pub fn table_url(table: &str, options: &str) -> String {
+    server()
+        .expect("a server")
+        .url_with(&format!("table={table}&{options}"))
+}
+
 /// A builder on the shared server in a fresh namespace.
 pub fn builder(label: &str) -> Option<PostgresBackendBuilder> {
     let server = server()?;
