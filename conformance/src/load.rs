@@ -21,7 +21,10 @@
 //! Descriptors and memory are read from `/proc/self` (Linux): elsewhere those bounds are not
 //! checked and the report says so. They are the whole process's, so run the burst in a test
 //! binary of its own (a `tests/load.rs` with nothing else in it), where no other test opens
-//! files or connections meanwhile.
+//! files or connections meanwhile. Several bursts in one binary (a standalone server and a
+//! cluster, say) take turns: [`run_load`] starts one only when the process's previous one
+//! has ended, since two at once would share both the measurements and the two cores a
+//! CI machine may have, and time out where either alone would not.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -107,6 +110,10 @@ pub struct LoadReport {
 /// Counters the tasks increment, so that increments contend.
 const COUNTERS: usize = 16;
 
+/// Held for the whole of a burst: the tests of one binary run on threads of their own, each
+/// in its own runtime, so the turn is a process-wide async lock.
+static ONE_BURST_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Starts `options.tasks` tasks at once on `backend`, each making four calls on keys shared
 /// with other tasks (`load/k{n}` and `load/counter{n}`), and reports what happened. The
 /// keys are deleted afterwards. Run it in a fresh, empty namespace.
@@ -114,6 +121,7 @@ pub async fn run_load<B: KvBackend + Clone + 'static>(
     backend: &B,
     options: &LoadOptions,
 ) -> LoadReport {
+    let _turn = ONE_BURST_AT_A_TIME.lock().await;
     let before = (open_descriptors(), resident_bytes());
     let peak = Arc::new(Peak::new(before));
     let sampling = Arc::new(AtomicBool::new(true));
