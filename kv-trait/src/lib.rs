@@ -257,6 +257,7 @@ mod batch;
 mod counter;
 mod error;
 mod key;
+mod limit;
 pub mod store;
 mod ttl;
 pub mod url_config;
@@ -272,6 +273,10 @@ pub use batch::{Capabilities, KeyPage, Sharing};
 pub use counter::{apply_increment, format_counter, parse_counter};
 pub use error::{BoxError, KvError};
 pub use key::{validate_key, MAX_KEY_BYTES};
+pub use limit::{
+    check_max_concurrent_requests, Place, RequestLimit, WithinLimit,
+    LARGEST_MAX_CONCURRENT_REQUESTS,
+};
 pub use store::monotonic_now;
 pub use ttl::{
     instant_deadline, is_live_at, round_up_ttl, ttl_millis_ceil, unix_deadline_ms, unix_millis,

@@ -3,7 +3,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::future::Future;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +15,8 @@ use futures::{StreamExt, TryStreamExt};
 use kv_trait::store::{last_of_each, Key, Store, Ttl, Value};
 use kv_trait::{
     apply_increment, async_trait, is_live_at, parse_counter, unix_millis_now, Capabilities,
-    KeyPage, KvError, Sharing, MAX_KEY_BYTES,
+    KeyPage, KvError, RequestLimit, Sharing, WithinLimit, MAX_KEY_BYTES,
 };
-use tokio::sync::Semaphore;
 
 use crate::batch::{DELETE_CONCURRENCY, GET_CHUNK, WRITE_CHUNK};
 use crate::config::{redact_url, DynamoDbBackendBuilder, DEFAULT_OPERATION_TIMEOUT};
@@ -85,39 +83,9 @@ struct Shared {
     operation_timeout: Duration,
     /// One permit per request in flight (`max_concurrent_requests`): each holds an HTTP
     /// connection, and the SDK's pool opens as many as there are requests.
-    requests: Semaphore,
+    requests: RequestLimit,
     /// For `Debug` only.
     summary: Summary,
-}
-
-/// Waiting for a place among a backend's requests in flight before sending one.
-pub(crate) trait WithinLimit: Future + Sized + Send {
-    /// This request, sent once `limit` has a permit free, which it holds until the answer is
-    /// in (retries included). Waiting happens outside the SDK's attempt and operation
-    /// timeouts, which thus measure the request alone.
-    fn within<'a>(self, limit: &'a Semaphore) -> impl Future<Output = Self::Output> + Send + 'a
-    where
-        Self: 'a;
-}
-
-impl<F> WithinLimit for F
-where
-    F: Future + Send,
-    F::Output: Send,
-{
-    // Written out rather than `async fn`: the trait promises `Send`, which the `async_trait`
-    // methods that await it need, and clippy's rewrite would not state it.
-    #[allow(clippy::manual_async_fn)]
-    fn within<'a>(self, limit: &'a Semaphore) -> impl Future<Output = F::Output> + Send + 'a
-    where
-        Self: 'a,
-    {
-        async move {
-            // Never closed, so `acquire` cannot fail; were it to, the request goes unbounded.
-            let _permit = limit.acquire().await.ok();
-            self.await
-        }
-    }
 }
 
 /// What `Debug` shows besides table and namespace: nothing secret.
@@ -205,7 +173,7 @@ impl DynamoDbBackend {
                 // resends of a batch: they would otherwise go on for as long as DynamoDB
                 // leaves something unprocessed.
                 operation_timeout: timeouts[2].unwrap_or(DEFAULT_OPERATION_TIMEOUT),
-                requests: Semaphore::new(settings.max_concurrent_requests),
+                requests: RequestLimit::new(settings.max_concurrent_requests),
                 summary,
             }),
         })
@@ -250,8 +218,8 @@ impl DynamoDbBackend {
         &self.shared.partition
     }
 
-    /// The permits for requests in flight (see [`WithinLimit`]).
-    pub(crate) fn request_limit(&self) -> &Semaphore {
+    /// The places of requests in flight (see [`WithinLimit`]).
+    pub(crate) fn request_limit(&self) -> &RequestLimit {
         &self.shared.requests
     }
 

@@ -15,9 +15,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{KeysAndAttributes, PutRequest, WriteRequest};
-use kv_trait::{monotonic_now, KvError};
-
-use tokio::sync::{Semaphore, SemaphorePermit};
+use kv_trait::{monotonic_now, KvError, Place, RequestLimit};
 
 use crate::backend::DynamoDbBackend;
 use crate::encoding::{self, names, Item, Stored, COUNTER, DEADLINE, SORT_KEY, VALUE};
@@ -76,15 +74,14 @@ impl Budget {
     /// A place among the backend's requests in flight (`limit`), to hold until the answer
     /// is in. The wait moves the deadline back by as long as it took, so that it does not
     /// count against the budget (see the module docs).
-    async fn place<'a>(&mut self, limit: &'a Semaphore) -> Option<SemaphorePermit<'a>> {
+    async fn place<'a>(&mut self, limit: &'a RequestLimit) -> Place<'a> {
         let waiting = monotonic_now();
-        // Never closed, so `acquire` cannot fail; were it to, the request goes unbounded.
-        let permit = limit.acquire().await.ok();
+        let place = limit.place().await;
         self.deadline = self
             .deadline
             .checked_add(waiting.elapsed())
             .unwrap_or(self.deadline);
-        permit
+        place
     }
 
     /// Sends one request of the chunk, cut off at the deadline. A write cut off in flight
@@ -240,15 +237,19 @@ mod tests {
     /// budget still sends its request: the wait does not count.
     #[tokio::test]
     async fn waiting_for_a_place_does_not_spend_the_budget() {
-        let limit = std::sync::Arc::new(Semaphore::new(0));
+        let limit = std::sync::Arc::new(RequestLimit::new(1));
         let mut budget = Budget::start("BatchGetItem", Duration::from_millis(100));
-        let freed = std::sync::Arc::clone(&limit);
+        let (taken, was_taken) = tokio::sync::oneshot::channel();
+        let holder = std::sync::Arc::clone(&limit);
         tokio::spawn(async move {
+            let _only_place = holder.place().await;
+            let _ = taken.send(());
             tokio::time::sleep(Duration::from_millis(300)).await;
-            freed.add_permits(1);
         });
-        let place = budget.place(&limit).await;
-        assert!(place.is_some());
+        was_taken.await.unwrap();
+        let waiting = monotonic_now();
+        let _place = budget.place(&limit).await;
+        assert!(waiting.elapsed() >= Duration::from_millis(250));
         let answer = budget
             .send(async {
                 tokio::time::sleep(Duration::from_millis(20)).await;

@@ -476,13 +476,10 @@ impl DynamoDbBackendBuilder {
         if self.max_attempts == Some(0) {
             return Err(invalid("max_attempts must be at least 1"));
         }
-        if !(1..=LARGEST_MAX_CONCURRENT_REQUESTS).contains(&self.max_concurrent_requests) {
-            return Err(invalid(format!(
-                "max_concurrent_requests is {}; it must be between 1 and \
-                 {LARGEST_MAX_CONCURRENT_REQUESTS}",
-                self.max_concurrent_requests
-            )));
-        }
+        kv_trait::check_max_concurrent_requests(
+            self.max_concurrent_requests,
+            LARGEST_MAX_CONCURRENT_REQUESTS,
+        )?;
         kv_trait::check_timeouts(
             [
                 ("connect_timeout", self.connect_timeout),

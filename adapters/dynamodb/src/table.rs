@@ -13,9 +13,9 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType, TableDescription, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
 };
-use kv_trait::KvError;
+use kv_trait::{KvError, WithinLimit};
 
-use crate::backend::{DynamoDbBackend, WithinLimit};
+use crate::backend::DynamoDbBackend;
 use crate::encoding::{self, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE};
 use crate::error::from_sdk;
 

@@ -17,8 +17,10 @@ use etcd_client::{
 };
 use kv_trait::store::{last_of_each, Key, Store, Ttl, Value};
 use kv_trait::url_config::error_chain;
-use kv_trait::{async_trait, monotonic_now, unix_millis_now, Capabilities, KvError, Sharing};
-use tokio::sync::{Semaphore, SemaphorePermit};
+use kv_trait::{
+    async_trait, monotonic_now, unix_millis_now, Capabilities, KvError, Place, RequestLimit,
+    Sharing,
+};
 
 use crate::config::EtcdBackendBuilder;
 use crate::counter::PendingIncrements;
@@ -103,7 +105,7 @@ struct Shared {
     request_timeout: Duration,
     /// One place per operation in flight (`max_concurrent_requests`), taken before the
     /// operation's timeout starts (see `writing` and `reading`).
-    places: Semaphore,
+    places: RequestLimit,
     /// For `Debug` and errors: never the password.
     endpoint: String,
     leases: Leases,
@@ -208,7 +210,7 @@ impl EtcdBackend {
                 namespace: config.namespace.clone(),
                 max_value_bytes: config.max_value_bytes,
                 request_timeout: config.request_timeout,
-                places: Semaphore::new(config.max_concurrent_requests),
+                places: RequestLimit::new(config.max_concurrent_requests),
                 endpoint,
                 leases: Leases::default(),
                 increments: PendingIncrements::default(),
@@ -258,9 +260,8 @@ impl EtcdBackend {
     /// here, in the client, rather than in etcd's queues, where it made etcd refuse requests.
     /// `writing` and `reading` take it, and neither runs inside the other, so an operation
     /// never holds one place while waiting for another.
-    async fn place(&self) -> Option<SemaphorePermit<'_>> {
-        // Never closed, so `acquire` cannot fail; were it to, the operation goes unbounded.
-        self.shared.places.acquire().await.ok()
+    async fn place(&self) -> Place<'_> {
+        self.shared.places.place().await
     }
 
     /// Runs a write within the request timeout, once it has a place (`place`). A write is

@@ -34,8 +34,8 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// etcd refused requests as `too many requests`.
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 256;
 
-/// The largest `max_concurrent_requests` accepted.
-pub const LARGEST_MAX_CONCURRENT_REQUESTS: usize = 65_536;
+/// The largest `max_concurrent_requests` accepted: the core's bound for every backend.
+pub use kv_trait::LARGEST_MAX_CONCURRENT_REQUESTS;
 
 /// The largest `max_value_bytes` accepted: etcd refuses requests over 1.5 MiB
 /// (`--max-request-bytes`) by default, and a value travels in one request with its key and
@@ -328,13 +328,10 @@ impl EtcdBackendBuilder {
     /// The limits every setting must keep.
     fn check(&self) -> Result<(), KvError> {
         kv_trait::check_max_value_bytes(self.max_value_bytes, LARGEST_MAX_VALUE_BYTES)?;
-        if !(1..=LARGEST_MAX_CONCURRENT_REQUESTS).contains(&self.max_concurrent_requests) {
-            return Err(invalid(format!(
-                "max_concurrent_requests is {}; it must be between 1 and \
-                 {LARGEST_MAX_CONCURRENT_REQUESTS}",
-                self.max_concurrent_requests
-            )));
-        }
+        kv_trait::check_max_concurrent_requests(
+            self.max_concurrent_requests,
+            LARGEST_MAX_CONCURRENT_REQUESTS,
+        )?;
         kv_trait::check_timeouts([
             ("connect_timeout", self.connect_timeout),
             ("request_timeout", self.request_timeout),

@@ -30,6 +30,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use kv_trait::RequestLimit;
+
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -70,6 +72,9 @@ const RECONNECT_RETRIES: usize = 2;
 pub(crate) struct Client {
     conn: Conn,
     request_timeout: Duration,
+    /// Places of the requests in flight (`max_concurrent_requests`): a request takes one in
+    /// `run`, before its timeout starts.
+    requests: RequestLimit,
     protocol: ProtocolVersion,
     replica_wait: Option<ReplicaWait>,
 }
@@ -185,6 +190,7 @@ impl Client {
         Ok(Self {
             conn,
             request_timeout: settings.request_timeout,
+            requests: RequestLimit::new(settings.max_concurrent_requests),
             protocol,
             replica_wait: settings.replica_wait,
         })
@@ -414,13 +420,16 @@ impl Client {
         }
     }
 
-    /// Runs `attempt` under the request timeout, resending as the module docs describe. The
-    /// attempt is given the node an `ASK` redirection named, if the previous attempt got one.
+    /// Runs `attempt` under the request timeout once it has a place among the requests in
+    /// flight, resending as the module docs describe. The attempt is given the node an `ASK`
+    /// redirection named, if the previous attempt got one. Never called from within an
+    /// attempt, so a request never holds one place while waiting for another.
     async fn run<T, F, Fut>(&self, resend_after_drop: bool, mut attempt: F) -> Result<T, Failure>
     where
         F: FnMut(Option<Node>) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
+        let _place = self.requests.place().await;
         let mut failures = 0;
         let mut asking = None;
         loop {

@@ -30,6 +30,13 @@ pub(crate) const DEFAULT_POOL_SIZE: usize = 4;
 /// The most dedicated connections a backend may hold: each one is a server-side client.
 pub(crate) const MAX_POOL_SIZE: usize = 256;
 
+/// How many requests of one backend (and its clones) are in flight at once by default: the
+/// others wait for a place before their request timeout starts (see `kv_trait::RequestLimit`).
+/// A burst of 10,000 calls on one cluster handle otherwise queued in the cluster client's one
+/// routing task, and calls at its end timed out; 256 requests in flight already keep a
+/// multiplexed connection's pipeline full.
+pub(crate) const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 256;
+
 /// The largest `max_value_bytes` accepted: Redis strings (and, by default, one bulk argument
 /// of the protocol, `proto-max-bulk-len`) are limited to 512 MiB.
 pub(crate) const LARGEST_MAX_VALUE_BYTES: usize = 512 * 1024 * 1024;
@@ -39,11 +46,12 @@ pub(crate) const LARGEST_MAX_VALUE_BYTES: usize = 512 * 1024 * 1024;
 pub(crate) const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The `?name=value` options of a Redis URL.
-const URL_OPTIONS: [&str; 8] = [
+const URL_OPTIONS: [&str; 9] = [
     "namespace",
     "connect_timeout_ms",
     "request_timeout_ms",
     "pool_size",
+    "max_concurrent_requests",
     "max_value_bytes",
     "tls_ca_file",
     "wait_replicas",
@@ -127,6 +135,7 @@ pub struct RedisBackendBuilder {
     pub(crate) connect_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) pool_size: usize,
+    pub(crate) max_concurrent_requests: usize,
     pub(crate) max_value_bytes: usize,
     /// `None`: a write succeeds once its primary applied it (Redis's own behaviour).
     pub(crate) replica_wait: Option<ReplicaWait>,
@@ -170,7 +179,8 @@ impl RedisBackendBuilder {
     /// percent-decoded (write `@`, `:`, `/`, `?`, `#` and `%` as `%40`, `%3A`, `%2F`, `%3F`,
     /// `%23` and `%25`); `:password@` alone is a password for the default user. Options
     /// follow a `?` as `name=value` pairs joined by `&`: `namespace`, `connect_timeout_ms`,
-    /// `request_timeout_ms`, `pool_size` and `max_value_bytes`, meaning what the builder
+    /// `request_timeout_ms`, `pool_size`, `max_concurrent_requests` and `max_value_bytes`,
+    /// meaning what the builder
     /// methods of the same names mean, and `tls_ca_file=PATH`, a PEM file of the root
     /// certificates to trust for TLS (see `tls_root_certificates`, with the `tls` feature).
     ///
@@ -242,6 +252,7 @@ impl RedisBackendBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             pool_size: DEFAULT_POOL_SIZE,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             replica_wait: None,
             tls_roots: None,
@@ -270,6 +281,9 @@ impl RedisBackendBuilder {
         }
         if let Some(connections) = parsed.take_number("pool_size")? {
             builder.pool_size = connections;
+        }
+        if let Some(max) = parsed.take_number("max_concurrent_requests")? {
+            builder.max_concurrent_requests = max;
         }
         if let Some(max) = parsed.take_number("max_value_bytes")? {
             builder.max_value_bytes = max;
@@ -331,6 +345,16 @@ impl RedisBackendBuilder {
     /// is a script.
     pub fn pool_size(mut self, connections: usize) -> Self {
         self.pool_size = connections;
+        self
+    }
+
+    /// How many requests of this backend and its clones are in flight at once (default 256,
+    /// at most 65,536). The others wait for a place, and a request's
+    /// [`request_timeout`](Self::request_timeout) starts once it has one, so a burst of calls
+    /// on one handle queues in the client instead of timing out behind itself in the
+    /// connection's pipeline (or, in cluster mode, in the cluster client's routing task).
+    pub fn max_concurrent_requests(mut self, requests: usize) -> Self {
+        self.max_concurrent_requests = requests;
         self
     }
 
@@ -457,6 +481,10 @@ impl RedisBackendBuilder {
                 self.pool_size
             )));
         }
+        kv_trait::check_max_concurrent_requests(
+            self.max_concurrent_requests,
+            kv_trait::LARGEST_MAX_CONCURRENT_REQUESTS,
+        )?;
         kv_trait::check_timeouts([
             ("connect_timeout", self.connect_timeout),
             ("request_timeout", self.request_timeout),
@@ -485,6 +513,7 @@ impl fmt::Debug for RedisBackendBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("pool_size", &self.pool_size)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("max_value_bytes", &self.max_value_bytes)
             .field("replica_wait", &self.replica_wait)
             .finish()
@@ -638,12 +667,13 @@ mod tests {
     fn options_set_what_the_builder_methods_set() {
         let builder = parse(
             "redis://h?namespace=app%3Av2&connect_timeout_ms=1500&request_timeout_ms=250\
-             &pool_size=9&max_value_bytes=65536",
+             &pool_size=9&max_value_bytes=65536&max_concurrent_requests=12",
         );
         assert_eq!(builder.namespace, "app:v2");
         assert_eq!(builder.connect_timeout, Duration::from_millis(1500));
         assert_eq!(builder.request_timeout, Duration::from_millis(250));
         assert_eq!((builder.pool_size, builder.max_value_bytes), (9, 65536));
+        assert_eq!(builder.max_concurrent_requests, 12);
         let tls = parse("rediss://h?tls_ca_file=%2Fetc%2Fca.pem");
         assert!(
             matches!(&tls.tls_roots, Some(TlsRoots::File(p)) if p.to_str() == Some("/etc/ca.pem"))
@@ -652,6 +682,10 @@ mod tests {
         assert_eq!(defaults.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
         assert_eq!(defaults.request_timeout, DEFAULT_REQUEST_TIMEOUT);
         assert_eq!(defaults.pool_size, DEFAULT_POOL_SIZE);
+        assert_eq!(
+            defaults.max_concurrent_requests,
+            DEFAULT_MAX_CONCURRENT_REQUESTS
+        );
         assert_eq!(defaults.max_value_bytes, DEFAULT_MAX_VALUE_BYTES);
         assert_eq!(defaults.namespace, "");
     }
@@ -682,6 +716,11 @@ mod tests {
             ("redis://h?pool_size=+2", "whole number"),
             ("redis://h?pool_size=0", "between 1 and"),
             ("redis://h?pool_size=257", "between 1 and"),
+            ("redis://h?max_concurrent_requests=0", "between 1 and 65536"),
+            (
+                "redis://h?max_concurrent_requests=65537",
+                "between 1 and 65536",
+            ),
             ("redis://h?max_value_bytes=1000", "between 65536"),
             ("redis://h?request_timeout_ms=0", "request_timeout"),
             ("redis://u:%FF@h", "does not decode to UTF-8"),
