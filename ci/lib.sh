@@ -64,6 +64,21 @@ save_rocksdb_cache() {
   echo "RocksDB: kept the static library for later runs in $dir"
 }
 
+# Workspaces with a Cargo.lock of their own, outside the main one: kv-sqlite beside sqlx 0.7
+# and 0.8 (compat/README.md), and the zlayer-agent bridge (bridges/zlayer/README.md).
+OWN_WORKSPACES=(compat/sqlx-0.7 compat/sqlx-0.8 bridges/zlayer)
+
+# own_target_dir WORKSPACE: where it builds: its own target/, or under CARGO_TARGET_DIR when
+# that is set (a target directory shared with the main workspace would make their builds wait
+# for each other's lock, and they run at once: see ci/test-workspace).
+own_target_dir() {
+  if [ -n "${CARGO_TARGET_DIR:-}" ]; then
+    echo "$CARGO_TARGET_DIR/own-workspaces/${1//\//-}"
+  else
+    echo "$1/target"
+  fi
+}
+
 # start_services SERVICE... (redis, redis-cluster, dynamodb, moto, postgres, etcd,
 # etcd-cluster): finds or starts each
 # one once, with the kv-services binary, exactly as the tests would (the environment's URL,
