@@ -16,6 +16,7 @@ use crate::config::{RedisBackendBuilder, ReplicaWait, Topology};
 use crate::encoding::{self, Keyspace};
 use crate::error;
 use crate::scripts;
+use crate::server::Increments;
 
 /// Keys per `MGET`, `MSET` or `DEL` of a batch: a few hundred keep each command's reply and
 /// the server's time on it small (Redis serves one command at a time), while a batch of
@@ -64,7 +65,6 @@ struct Shared {
     topology: Topology,
     endpoint: String,
     max_value_bytes: usize,
-    pool_size: usize,
     connect_timeout: Duration,
     request_timeout: Duration,
     replica_wait: Option<ReplicaWait>,
@@ -95,7 +95,6 @@ impl RedisBackend {
                 namespace: settings.namespace,
                 topology: settings.topology,
                 max_value_bytes: settings.max_value_bytes,
-                pool_size: settings.pool_size,
                 connect_timeout: settings.connect_timeout,
                 request_timeout: settings.request_timeout,
                 replica_wait: settings.replica_wait,
@@ -106,6 +105,13 @@ impl RedisBackend {
     /// The namespace this backend's keys live in (`""` unless configured).
     pub fn namespace(&self) -> &str {
         &self.shared.namespace
+    }
+
+    /// Whether `increment` is a bare `INCRBY` (Redis or Valkey 6 and later, whose own integer
+    /// parsing is exactly the contract's) rather than the script that checks the counter's
+    /// form first (any other server). Read from `INFO server` when the backend connected.
+    pub fn native_increments(&self) -> bool {
+        self.shared.client.increments() == Increments::Native
     }
 
     /// Whether this backend talks to one server or to a cluster.
@@ -154,7 +160,7 @@ impl fmt::Debug for RedisBackend {
             .field("namespace", &shared.namespace)
             .field("protocol", &protocol)
             .field("max_value_bytes", &shared.max_value_bytes)
-            .field("pool_size", &shared.pool_size)
+            .field("native_increments", &self.native_increments())
             .field("connect_timeout", &shared.connect_timeout)
             .field("request_timeout", &shared.request_timeout)
             .field("replica_wait", &shared.replica_wait)
@@ -225,19 +231,27 @@ impl Store for RedisBackend {
         Ok(keys.into_iter().collect())
     }
 
-    /// The increment script (a canonical-form check, then `INCRBY`): one round trip.
+    /// `INCRBY` where the server parses counters as the contract does, else the increment
+    /// script (a canonical-form check, then `INCRBY`; see `server.rs`): one round trip.
     async fn add(&self, key: Key<'_>, delta: i64) -> Result<i64, KvError> {
         let key = self.key(&key);
-        let delta = delta.to_string();
-        self.client()
-            .script(&scripts::INCREMENT, &key, &[delta.as_bytes()])
-            .await
-            .map_err(error::from_increment)
+        let added = match self.client().increments() {
+            Increments::Native => {
+                let cmd = redis::cmd("INCRBY").arg(&key).arg(delta).to_owned();
+                self.client().write(&key, &cmd).await
+            }
+            Increments::Scripted => {
+                let delta = delta.to_string();
+                self.client()
+                    .script(&scripts::INCREMENT, &key, &[delta.as_bytes()])
+                    .await
+            }
+        };
+        added.map_err(error::from_increment)
     }
 
-    /// `expected = None`: `SET key new NX`, one round trip. `expected = Some(_)`: a `WATCH`
-    /// transaction on a dedicated connection (standalone, two round trips) or a script on the
-    /// key's primary (cluster, one round trip).
+    /// `expected = None`: `SET key new NX`; `expected = Some(_)`: the compare-and-swap script
+    /// on the key's primary. One round trip either way.
     async fn swap_if(
         &self,
         key: Key<'_>,

@@ -40,14 +40,14 @@ use redis::cluster_routing::{
     SingleNodeRoutingInfo, SlotAddr,
 };
 use redis::{
-    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, FromRedisValue,
-    IntoConnectionInfo, ProtocolVersion, RedisConnectionInfo, RedisResult, ServerErrorKind, Value,
+    Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, FromRedisValue, IntoConnectionInfo,
+    ProtocolVersion, RedisConnectionInfo, RedisResult, ServerErrorKind, Value,
 };
 
-use crate::config::{Node, RedisBackendBuilder, ReplicaWait, Topology};
+use crate::config::{IncrementMode, Node, RedisBackendBuilder, ReplicaWait, Topology};
 use crate::error::{self, Failure};
-use crate::pool::WatchPool;
 use crate::scripts::{self, LuaScript};
+use crate::server::Increments;
 
 /// How many times one request is sent at most (see the module docs for when it is resent).
 pub(crate) const MAX_ATTEMPTS: u32 = 6;
@@ -56,14 +56,6 @@ pub(crate) const MAX_ATTEMPTS: u32 = 6;
 /// database take a round trip per ten keys; a thousand keeps each reply small (the server
 /// walks about this many hash buckets per call) while cutting round trips a hundredfold.
 pub(crate) const SCAN_COUNT: u32 = 1000;
-
-/// How many `EXEC`s of one `compare_and_swap` other writers may abort before it stops
-/// optimistic locking and runs the compare-and-swap script instead. Each abort means another
-/// client wrote the key between `WATCH` and `EXEC`; the value is re-read, and usually no
-/// longer matches. Repeated aborts take a stream of writes of the expected value itself,
-/// under which `WATCH` could starve: the script, which no write can interrupt, guarantees
-/// progress.
-const MAX_TRANSACTION_ATTEMPTS: u32 = 16;
 
 /// Reconnection attempts of the managed connection per reconnect, after the first.
 const RECONNECT_RETRIES: usize = 2;
@@ -77,6 +69,8 @@ pub(crate) struct Client {
     requests: RequestLimit,
     protocol: ProtocolVersion,
     replica_wait: Option<ReplicaWait>,
+    /// Read from the servers when connecting.
+    increments: Increments,
 }
 
 enum Conn {
@@ -86,9 +80,40 @@ enum Conn {
         /// What a replacement is made from.
         client: Box<redis::Client>,
         config: Box<ConnectionManagerConfig>,
-        watch: Box<WatchPool>,
     },
     Cluster(ClusterConnection),
+}
+
+impl Conn {
+    /// Reads `INFO server` from the server, or from every primary of a cluster, to choose how
+    /// `increment` runs. A server that refuses `INFO` (an ACL without it) or an answer that
+    /// cannot be read keeps the script, which is right on every server.
+    async fn increments(&self) -> Increments {
+        let info = redis::cmd("INFO").arg("server").to_owned();
+        let answer: RedisResult<Value> = match self {
+            Conn::Standalone { manager, .. } => info.query_async(&mut current(manager)).await,
+            Conn::Cluster(cluster) => {
+                let every_primary =
+                    RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+                cluster.clone().route_command(info, every_primary).await
+            }
+        };
+        let texts: Vec<String> = match answer {
+            // A cluster's answer: each primary's, by address.
+            Ok(Value::Map(by_node)) => by_node
+                .into_iter()
+                .filter_map(|(_, text)| redis::from_redis_value(text).ok())
+                .collect(),
+            Ok(text) => redis::from_redis_value(text).into_iter().collect(),
+            Err(err) => {
+                tracing::debug!(error = %err, "INFO server failed: increments keep the script");
+                Vec::new()
+            }
+        };
+        let increments = Increments::for_servers(texts.iter().map(String::as_str));
+        tracing::debug!(?increments, servers = texts.len(), "how increments run");
+        increments
+    }
 }
 
 impl Client {
@@ -143,21 +168,10 @@ impl Client {
                     .set_max_delay(Duration::from_secs(1));
                 let manager =
                     ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
-                let dedicated = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(settings.connect_timeout))
-                    .set_response_timeout(Some(settings.request_timeout));
-                let watch = Box::new(WatchPool::new(
-                    client.clone(),
-                    dedicated,
-                    settings.pool_size,
-                    settings.connect_timeout,
-                    settings.request_timeout,
-                ));
                 Conn::Standalone {
                     manager: std::sync::RwLock::new(manager),
                     client: Box::new(client),
                     config: Box::new(config),
-                    watch,
                 }
             }
             Topology::Cluster => {
@@ -187,13 +201,24 @@ impl Client {
                 Conn::Cluster(builder.build()?.get_async_connection().await?)
             }
         };
+        let increments = match settings.increments {
+            IncrementMode::Auto => conn.increments().await,
+            IncrementMode::Native => Increments::Native,
+            IncrementMode::Script => Increments::Scripted,
+        };
         Ok(Self {
             conn,
             request_timeout: settings.request_timeout,
             requests: RequestLimit::new(settings.max_concurrent_requests),
             protocol,
             replica_wait: settings.replica_wait,
+            increments,
         })
+    }
+
+    /// How `increment` runs on these servers (see `server.rs`).
+    pub(crate) fn increments(&self) -> Increments {
+        self.increments
     }
 
     /// The protocol the connections speak.
@@ -323,47 +348,19 @@ impl Client {
         }
     }
 
-    /// Compare-and-swap against a present value: `WATCH`/`GET`/`MULTI`/`SET`/`EXEC` on a
-    /// dedicated connection (standalone; the script after [`MAX_TRANSACTION_ATTEMPTS`]
-    /// aborted transactions) or one script on the key's primary (cluster).
+    /// Compare-and-swap against a present value: the script on the key's primary, one round
+    /// trip (and `WAIT` after it when waiting for replicas). No write can come between its
+    /// `GET` and `SET`, so it never needs a second attempt.
     pub(crate) async fn swap_if_equal(
         &self,
         key: &[u8],
         expected: &[u8],
         new: &[u8],
     ) -> Result<bool, Failure> {
-        let by_script = || async {
-            let swapped: i64 = self
-                .script(&scripts::COMPARE_AND_SWAP, key, &[expected, new])
-                .await?;
-            Ok(swapped == 1)
-        };
-        let watch = match &self.conn {
-            // The script's write is followed by `WAIT` on its connection; an `EXEC` on a
-            // dedicated connection would need its own.
-            Conn::Standalone { .. } if self.replica_wait.is_some() => return by_script().await,
-            Conn::Standalone { watch, .. } => watch,
-            Conn::Cluster(_) => return by_script().await,
-        };
-        let mut lease = watch.lease().await?;
-        let mut outcome = None;
-        for _ in 0..MAX_TRANSACTION_ATTEMPTS {
-            let current = lease.watch_and_get(key).await?;
-            if current.as_deref() != Some(expected) {
-                outcome = Some(false);
-                break;
-            }
-            if lease.set_if_unchanged(key, new).await? {
-                outcome = Some(true);
-                break;
-            }
-            // EXEC aborted: the key was written (or expired) after WATCH. Read it again.
-        }
-        lease.keep();
-        match outcome {
-            Some(swapped) => Ok(swapped),
-            None => by_script().await,
-        }
+        let swapped: i64 = self
+            .script(&scripts::COMPARE_AND_SWAP, key, &[expected, new])
+            .await?;
+        Ok(swapped == 1)
     }
 
     /// After a reply that could not be parsed (one cut in the middle, by a connection that

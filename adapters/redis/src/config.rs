@@ -24,12 +24,6 @@ pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one request (one round trip) may take before the call fails with `Unavailable`.
 pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Dedicated connections for `WATCH`-based compare-and-swap (standalone only).
-pub(crate) const DEFAULT_POOL_SIZE: usize = 4;
-
-/// The most dedicated connections a backend may hold: each one is a server-side client.
-pub(crate) const MAX_POOL_SIZE: usize = 256;
-
 /// How many requests of one backend (and its clones) are in flight at once by default: the
 /// others wait for a place before their request timeout starts (see `kv_trait::RequestLimit`).
 /// A burst of 10,000 calls on one cluster handle otherwise queued in the cluster client's one
@@ -50,13 +44,31 @@ const URL_OPTIONS: [&str; 9] = [
     "namespace",
     "connect_timeout_ms",
     "request_timeout_ms",
-    "pool_size",
     "max_concurrent_requests",
     "max_value_bytes",
     "tls_ca_file",
     "wait_replicas",
     "wait_timeout_ms",
+    "increments",
 ];
+
+/// How `increment` runs: chosen from the server, or fixed (the `increments` URL option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum IncrementMode {
+    /// A bare `INCRBY` on Redis and Valkey 6 and later, whose own integer parsing accepts
+    /// exactly the contract's counters; the script on any other server (or one that does not
+    /// answer `INFO server` when the backend connects). `increments=auto`.
+    #[default]
+    Auto,
+    /// Always a bare `INCRBY`, without asking the server: only for a server whose `INCRBY`
+    /// refuses exactly the values the contract refuses (`+1`, `01`, `-0`, `" 1"` ...), such
+    /// as one behind a proxy that does not pass `INFO` on. `increments=native`.
+    Native,
+    /// Always the script that checks the counter's form before `INCRBY`: right on every
+    /// server, one round trip too (two the first time on each server). `increments=script`.
+    Script,
+}
 
 /// Whether the backend talks to one server or to a Redis Cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +127,7 @@ impl fmt::Debug for Node {
 ///     .namespace("sessions")
 ///     .connect_timeout(Duration::from_secs(2))
 ///     .request_timeout(Duration::from_millis(500))
-///     .pool_size(8)
+///     .max_concurrent_requests(64)
 ///     .max_value_bytes(256 * 1024);
 /// assert_eq!(builder.topology(), Topology::Standalone);
 /// // The password never appears, in Debug or anywhere else.
@@ -134,11 +146,11 @@ pub struct RedisBackendBuilder {
     pub(crate) namespace: String,
     pub(crate) connect_timeout: Duration,
     pub(crate) request_timeout: Duration,
-    pub(crate) pool_size: usize,
     pub(crate) max_concurrent_requests: usize,
     pub(crate) max_value_bytes: usize,
     /// `None`: a write succeeds once its primary applied it (Redis's own behaviour).
     pub(crate) replica_wait: Option<ReplicaWait>,
+    pub(crate) increments: IncrementMode,
     /// Where the PEM root certificates come from; `None`: the system's and webpki's roots.
     pub(crate) tls_roots: Option<TlsRoots>,
 }
@@ -179,8 +191,8 @@ impl RedisBackendBuilder {
     /// percent-decoded (write `@`, `:`, `/`, `?`, `#` and `%` as `%40`, `%3A`, `%2F`, `%3F`,
     /// `%23` and `%25`); `:password@` alone is a password for the default user. Options
     /// follow a `?` as `name=value` pairs joined by `&`: `namespace`, `connect_timeout_ms`,
-    /// `request_timeout_ms`, `pool_size`, `max_concurrent_requests` and `max_value_bytes`,
-    /// meaning what the builder
+    /// `request_timeout_ms`, `max_concurrent_requests`, `max_value_bytes` and `increments`
+    /// (`auto`, `native` or `script`), meaning what the builder
     /// methods of the same names mean, and `tls_ca_file=PATH`, a PEM file of the root
     /// certificates to trust for TLS (see `tls_root_certificates`, with the `tls` feature).
     ///
@@ -251,10 +263,10 @@ impl RedisBackendBuilder {
             namespace: String::new(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            pool_size: DEFAULT_POOL_SIZE,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             replica_wait: None,
+            increments: IncrementMode::Auto,
             tls_roots: None,
         };
         if let Some(userinfo) = userinfo {
@@ -279,14 +291,23 @@ impl RedisBackendBuilder {
         if let Some(ms) = parsed.take_number("request_timeout_ms")? {
             builder.request_timeout = Duration::from_millis(ms);
         }
-        if let Some(connections) = parsed.take_number("pool_size")? {
-            builder.pool_size = connections;
-        }
         if let Some(max) = parsed.take_number("max_concurrent_requests")? {
             builder.max_concurrent_requests = max;
         }
         if let Some(max) = parsed.take_number("max_value_bytes")? {
             builder.max_value_bytes = max;
+        }
+        if let Some(mode) = parsed.take("increments") {
+            builder.increments = match mode.as_str() {
+                "auto" => IncrementMode::Auto,
+                "native" => IncrementMode::Native,
+                "script" => IncrementMode::Script,
+                other => {
+                    return Err(invalid(format!(
+                        "increments={other}: expected auto, native or script"
+                    )))
+                }
+            };
         }
         if let Some(path) = parsed.take("tls_ca_file") {
             builder.tls_roots = Some(TlsRoots::File(path.into()));
@@ -339,15 +360,6 @@ impl RedisBackendBuilder {
         self
     }
 
-    /// How many dedicated connections `compare_and_swap` may hold at once for its
-    /// `WATCH`/`MULTI`/`EXEC` transactions on a standalone server (default 4, at most 256).
-    /// Opened on demand and kept while healthy. Unused in cluster mode, where compare-and-swap
-    /// is a script.
-    pub fn pool_size(mut self, connections: usize) -> Self {
-        self.pool_size = connections;
-        self
-    }
-
     /// How many requests of this backend and its clones are in flight at once (default 256,
     /// at most 65,536). The others wait for a place, and a request's
     /// [`request_timeout`](Self::request_timeout) starts once it has one, so a burst of calls
@@ -381,13 +393,19 @@ impl RedisBackendBuilder {
     /// effect", naming how many replicas had it. Reads are unchanged.
     ///
     /// Every write sends one more command: on a standalone server `WAIT` pipelined behind the
-    /// write (one round trip), and `compare_and_swap` runs its script instead of a `WATCH`
-    /// transaction so that the `WAIT` follows the write on its connection; in a cluster `WAIT`
+    /// write (one round trip); in a cluster `WAIT`
     /// to the key's primary once the write has succeeded (a second round trip), or to every
     /// primary after a batch spanning slots. `timeout` must be shorter than the request
     /// timeout, which bounds each round trip, `WAIT` included.
     pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
         self.replica_wait = (replicas > 0).then_some(ReplicaWait { replicas, timeout });
+        self
+    }
+
+    /// How `increment` runs (default [`IncrementMode::Auto`]: a bare `INCRBY` on Redis and
+    /// Valkey 6+, the form-checking script elsewhere).
+    pub fn increments(mut self, mode: IncrementMode) -> Self {
+        self.increments = mode;
         self
     }
 
@@ -475,12 +493,6 @@ impl RedisBackendBuilder {
             ));
         }
         kv_trait::check_max_value_bytes(self.max_value_bytes, LARGEST_MAX_VALUE_BYTES)?;
-        if !(1..=MAX_POOL_SIZE).contains(&self.pool_size) {
-            return Err(invalid(format!(
-                "pool_size is {}; it must be between 1 and {MAX_POOL_SIZE}",
-                self.pool_size
-            )));
-        }
         kv_trait::check_max_concurrent_requests(
             self.max_concurrent_requests,
             kv_trait::LARGEST_MAX_CONCURRENT_REQUESTS,
@@ -512,10 +524,10 @@ impl fmt::Debug for RedisBackendBuilder {
             .field("namespace", &self.namespace)
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
-            .field("pool_size", &self.pool_size)
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("max_value_bytes", &self.max_value_bytes)
             .field("replica_wait", &self.replica_wait)
+            .field("increments", &self.increments)
             .finish()
     }
 }
@@ -667,12 +679,13 @@ mod tests {
     fn options_set_what_the_builder_methods_set() {
         let builder = parse(
             "redis://h?namespace=app%3Av2&connect_timeout_ms=1500&request_timeout_ms=250\
-             &pool_size=9&max_value_bytes=65536&max_concurrent_requests=12",
+             &max_value_bytes=65536&max_concurrent_requests=12&increments=script",
         );
+        assert_eq!(builder.increments, IncrementMode::Script);
         assert_eq!(builder.namespace, "app:v2");
         assert_eq!(builder.connect_timeout, Duration::from_millis(1500));
         assert_eq!(builder.request_timeout, Duration::from_millis(250));
-        assert_eq!((builder.pool_size, builder.max_value_bytes), (9, 65536));
+        assert_eq!(builder.max_value_bytes, 65536);
         assert_eq!(builder.max_concurrent_requests, 12);
         let tls = parse("rediss://h?tls_ca_file=%2Fetc%2Fca.pem");
         assert!(
@@ -681,7 +694,6 @@ mod tests {
         let defaults = parse("redis://h");
         assert_eq!(defaults.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
         assert_eq!(defaults.request_timeout, DEFAULT_REQUEST_TIMEOUT);
-        assert_eq!(defaults.pool_size, DEFAULT_POOL_SIZE);
         assert_eq!(
             defaults.max_concurrent_requests,
             DEFAULT_MAX_CONCURRENT_REQUESTS
@@ -712,10 +724,16 @@ mod tests {
             ("redis+cluster://a:1,,b:2", "empty"),
             ("redis://h?namespace=a&namespace=b", "more than once"),
             ("redis://h?db=1", "unknown URL option `db`"),
-            ("redis://h?pool_size=-1", "pool_size=-1"),
-            ("redis://h?pool_size=+2", "whole number"),
-            ("redis://h?pool_size=0", "between 1 and"),
-            ("redis://h?pool_size=257", "between 1 and"),
+            (
+                "redis://h?max_concurrent_requests=-1",
+                "max_concurrent_requests=-1",
+            ),
+            ("redis://h?max_concurrent_requests=+2", "whole number"),
+            ("redis://h?pool_size=4", "unknown URL option `pool_size`"),
+            (
+                "redis://h?increments=lua",
+                "expected auto, native or script",
+            ),
             ("redis://h?max_concurrent_requests=0", "between 1 and 65536"),
             (
                 "redis://h?max_concurrent_requests=65537",

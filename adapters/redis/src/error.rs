@@ -60,14 +60,10 @@ pub(crate) fn from_redis(err: RedisError) -> KvError {
     KvError::backend(err)
 }
 
-/// `OOM`, directly or as the reason a transaction was discarded (`EXECABORT`, when the `SET`
-/// inside `MULTI` was refused while queued).
+/// `OOM`: `maxmemory` reached with eviction off, whether the write was a command or ran in a
+/// script.
 fn is_out_of_memory(err: &RedisError) -> bool {
     err.code() == Some("OOM")
-        || err
-            .clone()
-            .into_server_errors()
-            .is_some_and(|inner| inner.iter().any(|(_, inner)| inner.code() == "OOM"))
 }
 
 /// The mapping for `increment`, whose arithmetic errors come from `INCRBY` (or the script's

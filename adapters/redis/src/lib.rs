@@ -5,9 +5,9 @@ mod client;
 mod config;
 mod encoding;
 mod error;
-mod pool;
 mod scripts;
+mod server;
 
 pub use backend::RedisBackend;
-pub use config::{RedisBackendBuilder, Topology};
+pub use config::{IncrementMode, RedisBackendBuilder, Topology};
 pub use encoding::namespace_prefix;

@@ -1,5 +1,5 @@
-//! The two Lua scripts: `increment` everywhere, and `compare_and_swap` with an expected value
-//! in cluster mode.
+//! The two Lua scripts: `compare_and_swap` with an expected value, and `increment` on servers
+//! whose integer parsing is not the contract's (see `server.rs`).
 //!
 //! A script runs atomically on the server that owns its key, in one round trip. Both read the
 //! key's live value (Redis treats an expired key as absent inside scripts too) and write only
@@ -50,7 +50,8 @@ impl LuaScript {
     }
 }
 
-/// `increment`: `KEYS[1]` the key, `ARGV[1]` the delta.
+/// `increment` on servers other than Redis and Valkey 6+: `KEYS[1]` the key, `ARGV[1]` the
+/// delta.
 ///
 /// Redis's own integer parsing (`string2ll`) accepts exactly the canonical form on Redis 7
 /// (the crate's tests pin this), but servers that speak the protocol differ; this check makes
@@ -75,8 +76,7 @@ return redis.call('GET', KEYS[1])
     )
 });
 
-/// `compare_and_swap` with `expected = Some(_)` in cluster mode (and on a standalone server
-/// after many aborted `WATCH` transactions): `KEYS[1]` the key, `ARGV[1]` the expected value,
+/// `compare_and_swap` with `expected = Some(_)`: `KEYS[1]` the key, `ARGV[1]` the expected value,
 /// `ARGV[2]` the new one. Returns 1 when it wrote, 0 otherwise.
 ///
 /// `GET` of an absent or expired key is `false` in Lua, never equal to a string, so an absent

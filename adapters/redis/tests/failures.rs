@@ -73,7 +73,7 @@ async fn killed_connections_are_replaced_without_rebuilding_the_backend(service:
         .build()
         .await
         .unwrap();
-    every_operation_works(&store).await; // also opens a pooled WATCH connection
+    every_operation_works(&store).await;
 
     for round in 0..3 {
         let killed: Vec<i64> = admin

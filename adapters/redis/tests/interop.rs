@@ -16,10 +16,11 @@ mod common;
 
 use std::time::Instant;
 
+use kv_redis::IncrementMode;
 use kv_test_services::redis::RedisService;
 use kv_trait::{parse_counter, KvBackend, KvError};
 
-use common::{backend, namespace, redis_cli, Admin};
+use common::{backend, builder, namespace, redis_cli, Admin};
 
 on_standalone_and_cluster!(
     redis_cli_reads_what_the_backend_wrote,
@@ -113,11 +114,23 @@ async fn counters_interoperate_with_incrby_both_ways(service: &RedisService) {
     );
 }
 
-/// Pins what the server's `INCRBY` accepts against the contract's canonical form, and checks
-/// that the backend follows the contract either way.
+/// Pins what the server's `INCRBY` accepts against the contract's canonical form (which is
+/// what lets the backend send a bare `INCRBY` to Redis and Valkey), and checks that the backend
+/// follows the contract both ways: with `INCRBY` as chosen for this server, and with the
+/// form-checking script it keeps for other servers.
 async fn redis_integers_are_exactly_the_canonical_counters(service: &RedisService) {
     let ns = namespace("forms");
-    let store = backend(service, &ns).await;
+    let native = backend(service, &ns).await;
+    assert!(
+        native.native_increments(),
+        "Redis and Valkey 6+ take a bare INCRBY: {native:?}"
+    );
+    let scripted = builder(service, &ns)
+        .increments(IncrementMode::Script)
+        .build()
+        .await
+        .unwrap();
+    assert!(!scripted.native_increments());
     let admin = Admin::connect(service).await;
     let forms: [&[u8]; 24] = [
         b"0",
@@ -161,23 +174,28 @@ async fn redis_integers_are_exactly_the_canonical_counters(service: &RedisServic
             "Redis's INCRBY and the contract disagree about {form:?}"
         );
 
-        let key = format!("k{i}");
-        admin
-            .must::<()>(redis::cmd("SET").arg(store.redis_key(&key)).arg(form))
-            .await;
-        match (canonical, store.increment(&key, 1).await) {
-            (Some(n), result) if n < i64::MAX => assert_eq!(result.unwrap(), n + 1),
-            (Some(_), result) => assert!(matches!(result, Err(KvError::IntegerOverflow))),
-            (None, result) => {
-                assert!(
-                    matches!(result, Err(KvError::NotAnInteger)),
-                    "{form:?}: {result:?}"
-                );
-                assert_eq!(
-                    store.get(&key).await.unwrap().as_deref(),
-                    Some(form),
-                    "unchanged"
-                );
+        for (how, store) in [("INCRBY", &native), ("script", &scripted)] {
+            let key = format!("k{i}");
+            admin
+                .must::<()>(redis::cmd("SET").arg(store.redis_key(&key)).arg(form))
+                .await;
+            match (canonical, store.increment(&key, 1).await) {
+                (Some(n), result) if n < i64::MAX => assert_eq!(result.unwrap(), n + 1, "{how}"),
+                (Some(_), result) => assert!(
+                    matches!(result, Err(KvError::IntegerOverflow)),
+                    "{how}: {result:?}"
+                ),
+                (None, result) => {
+                    assert!(
+                        matches!(result, Err(KvError::NotAnInteger)),
+                        "{how}, {form:?}: {result:?}"
+                    );
+                    assert_eq!(
+                        store.get(&key).await.unwrap().as_deref(),
+                        Some(form),
+                        "{how}: unchanged"
+                    );
+                }
             }
         }
     }

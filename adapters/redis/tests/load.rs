@@ -1,8 +1,8 @@
 //! 10,000 tasks at once on one handle with the default settings (see `kv_conformance::load`),
-//! on the standalone server and on the cluster: every call succeeds (requests are pipelined on
-//! the multiplexed connection), connections stay bounded (one per node, plus at most
-//! `pool_size` for `WATCH` transactions) and memory stays bounded. Run with `--nocapture` for
-//! the latencies.
+//! on the standalone server and on the cluster: every call succeeds (at most
+//! `max_concurrent_requests` of them in flight, pipelined on the multiplexed connection),
+//! connections stay bounded (one per node) and memory stays bounded. Run with `--nocapture`
+//! for the latencies.
 
 mod common;
 
