@@ -68,6 +68,16 @@ save_rocksdb_cache() {
 # and 0.8 (compat/README.md), and the zlayer-agent bridge (bridges/zlayer/README.md).
 OWN_WORKSPACES=(compat/sqlx-0.7 compat/sqlx-0.8 bridges/zlayer)
 
+# own_compiler_wrapper WORKSPACE: the compiler wrapper of its own crates: clippy-driver for the
+# bridge, whose build is also its lint (bridges/zlayer/Cargo.toml denies warnings); none for
+# the compat crates, which are tests only. The same in every build of it, or it rebuilds.
+own_compiler_wrapper() {
+  case $1 in
+    bridges/*) echo clippy-driver ;;
+    *) echo "" ;;
+  esac
+}
+
 # own_target_dir WORKSPACE: where it builds: its own target/, or under CARGO_TARGET_DIR when
 # that is set (a target directory shared with the main workspace would make their builds wait
 # for each other's lock, and they run at once: see ci/test-workspace).
