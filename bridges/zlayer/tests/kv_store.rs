@@ -341,108 +341,84 @@ async fn two_stores(target: &Target, host: &KvStore) {
     assert_eq!(host.increment_async("shared/n", 3).await.unwrap(), 5);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory() {
+/// A store on a shared server: `url` is `None` when the server could not be had, which the
+/// services crate has announced already (or failed the test, under `KVKIT_REQUIRE_SERVICES`).
+async fn drive_server(name: &'static str, url: Option<String>) {
+    if let Some(url) = url {
+        drive(Target {
+            name,
+            url,
+            _dir: None,
+        })
+        .await;
+    }
+}
+
+/// A store in files of its own: `url` names a path inside a new temporary directory.
+async fn drive_files(name: &'static str, url: impl FnOnce(&std::path::Path) -> String) {
+    let dir = tempfile::tempdir().unwrap();
     drive(Target {
-        name: "memory",
-        url: format!("memory://{}", unique("memory")),
-        _dir: None,
+        name,
+        url: url(dir.path()),
+        _dir: Some(dir),
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory() {
+    drive_server("memory", Some(format!("memory://{}", unique("memory")))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("kv.db").display());
-    drive(Target {
-        name: "sqlite",
-        url,
-        _dir: Some(dir),
+    drive_files("sqlite", |dir| {
+        format!("sqlite://{}", dir.join("kv.db").display())
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rocksdb_directory() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("rocksdb://{}", dir.path().join("db").display());
-    drive(Target {
-        name: "rocksdb",
-        url,
-        _dir: Some(dir),
+    drive_files("rocksdb", |dir| {
+        format!("rocksdb://{}", dir.join("db").display())
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_server() {
-    let Some(service) = services::redis::standalone() else {
-        return; // announced (or failed, under KVKIT_REQUIRE_SERVICES) by the services crate
-    };
-    let url = service.url_with(&format!("namespace={}", unique("redis")));
-    drive(Target {
-        name: "redis",
-        url,
-        _dir: None,
-    })
-    .await;
+    let url = services::redis::standalone()
+        .map(|service| service.url_with(&format!("namespace={}", unique("redis"))));
+    drive_server("redis", url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster() {
-    let Some(service) = services::redis::cluster() else {
-        return; // announced (or failed, under KVKIT_REQUIRE_SERVICES) by the services crate
-    };
-    let url = service.url_with(&format!("namespace={}", unique("redis_cluster")));
-    drive(Target {
-        name: "redis cluster",
-        url,
-        _dir: None,
-    })
-    .await;
+    let url = services::redis::cluster()
+        .map(|service| service.url_with(&format!("namespace={}", unique("redis_cluster"))));
+    drive_server("redis cluster", url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_emulator() {
-    let Some(service) = services::dynamodb::endpoint() else {
-        return; // announced (or failed, under KVKIT_REQUIRE_SERVICES) by the services crate
-    };
-    let url = service.url(&unique("table"), "zlayer") + "&create_table=true";
-    drive(Target {
-        name: "dynamodb",
-        url,
-        _dir: None,
-    })
-    .await;
+    let url = services::dynamodb::endpoint()
+        .map(|service| service.url(&unique("table"), "zlayer") + "&create_table=true");
+    drive_server("dynamodb", url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_server() {
-    let Some(service) = services::postgres::server() else {
-        return; // announced (or failed, under KVKIT_REQUIRE_SERVICES) by the services crate
-    };
-    let url = service.url_with(&format!("table={}&namespace=zlayer", unique("table")));
-    drive(Target {
-        name: "postgres",
-        url,
-        _dir: None,
-    })
-    .await;
+    let url = services::postgres::server()
+        .map(|service| service.url_with(&format!("table={}&namespace=zlayer", unique("table"))));
+    drive_server("postgres", url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_cluster() {
-    let Some(service) = services::etcd::cluster() else {
-        return; // announced (or failed, under KVKIT_REQUIRE_SERVICES) by the services crate
-    };
-    let url = service.url_with(&format!("namespace={}", unique("etcd")));
-    drive(Target {
-        name: "etcd cluster",
-        url,
-        _dir: None,
-    })
-    .await;
+    let url = services::etcd::cluster()
+        .map(|service| service.url_with(&format!("namespace={}", unique("etcd"))));
+    drive_server("etcd cluster", url).await;
 }
 
 /// `Arc<dyn KvBackend>` from `kvkit::open` and a concrete backend both fit.
