@@ -18,6 +18,9 @@
 //! - `Err(Unavailable)` (and a call whose future was dropped): the call may have taken effect
 //!   at any instant after its invocation, with no end (its return is +∞), or never. A read
 //!   that returned `Unavailable` observed nothing and is left out.
+//! - An `Unavailable` that says it was never sent ([`KvError::is_not_sent`](kv_trait::KvError::is_not_sent)):
+//!   the call took no effect and observed nothing, so it is left out; a write that happened
+//!   although its error said "not sent" then shows as a value nobody wrote.
 //! - Errors the model decides (`InvalidKey`, `ValueTooLarge`, `InvalidTtl`, `NotAnInteger`,
 //!   `IntegerOverflow`) are compared with the model like any result: `NotAnInteger` is a read
 //!   of a non-counter value, and so it is checked.
@@ -252,6 +255,8 @@ impl Checker {
                 let reads_only = matches!(call.op, Op::Get { .. } | Op::Exists { .. });
                 let expected = match &call.outcome {
                     Outcome::Error(ErrorKind::Unavailable(_)) if reads_only => return None,
+                    // Never reached the store: no effect, and nothing to check.
+                    Outcome::Error(ErrorKind::NotSent(_)) => return None,
                     Outcome::Error(ErrorKind::Unavailable(_)) => None,
                     Outcome::Error(ErrorKind::QuotaExceeded(_) | ErrorKind::Other(_)) => {
                         return None

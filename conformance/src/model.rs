@@ -224,8 +224,12 @@ pub enum ErrorKind {
     IntegerOverflow,
     /// `KvError::QuotaExceeded(_)`, with the message.
     QuotaExceeded(String),
-    /// `KvError::Unavailable(_)`, with the message.
+    /// `KvError::Unavailable(_)`, with the message: the call may or may not have taken effect.
     Unavailable(String),
+    /// An `Unavailable` that says the request never reached the store
+    /// ([`KvError::is_not_sent`]), with the message: the call took no effect, and a history
+    /// in which it did is not linearizable.
+    NotSent(String),
     /// `KvError::Backend(_)` or any other variant, with the message.
     Other(String),
 }
@@ -243,6 +247,7 @@ impl ErrorKind {
             KvError::NotAnInteger => ErrorKind::NotAnInteger,
             KvError::IntegerOverflow => ErrorKind::IntegerOverflow,
             KvError::QuotaExceeded(why) => ErrorKind::QuotaExceeded(why.clone()),
+            KvError::Unavailable(_) if err.is_not_sent() => ErrorKind::NotSent(err.to_string()),
             KvError::Unavailable(_) => ErrorKind::Unavailable(err.to_string()),
             _ => ErrorKind::Other(err.to_string()),
         }

@@ -74,6 +74,28 @@ impl KvError {
         matches!(self, KvError::Unavailable(_))
     }
 
+    /// The variant's name in `snake_case` (`"invalid_key"`, `"unavailable"`...): a label for
+    /// metrics and logs that stays the same whatever the message says.
+    ///
+    /// ```
+    /// use kv_trait::KvError;
+    /// assert_eq!(KvError::NotAnInteger.kind(), "not_an_integer");
+    /// assert_eq!(KvError::not_sent("refused").kind(), "unavailable");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match self {
+            KvError::InvalidKey(_) => "invalid_key",
+            KvError::ValueTooLarge { .. } => "value_too_large",
+            KvError::InvalidTtl(_) => "invalid_ttl",
+            KvError::NotAnInteger => "not_an_integer",
+            KvError::IntegerOverflow => "integer_overflow",
+            KvError::QuotaExceeded(_) => "quota_exceeded",
+            KvError::Unavailable(_) => "unavailable",
+            KvError::Backend(_) => "backend",
+            KvError::InvalidConfig(_) => "invalid_config",
+        }
+    }
+
     /// Wraps a transient failure (refused or lost connection, timeout, throttling).
     pub fn unavailable(err: impl Into<BoxError>) -> Self {
         KvError::Unavailable(err.into())
@@ -82,5 +104,42 @@ impl KvError {
     /// Wraps any other failure of the underlying store.
     pub fn backend(err: impl Into<BoxError>) -> Self {
         KvError::Backend(err.into())
+    }
+
+    /// An `Unavailable` raised before the request left the client (no connection could be
+    /// made, no place in a queue was free, a fault injected before the call): nothing reached
+    /// the store, so even a write may be sent again without breaking the lost-reply rule.
+    ///
+    /// ```
+    /// use kv_trait::KvError;
+    /// let refused = KvError::not_sent("connection refused");
+    /// assert!(refused.is_retryable() && refused.is_not_sent());
+    /// assert!(refused.to_string().contains("not sent"));
+    /// assert!(!KvError::unavailable("reply lost").is_not_sent());
+    /// ```
+    pub fn not_sent(err: impl Into<BoxError>) -> Self {
+        KvError::Unavailable(Box::new(NotSent(err.into())))
+    }
+
+    /// True for an `Unavailable` made by [`KvError::not_sent`]: the store never saw the
+    /// request. Any other `Unavailable` may hide a write that happened.
+    pub fn is_not_sent(&self) -> bool {
+        matches!(self, KvError::Unavailable(source) if source.is::<NotSent>())
+    }
+}
+
+/// The cause of an `Unavailable` that never reached the store; see [`KvError::not_sent`].
+#[derive(Debug)]
+pub struct NotSent(BoxError);
+
+impl std::fmt::Display for NotSent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (not sent)", self.0)
+    }
+}
+
+impl StdError for NotSent {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&*self.0)
     }
 }

@@ -271,7 +271,7 @@ pub use async_trait::async_trait;
 
 pub use batch::{Capabilities, KeyPage, Sharing};
 pub use counter::{apply_increment, format_counter, parse_counter};
-pub use error::{BoxError, KvError};
+pub use error::{BoxError, KvError, NotSent};
 pub use key::{validate_key, MAX_KEY_BYTES};
 pub use limit::{
     check_max_concurrent_requests, Place, RequestLimit, WithinLimit,

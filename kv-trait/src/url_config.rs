@@ -258,6 +258,7 @@ pub fn redact_error(err: KvError, secrets: &[String]) -> KvError {
         KvError::InvalidConfig(message) => KvError::InvalidConfig(hide(message)),
         KvError::QuotaExceeded(message) => KvError::QuotaExceeded(hide(message)),
         KvError::Unavailable(source) => match error_chain(&*source) {
+            text if leaks(&text) && source.is::<crate::NotSent>() => KvError::not_sent(hide(text)),
             text if leaks(&text) => KvError::unavailable(hide(text)),
             _ => KvError::Unavailable(source),
         },
@@ -392,6 +393,69 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         next = source.source();
     }
     text
+}
+
+/// Takes the options named in `names` out of `url`'s query: returns the URL without them (the
+/// other options kept as written, in their order) and the taken ones, decoded, in the order
+/// written. For options that wrap the store rather than configure it (kvkit's layers), read
+/// before the adapter sees the rest. A URL without such options comes back unchanged.
+///
+/// ```
+/// use kv_trait::url_config::split_options;
+///
+/// let (url, taken) = split_options("redis://h:6379/0?timeout=2s&namespace=a&retries=3", &["timeout", "retries"]);
+/// assert_eq!(url, "redis://h:6379/0?namespace=a");
+/// assert_eq!(taken, [("timeout".to_owned(), "2s".to_owned()), ("retries".to_owned(), "3".to_owned())]);
+/// ```
+pub fn split_options(url: &str, names: &[&str]) -> (String, Vec<(String, String)>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), Vec::new());
+    };
+    let (query, fragment) = match query.split_once('#') {
+        Some((query, fragment)) => (query, Some(fragment)),
+        None => (query, None),
+    };
+    let mut kept: Vec<&str> = Vec::new();
+    let mut taken = Vec::new();
+    for part in query.split('&') {
+        let decoded = url::form_urlencoded::parse(part.as_bytes()).next();
+        match decoded {
+            Some((name, value)) if names.contains(&name.as_ref()) => {
+                taken.push((name.into_owned(), value.into_owned()));
+            }
+            _ => kept.push(part),
+        }
+    }
+    let mut rest = base.to_owned();
+    let kept: Vec<&str> = kept.into_iter().filter(|part| !part.is_empty()).collect();
+    if !kept.is_empty() {
+        rest.push('?');
+        rest.push_str(&kept.join("&"));
+    }
+    if let Some(fragment) = fragment {
+        rest.push('#');
+        rest.push_str(fragment);
+    }
+    (rest, taken)
+}
+
+/// Parses the value of URL option `name` as a duration with its unit: `250ms`, `2s`,
+/// `1m 30s` (humantime's forms). A bare number is refused, since its unit would be a guess.
+///
+/// ```
+/// use std::time::Duration;
+/// use kv_trait::url_config::parse_duration;
+///
+/// assert_eq!(parse_duration("timeout", "250ms")?, Duration::from_millis(250));
+/// assert!(parse_duration("timeout", "250").is_err());
+/// # Ok::<(), kv_trait::KvError>(())
+/// ```
+pub fn parse_duration(name: &str, value: &str) -> Result<std::time::Duration, KvError> {
+    humantime::parse_duration(value).map_err(|err| {
+        invalid(format!(
+            "URL option `{name}={value}`: expected a duration with its unit, such as 250ms or 2s ({err})"
+        ))
+    })
 }
 
 /// Parses the value of URL option `name` as a non-negative whole number of type `T`: ASCII
@@ -536,6 +600,31 @@ mod tests {
         );
         let err = redact_error(KvError::backend("fine"), &secrets);
         assert_eq!(err.to_string(), "backend error: fine");
+    }
+
+    #[test]
+    fn options_are_split_out_and_the_rest_kept_as_written() {
+        let names = ["timeout", "retries"];
+        assert_eq!(
+            split_options("memory://", &names),
+            ("memory://".to_owned(), vec![])
+        );
+        let (rest, taken) = split_options("sqlite:///a%3Fb?timeout=1s", &names);
+        assert_eq!(rest, "sqlite:///a%3Fb");
+        assert_eq!(taken, [("timeout".to_owned(), "1s".to_owned())]);
+        let (rest, taken) = split_options("redis://u:p%26@h?namespace=a%26b&retries=2&x", &names);
+        assert_eq!(rest, "redis://u:p%26@h?namespace=a%26b&x");
+        assert_eq!(taken, [("retries".to_owned(), "2".to_owned())]);
+        let (rest, _) = split_options("redis://h?timeout=1s#frag", &names);
+        assert_eq!(rest, "redis://h#frag");
+        assert_eq!(
+            parse_duration("t", "1m 30s").unwrap(),
+            std::time::Duration::from_secs(90)
+        );
+        for bad in ["", "5", "-1s", "1 parsec"] {
+            let err = parse_duration("t", bad).unwrap_err().to_string();
+            assert!(err.contains("`t="), "{err}");
+        }
     }
 
     #[test]
