@@ -458,6 +458,25 @@ pub fn parse_duration(name: &str, value: &str) -> Result<std::time::Duration, Kv
     })
 }
 
+/// Parses the value of URL option `name` as a rate: a decimal number from 0 to 1 (`0.05` is
+/// one call in twenty).
+///
+/// ```
+/// use kv_trait::url_config::parse_rate;
+/// assert_eq!(parse_rate("r", "0.05")?, 0.05);
+/// assert!(parse_rate("r", "5%").is_err() && parse_rate("r", "1.5").is_err());
+/// # Ok::<(), kv_trait::KvError>(())
+/// ```
+pub fn parse_rate(name: &str, value: &str) -> Result<f64, KvError> {
+    let decimal = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    match decimal.then(|| value.parse::<f64>().ok()).flatten() {
+        Some(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        _ => Err(invalid(format!(
+            "URL option `{name}={value}`: expected a rate from 0 to 1, such as 0.05"
+        ))),
+    }
+}
+
 /// Parses the value of URL option `name` as a non-negative whole number of type `T`: ASCII
 /// digits only (no sign, no spaces, no empty value), in `T`'s range. Every adapter's numeric
 /// options go through here, so all of them accept exactly the same forms.

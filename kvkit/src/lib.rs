@@ -33,6 +33,33 @@
 //! processes) of one application share it; `memory://` and `sqlite::memory:` are new and
 //! private on every call.
 //!
+//! # Layers
+//!
+//! Every URL also takes options that put [`kv_layers`] around the store, whatever the
+//! adapter (`redis://127.0.0.1?timeout=500ms&retries=3&metrics=sessions`):
+//!
+//! | option | layer |
+//! | --- | --- |
+//! | `timeout=DURATION` (`500ms`, `2s`) | [`Timeout`](kv_layers::Timeout): each attempt of each call |
+//! | `retries=N`, `retry_budget=DURATION` | [`Retry`](kv_layers::Retry): N retries within the budget (10 s by default), only where the lost-reply rule allows |
+//! | `concurrency=N` | [`ConcurrencyLimit`](kv_layers::ConcurrencyLimit): at most N calls at once |
+//! | `metrics=NAME` | [`Metrics`](kv_layers::Metrics), labelled `store=NAME` |
+//! | `chaos_unavailable=RATE`, `chaos_lost_reply=RATE`, `chaos_latency=DURATION`, `chaos_latency_rate=RATE`, `chaos_seed=N` | [`Chaos`](kv_layers::Chaos): injected faults for tests (rates from 0 to 1; a latency alone delays every call) |
+//!
+//! They stack in one order: chaos innermost, then the limit, the timeout, the retries, and
+//! metrics outermost. For another order, or a layer of your own, use
+//! [`LayerExt::with`](kv_layers::LayerExt::with) on what `open` returns.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let store = kvkit::open("memory://?timeout=2s&retries=3&metrics=cache").await?;
+//! store.set("k", b"v").await?;
+//! let err = kvkit::open("memory://?timeout=2").await.unwrap_err();
+//! assert!(err.to_string().contains("expected a duration with its unit"));
+//! # Ok::<(), kvkit::KvError>(())
+//! # }).unwrap();
+//! ```
+//!
 //! An unknown scheme, a scheme whose feature is off, an unknown option or a malformed URL is
 //! [`KvError::InvalidConfig`] naming the problem.
 //!
@@ -41,10 +68,12 @@
 //! and benchmarks it, is the `kvkit-cli` package.
 
 mod adapters;
+mod layers;
 mod target;
 
 use std::sync::Arc;
 
+pub use kv_layers;
 pub use kv_trait;
 pub use kv_trait::{KvBackend, KvError};
 pub use target::Target;

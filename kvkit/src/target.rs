@@ -7,6 +7,7 @@ use kv_trait::url_config::{passwords, redact, redact_error, StoreUrl};
 use kv_trait::{KvBackend, KvError};
 
 use crate::adapters::{for_scheme, Adapter, ADAPTERS, KNOWN};
+use crate::layers::LayerOptions;
 
 /// A store URL, parsed and checked: which adapter, with which options and namespace.
 ///
@@ -20,8 +21,10 @@ use crate::adapters::{for_scheme, Adapter, ADAPTERS, KNOWN};
 #[derive(Clone)]
 pub struct Target {
     adapter: &'static Adapter,
+    /// The URL without its layer options: what the adapter reads.
     url: String,
     namespace: String,
+    layers: LayerOptions,
     /// The URL as given, with any password replaced, for messages.
     shown: String,
     /// Strings from the URL that must not be shown (passwords).
@@ -50,17 +53,20 @@ impl Target {
         let secrets = passwords(url);
         let scheme = scheme_of(url)?;
         let adapter = for_scheme(scheme).ok_or_else(|| unknown_scheme(scheme, url))?;
+        let (store_url, layers) =
+            LayerOptions::split(url).map_err(|err| redact_error(err, &secrets))?;
         // The adapters never quote a password; this makes sure of it for every message.
-        (adapter.validate)(url).map_err(|err| redact_error(err, &secrets))?;
-        let namespace = StoreUrl::parse(url, adapter.scheme)
+        (adapter.validate)(&store_url).map_err(|err| redact_error(err, &secrets))?;
+        let namespace = StoreUrl::parse(&store_url, adapter.scheme)
             .map_err(|err| redact_error(err, &secrets))?
             .take("namespace")
             .unwrap_or_default();
         let shown = redact(url);
         Ok(Self {
             adapter,
-            url: url.to_owned(),
+            url: store_url,
             namespace,
+            layers,
             shown,
             secrets,
         })
@@ -71,8 +77,8 @@ impl Target {
         self.adapter.scheme
     }
 
-    /// The URL as given, password included: for handing to a client, never for showing
-    /// (`Display` shows it with the password replaced).
+    /// The URL as given without its layer options, password included: for handing to a
+    /// client, never for showing (`Display` shows the whole URL with the password replaced).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -99,12 +105,18 @@ impl Target {
         (self.adapter.shared)(&self.url)
     }
 
-    /// Opens the store; what it declares about itself is its
+    /// Whether the URL puts layers around the store (`timeout`, `retries`...).
+    pub fn has_layers(&self) -> bool {
+        !self.layers.is_empty()
+    }
+
+    /// Opens the store, with the URL's layers around it; what it declares about itself is its
     /// [`capabilities`](KvBackend::capabilities).
     pub async fn open(&self) -> Result<Arc<dyn KvBackend>, KvError> {
-        (self.adapter.open)(self.url.clone(), self.namespace.clone())
+        let store = (self.adapter.open)(self.url.clone(), self.namespace.clone())
             .await
-            .map_err(|err| redact_error(err, &self.secrets))
+            .map_err(|err| redact_error(err, &self.secrets))?;
+        self.layers.wrap(store)
     }
 }
 

@@ -85,3 +85,48 @@ fn debug_and_display_hide_passwords() {
     assert_eq!(target.to_string(), "memory://cache?namespace=a");
     assert!(format!("{target:?}").contains("namespace"));
 }
+
+#[tokio::test]
+async fn layer_options_put_their_layers_around_any_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kv.db");
+    let plain = open(&format!("sqlite://{}?namespace=app", path.display()))
+        .await
+        .unwrap();
+    plain.set("k", b"v").await.unwrap();
+
+    // Every call fails before it reaches the file: the layer, not SQLite, answered.
+    let failing = format!(
+        "sqlite://{}?chaos_unavailable=1&namespace=app",
+        path.display()
+    );
+    let target = Target::parse(&failing).unwrap();
+    assert!(target.has_layers() && target.namespace() == "app");
+    let store = target.open().await.unwrap();
+    assert!(store.get("k").await.unwrap_err().is_not_sent());
+    assert!(store.set("k", b"other").await.unwrap_err().is_not_sent());
+    assert_eq!(plain.get("k").await.unwrap(), Some(b"v".to_vec()));
+
+    // With retries on top, a failure the store never saw is retried until its budget is out.
+    let started = std::time::Instant::now();
+    let retried = open("memory://?chaos_unavailable=1&retries=2&retry_budget=1s")
+        .await
+        .unwrap();
+    assert!(retried.get("k").await.unwrap_err().is_not_sent());
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+
+    // A slow store under a short timeout.
+    let slow = open("memory://?chaos_latency=300ms&timeout=30ms")
+        .await
+        .unwrap();
+    let err = slow.get("k").await.unwrap_err().to_string();
+    assert!(err.contains("did not finish within 30ms"), "{err}");
+
+    // Layer options are checked like the adapter's own, and never quote a password.
+    let err = open("redis://u:SECRET@127.0.0.1:1?timeout=soon")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`timeout=soon`") && !err.contains("SECRET"), "{err}");
+    assert!(!Target::parse("memory://").unwrap().has_layers());
+}
