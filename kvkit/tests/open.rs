@@ -127,6 +127,9 @@ async fn layer_options_put_their_layers_around_any_store() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("`timeout=soon`") && !err.contains("SECRET"), "{err}");
+    assert!(
+        err.contains("`timeout=soon`") && !err.contains("SECRET"),
+        "{err}"
+    );
     assert!(!Target::parse("memory://").unwrap().has_layers());
 }
