@@ -83,6 +83,7 @@
 //! | `concurrent_writes_visible` | a completed write is visible to every read that starts after it |
 //! | `concurrent_list_during_writes` | `list_keys` includes keys live for the whole call, excludes keys absent for the whole call |
 //! | `concurrent_history_linearizable` | a contended history over hot keys, with TTLs expiring during it, is linearizable ([`Checker`]) |
+//! | `concurrent_cancellation_linearizable` | calls dropped at random await points (as a timeout or `select!` drops them) leave a linearizable history and a backend that still answers |
 //! | `batch_get_many_in_order` | `get_many` answers in the order asked: repeated keys twice, absent keys `None` |
 //! | `batch_set_many_in_order` | `set_many` writes every entry in order; of a key given twice the last value stays |
 //! | `batch_set_many_ttl` | `set_many` with a TTL expires every key; without one it clears a TTL |
@@ -167,6 +168,7 @@
 //! `KV_CONFORMANCE_CASES` (default 64) and replay one with `KV_CONFORMANCE_SEED=<seed>` (the
 //! failure message gives it), or with [`Profile::with_cases`] and [`Profile::with_seed`].
 
+mod cancellation;
 mod checks;
 mod concurrency;
 pub mod crash;
@@ -248,6 +250,7 @@ macro_rules! __each_check {
             concurrent_cas_absent_single_winner concurrent_cas_loop_counter_exact
             concurrent_deletes_single_true concurrent_writes_are_whole concurrent_writes_visible
             concurrent_list_during_writes concurrent_history_linearizable
+            concurrent_cancellation_linearizable
             batch_get_many_in_order batch_set_many_in_order batch_set_many_ttl
             batch_delete_many_counts batch_invalid_input_changes_nothing batch_large_split
             batch_hostile_keys pages_each_key_once pages_during_writes capabilities_are_true

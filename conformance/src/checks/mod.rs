@@ -10,9 +10,9 @@ mod values;
 
 use futures::future::BoxFuture;
 
-use crate::concurrency;
 use crate::probe::{CheckResult, Probe};
 use crate::props;
+use crate::{cancellation, concurrency};
 
 /// One named check of the suite.
 #[derive(Debug)]
@@ -138,6 +138,8 @@ checks! {
             "list_keys includes keys live for the whole call and excludes keys absent for the whole call",
         concurrent_history_linearizable = concurrency::history_linearizable:
             "a contended history over hot keys, with TTLs expiring during it, is linearizable",
+        concurrent_cancellation_linearizable = cancellation::history_with_dropped_calls:
+            "calls dropped at random await points leave a linearizable history and a backend that still answers",
     }
     "Batches and pages" {
         batch_get_many_in_order = batches::get_many_in_order:
