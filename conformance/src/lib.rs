@@ -198,7 +198,7 @@ pub use suite::{Progress, Suite};
 /// Hostile keys for a backend's own tests: NUL, wildcards of every query language, controls,
 /// non-BMP text, Unicode look-alikes, keys of exactly 1024 bytes.
 pub fn hostile_keys() -> Vec<String> {
-    checks::keys::hostile_keys()
+    checks::keys::hostile_keys(kv_trait::MAX_KEY_BYTES)
 }
 
 /// Expands to one test per check of the suite, named after the check.

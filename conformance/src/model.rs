@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use kv_trait::{
-    apply_increment, check_value_size, format_counter, validate_key, validate_ttl, KvBackend,
+    apply_increment, check_value_size, format_counter, validate_key_up_to, validate_ttl, KvBackend,
     KvError,
 };
 
@@ -278,19 +278,36 @@ struct ModelEntry {
 /// assert_eq!(model.apply(&Op::exists("t"), 9), Outcome::Bool(true));
 /// assert_eq!(model.apply(&Op::exists("t"), 10), Outcome::Bool(false));
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Model {
     entries: BTreeMap<String, ModelEntry>,
     max_value_bytes: usize,
+    max_key_bytes: usize,
+}
+
+impl Default for Model {
+    /// An empty store of the contract's default limits.
+    fn default() -> Self {
+        Self::new(kv_trait::DEFAULT_MAX_VALUE_BYTES)
+    }
 }
 
 impl Model {
-    /// An empty store whose values may be at most `max_value_bytes` long.
+    /// An empty store whose values may be at most `max_value_bytes` long (keys: the
+    /// contract's 1024 bytes).
     pub fn new(max_value_bytes: usize) -> Self {
         Self {
             entries: BTreeMap::new(),
             max_value_bytes,
+            max_key_bytes: kv_trait::MAX_KEY_BYTES,
         }
+    }
+
+    /// The same store, with keys of at most `max_key_bytes` (a backend that declares a
+    /// smaller [`Capabilities::max_key_bytes`](kv_trait::Capabilities::max_key_bytes)).
+    pub fn with_max_key_bytes(mut self, max_key_bytes: usize) -> Self {
+        self.max_key_bytes = max_key_bytes;
+        self
     }
 
     /// Applies `op` at virtual time `now_ns` and returns what the contract says it returns.
@@ -316,7 +333,7 @@ impl Model {
 
     fn apply_live(&mut self, op: &Op, now_ns: u128) -> Result<Outcome, KvError> {
         if let Some(key) = op.key() {
-            validate_key(key)?;
+            validate_key_up_to(key, self.max_key_bytes)?;
         }
         Ok(match op {
             Op::Get { key } => Outcome::Value(self.value(key).map(<[u8]>::to_vec)),

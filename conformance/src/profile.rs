@@ -27,6 +27,8 @@ pub const DEFAULT_CASES: u32 = 64;
 pub struct Profile {
     /// The backend's maximum value length in bytes (default 1 MiB).
     pub max_value_bytes: usize,
+    /// The backend's maximum key length in bytes (default, and at most, 1024).
+    pub max_key_bytes: usize,
     /// The backend's TTL rounding: how much later than `ttl_ns` a key may still be visible
     /// (default 1 ms).
     pub ttl_granularity: Duration,
@@ -49,6 +51,7 @@ impl Default for Profile {
     fn default() -> Self {
         Self {
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            max_key_bytes: kv_trait::MAX_KEY_BYTES,
             ttl_granularity: Duration::from_millis(1),
             secrets: Vec::new(),
             cases: None,
@@ -61,8 +64,8 @@ impl Default for Profile {
 }
 
 impl Profile {
-    /// The profile a backend declares: [`Profile::max_value_bytes`] and
-    /// [`Profile::ttl_granularity`] from its [`capabilities`](kv_trait::KvBackend::capabilities),
+    /// The profile a backend declares: [`Profile::max_value_bytes`],
+    /// [`Profile::max_key_bytes`] and [`Profile::ttl_granularity`] from its [`capabilities`](kv_trait::KvBackend::capabilities),
     /// the rest at the defaults. The suite then checks what the backend claims (and the
     /// `capabilities_are_true` check fails a profile that differs from the declaration).
     ///
@@ -77,7 +80,14 @@ impl Profile {
         let declared = backend.capabilities();
         Self::default()
             .with_max_value_bytes(declared.max_value_bytes)
+            .with_max_key_bytes(declared.max_key_bytes)
             .with_ttl_granularity(declared.ttl_granularity)
+    }
+
+    /// Sets [`Profile::max_key_bytes`] (at most 1024).
+    pub fn with_max_key_bytes(mut self, max: usize) -> Self {
+        self.max_key_bytes = max.min(kv_trait::MAX_KEY_BYTES);
+        self
     }
 
     /// Sets [`Profile::max_value_bytes`].

@@ -25,15 +25,15 @@ const SHRINK_BUDGET: usize = 300;
 
 /// A small, colliding key space: prefixes of each other, wildcards, NUL, non-BMP, maximal
 /// keys, and two invalid keys so error paths are exercised too.
-fn keys() -> Vec<String> {
+fn keys(max_key_bytes: usize) -> Vec<String> {
     let mut keys: Vec<String> = [
         "a", "ab", "a%", "a_", "A", "*", "[a]", "\\", "\0", "\u{e9}", "😀",
     ]
     .map(String::from)
     .to_vec();
-    keys.push("k".repeat(MAX_KEY_BYTES));
+    keys.push("k".repeat(max_key_bytes));
     keys.push(String::new());
-    keys.push("k".repeat(MAX_KEY_BYTES + 1));
+    keys.push("k".repeat(max_key_bytes + 1));
     keys
 }
 
@@ -65,8 +65,8 @@ fn values(max_value_bytes: usize) -> Vec<Vec<u8>> {
     values
 }
 
-fn op_strategy(max_value_bytes: usize) -> impl Strategy<Value = Op> {
-    let key = select(keys());
+fn op_strategy(max_value_bytes: usize, max_key_bytes: usize) -> impl Strategy<Value = Op> {
+    let key = select(keys(max_key_bytes));
     let value = select(values(max_value_bytes));
     let prefix = select(prefixes());
     let delta = select(vec![0, 1, -1, 7, i64::MAX, i64::MIN]);
@@ -114,7 +114,10 @@ fn explore(t: &Probe, runtime: &tokio::runtime::Handle) -> CheckResult {
     }
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
     let mut runner = TestRunner::new_with_rng(Config::default(), rng);
-    let strategy = proptest::collection::vec(op_strategy(t.profile.max_value_bytes), 1..=MAX_OPS);
+    let strategy = proptest::collection::vec(
+        op_strategy(t.profile.max_value_bytes, t.profile.max_key_bytes),
+        1..=MAX_OPS,
+    );
     for case in 0..cases {
         let mut tree = strategy
             .new_tree(&mut runner)
@@ -141,7 +144,8 @@ fn explore(t: &Probe, runtime: &tokio::runtime::Handle) -> CheckResult {
 /// Runs `ops` on a fresh backend and the model; the first disagreement, if any.
 async fn run_sequence(t: &Probe, ops: &[Op]) -> Result<Option<Divergence>, Failure> {
     let backend = t.another_backend().await?;
-    let mut model = Model::new(t.profile.max_value_bytes);
+    let mut model =
+        Model::new(t.profile.max_value_bytes).with_max_key_bytes(t.profile.max_key_bytes);
     let mut trace = Vec::with_capacity(ops.len());
     for op in ops {
         let got = op.apply(backend.as_ref() as &dyn KvBackend).await;

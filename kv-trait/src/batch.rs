@@ -80,6 +80,9 @@ pub enum Sharing {
 pub struct Capabilities {
     /// The longest value accepted, in bytes (as the contract's value rules say).
     pub max_value_bytes: usize,
+    /// The longest key accepted, in bytes: [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES) for every
+    /// adapter; less only behind a layer that prefixes keys (see the crate docs' decisions).
+    pub max_key_bytes: usize,
     /// How much later than its deadline a key may still be seen (TTLs round up to it).
     pub ttl_granularity: Duration,
     /// Whether `set_many` and `delete_many` apply all at once: no read sees part of a batch,
@@ -101,6 +104,7 @@ impl Capabilities {
     pub fn new(max_value_bytes: usize) -> Self {
         Self {
             max_value_bytes,
+            max_key_bytes: crate::MAX_KEY_BYTES,
             ttl_granularity: Duration::from_millis(1),
             atomic_batches: false,
             sharing: Sharing::Handle,
@@ -118,6 +122,12 @@ impl Capabilities {
     /// Declares whether batches are atomic.
     pub fn with_atomic_batches(mut self, atomic: bool) -> Self {
         self.atomic_batches = atomic;
+        self
+    }
+
+    /// With this key maximum (at most [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES)).
+    pub fn with_max_key_bytes(mut self, max_key_bytes: usize) -> Self {
+        self.max_key_bytes = max_key_bytes.min(crate::MAX_KEY_BYTES);
         self
     }
 

@@ -19,12 +19,26 @@ pub const MAX_KEY_BYTES: usize = 1024;
 /// assert!(validate_key(&"x".repeat(MAX_KEY_BYTES + 1)).is_err());
 /// ```
 pub fn validate_key(key: &str) -> Result<(), KvError> {
+    validate_key_up_to(key, MAX_KEY_BYTES)
+}
+
+/// Checks `key` against the key rules of a backend that declares a shorter maximum than
+/// [`MAX_KEY_BYTES`] ([`Capabilities::max_key_bytes`](crate::Capabilities::max_key_bytes): a
+/// layer that prefixes every key leaves the rest of the store's maximum to its callers).
+///
+/// ```
+/// use kv_trait::validate_key_up_to;
+/// assert!(validate_key_up_to("abcd", 4).is_ok());
+/// let err = validate_key_up_to("abcde", 4).unwrap_err();
+/// assert!(err.to_string().contains("the maximum is 4 bytes"));
+/// ```
+pub fn validate_key_up_to(key: &str, max_key_bytes: usize) -> Result<(), KvError> {
     if key.is_empty() {
         return Err(KvError::InvalidKey("the key is empty".into()));
     }
-    if key.len() > MAX_KEY_BYTES {
+    if key.len() > max_key_bytes {
         return Err(KvError::InvalidKey(format!(
-            "the key is {} bytes long; the maximum is {MAX_KEY_BYTES} bytes",
+            "the key is {} bytes long; the maximum is {max_key_bytes} bytes",
             key.len()
         )));
     }

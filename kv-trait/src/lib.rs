@@ -208,6 +208,13 @@
 //!   RocksDB, DynamoDB), `delete` of that key removes the leftover too and still returns
 //!   `false`. So a caller that deletes every key it wrote leaves nothing behind; the
 //!   conformance kit cleans up after itself this way.
+//! - **Shorter keys behind a prefix.** Every adapter here accepts every key of up to
+//!   [`MAX_KEY_BYTES`]. A layer that puts a prefix before every key (kv-layers' `Prefixed`)
+//!   cannot: the store's 1024 bytes hold the prefix too. Rather than refuse such layers or
+//!   hash long keys (which `list_keys` could not give back), a backend may declare a smaller
+//!   [`Capabilities::max_key_bytes`]; longer keys then fail with `InvalidKey` before anything is
+//!   sent, and the conformance kit checks the declared maximum instead of 1024. Code that must
+//!   take any 1024-byte key checks the declaration.
 //! - **The empty namespace of a key-prefix store.** Where a namespace is a key prefix (Redis),
 //!   the empty namespace, the default, is the raw keyspace with no prefix, so that plain data
 //!   and other Redis clients interoperate. It therefore sees every key of the database,
@@ -272,7 +279,7 @@ pub use async_trait::async_trait;
 pub use batch::{Capabilities, KeyPage, Sharing};
 pub use counter::{apply_increment, format_counter, parse_counter};
 pub use error::{BoxError, KvError, NotSent};
-pub use key::{validate_key, MAX_KEY_BYTES};
+pub use key::{validate_key, validate_key_up_to, MAX_KEY_BYTES};
 pub use limit::{
     check_max_concurrent_requests, Place, RequestLimit, WithinLimit,
     LARGEST_MAX_CONCURRENT_REQUESTS,

@@ -14,6 +14,7 @@
 //! | [`ConcurrencyLimit`] | at most N calls in flight; the others wait their turn |
 //! | [`Metrics`] | counts, errors by kind, latencies and calls in flight, through the `metrics` facade |
 //! | [`Chaos`] | injects `Unavailable`, lost replies and latency at set rates, from a seed |
+//! | [`Prefixed`] | every key under a prefix: a namespace for a backend without one |
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
@@ -54,6 +55,7 @@ mod call;
 mod chaos;
 mod limit;
 mod metrics;
+mod prefix;
 mod retry;
 mod timeout;
 
@@ -62,6 +64,7 @@ pub use call::{Call, Operation, Resend};
 pub use chaos::{Chaos, ChaosStats, InjectedFault};
 pub use limit::ConcurrencyLimit;
 pub use metrics::{Metrics, CALLS, CALLS_IN_FLIGHT, CALL_DURATION};
+pub use prefix::Prefixed;
 pub use retry::{Retry, RetryEvent};
 pub use timeout::{TimedOut, Timeout};
 
@@ -72,6 +75,11 @@ pub trait LayerExt: KvBackend + Sized {
     /// This backend with `layer` around every call.
     fn with<A: Around>(self, layer: A) -> Layered<A, Self> {
         Layered::new(layer, self)
+    }
+
+    /// This backend's keys under `prefix` (see [`Prefixed`]).
+    fn prefixed(self, prefix: impl Into<String>) -> Result<Prefixed<Self>, kv_trait::KvError> {
+        Prefixed::new(prefix, self)
     }
 }
 

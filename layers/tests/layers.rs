@@ -292,3 +292,42 @@ fn metrics_count_calls_by_outcome_and_time_them() {
     assert_eq!(counts, expected);
     assert_eq!(timed, 5, "one duration per call");
 }
+
+#[tokio::test]
+async fn a_prefix_isolates_and_keeps_the_store_s_key_limit() {
+    let store = MemoryBackend::new();
+    let a = store.clone().prefixed("a/").unwrap();
+    let ab = store.clone().prefixed("ab/").unwrap();
+    a.set("k", b"1").await.unwrap();
+    ab.set("k", b"2").await.unwrap();
+    a.set_many(&[("x", b"3"), ("y", b"4")], None).await.unwrap();
+    assert_eq!(a.list_keys("").await.unwrap(), ["k", "x", "y"]);
+    assert_eq!(ab.list_keys("").await.unwrap(), ["k"]);
+    let page = a
+        .list_keys_page("", Some("k"), std::num::NonZeroUsize::new(1).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        (page.keys, page.next.as_deref()),
+        (vec!["x".to_owned()], Some("x"))
+    );
+    assert_eq!(
+        store.list_keys("").await.unwrap(),
+        ["a/k", "a/x", "a/y", "ab/k"]
+    );
+
+    // 1022 bytes fit behind "a/"; 1023 do not, and fail before the store sees them.
+    let longest = "k".repeat(1022);
+    a.set(&longest, b"v").await.unwrap();
+    let err = a.set(&"k".repeat(1023), b"v").await.unwrap_err();
+    assert!(
+        matches!(&err, KvError::InvalidKey(why) if why.contains("maximum is 1022")),
+        "{err}"
+    );
+    assert!(matches!(
+        a.get_many(&["x", ""]).await,
+        Err(KvError::InvalidKey(_))
+    ));
+    assert_eq!(a.capabilities().max_key_bytes, 1022);
+    assert!(store.clone().prefixed("p".repeat(1024)).is_err());
+}

@@ -227,7 +227,7 @@ pub(crate) async fn delete_many_counts(t: Probe) -> CheckResult {
 /// A batch with one invalid key, value or TTL fails with its error and changes nothing.
 pub(crate) async fn batch_invalid_input_changes_nothing(t: Probe) -> CheckResult {
     t.put("kept", "before").await?;
-    let long_key = "k".repeat(kv_trait::MAX_KEY_BYTES + 1);
+    let long_key = "k".repeat(t.profile.max_key_bytes + 1);
     let too_big = vec![b'x'; t.profile.max_value_bytes + 1];
     let cases: Vec<(String, Result<(), ErrorKind>, ErrorKind)> = vec![
         (
@@ -350,7 +350,7 @@ pub(crate) async fn large_batches_split(t: Probe) -> CheckResult {
 /// Hostile keys (NUL, wildcards, controls, non-BMP) survive every batch operation and
 /// paging exactly.
 pub(crate) async fn batches_keep_hostile_keys(t: Probe) -> CheckResult {
-    let hostile = hostile_keys();
+    let hostile = hostile_keys(t.profile.max_key_bytes);
     let entries: Vec<(&str, &[u8])> = hostile
         .iter()
         .map(|key| (key.as_str(), key.as_bytes()))
@@ -526,6 +526,13 @@ pub(crate) async fn capabilities_are_true(t: Probe) -> CheckResult {
             )
         },
     )?;
+    ensure(declared.max_key_bytes == t.profile.max_key_bytes, || {
+        format!(
+            "capabilities() declares max_key_bytes {}, but the suite's profile checks {}: one of \
+             them is wrong (Profile::for_backend takes the declaration)",
+            declared.max_key_bytes, t.profile.max_key_bytes
+        )
+    })?;
     ensure(
         declared.ttl_granularity == t.profile.ttl_granularity,
         || {

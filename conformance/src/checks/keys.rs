@@ -1,13 +1,12 @@
-//! Checks for the key rules: non-empty, at most 1024 bytes, any Unicode, stored exactly.
-
-use kv_trait::MAX_KEY_BYTES;
+//! Checks for the key rules: non-empty, at most 1024 bytes (or the backend's declared
+//! maximum), any Unicode, stored exactly.
 
 use crate::model::{ErrorKind, Op, Outcome};
 use crate::probe::{CheckResult, Probe};
 
 /// Keys that stores commonly mangle: wildcards of every query language, escapes, control
 /// characters, non-BMP text, look-alikes that differ only by normalization or whitespace.
-pub(crate) fn hostile_keys() -> Vec<String> {
+pub(crate) fn hostile_keys(max_key_bytes: usize) -> Vec<String> {
     let mut keys: Vec<String> = [
         "*",
         "?",
@@ -58,10 +57,19 @@ pub(crate) fn hostile_keys() -> Vec<String> {
     .iter()
     .map(|k| (*k).to_owned())
     .collect();
-    keys.push("k".repeat(MAX_KEY_BYTES));
-    keys.push("\u{e9}".repeat(MAX_KEY_BYTES / 2));
-    keys.push("😀".repeat(MAX_KEY_BYTES / 4));
+    keys.extend(longest_keys(max_key_bytes));
     keys
+}
+
+/// Keys of exactly `max_key_bytes` bytes: one-byte, two-byte and four-byte characters (each as
+/// long as whole characters allow, padded with `k`).
+fn longest_keys(max_key_bytes: usize) -> [String; 3] {
+    let padded = |c: &str| {
+        let whole = c.repeat(max_key_bytes / c.len());
+        let pad = "k".repeat(max_key_bytes - whole.len());
+        whole + &pad
+    };
+    ["k".repeat(max_key_bytes), padded("\u{e9}"), padded("😀")]
 }
 
 /// Every operation rejects the empty key with `InvalidKey`, and writes nothing.
@@ -72,10 +80,13 @@ pub(crate) async fn empty_key_rejected(t: Probe) -> CheckResult {
     t.expect_keys("", &[]).await
 }
 
-/// Every operation rejects keys over 1024 bytes (counted in bytes, not characters).
+/// Every operation rejects keys over 1024 bytes, or the declared maximum (counted in bytes,
+/// not characters).
 pub(crate) async fn long_key_rejected(t: Probe) -> CheckResult {
-    let ascii = "k".repeat(MAX_KEY_BYTES + 1);
-    let multibyte = "\u{e9}".repeat(MAX_KEY_BYTES / 2 - 1) + "\u{20ac}"; // 1022 + 3 bytes, 512 chars
+    let max = t.profile.max_key_bytes;
+    let ascii = "k".repeat(max + 1);
+    // Two bytes short of the maximum, then a three-byte character: 1025 bytes, 512 chars.
+    let multibyte = "\u{e9}".repeat((max - 2) / 2) + &"k".repeat(max % 2) + "\u{20ac}";
     for key in [ascii, multibyte] {
         for op in Op::all_with_key(&key) {
             t.expect_error(op, ErrorKind::InvalidKey).await?;
@@ -84,13 +95,9 @@ pub(crate) async fn long_key_rejected(t: Probe) -> CheckResult {
     t.expect_keys("", &[]).await
 }
 
-/// Keys of exactly 1024 bytes work with every operation.
+/// Keys of exactly 1024 bytes (or the declared maximum) work with every operation.
 pub(crate) async fn max_length_key_accepted(t: Probe) -> CheckResult {
-    for key in [
-        "k".repeat(MAX_KEY_BYTES),
-        "\u{e9}".repeat(MAX_KEY_BYTES / 2),
-        "😀".repeat(MAX_KEY_BYTES / 4),
-    ] {
+    for key in longest_keys(t.profile.max_key_bytes) {
         t.expect(Op::cas(&key, None, "1"), Outcome::Bool(true))
             .await?;
         t.expect(Op::increment(&key, 1), Outcome::Int(2)).await?;
@@ -104,7 +111,7 @@ pub(crate) async fn max_length_key_accepted(t: Probe) -> CheckResult {
 
 /// Hostile keys are each stored under their own identity and listed back byte for byte.
 pub(crate) async fn keys_stored_exactly(t: Probe) -> CheckResult {
-    let keys = hostile_keys();
+    let keys = hostile_keys(t.profile.max_key_bytes);
     for (i, key) in keys.iter().enumerate() {
         t.put(key, i.to_string()).await?;
     }

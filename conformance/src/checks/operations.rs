@@ -89,7 +89,7 @@ pub(crate) async fn list_sorted_and_unique(t: Probe) -> CheckResult {
 /// The prefix is not a key: `""` lists everything, a prefix longer than any key lists nothing,
 /// and a prefix equal to a whole key includes that key.
 pub(crate) async fn list_prefix_not_validated(t: Probe) -> CheckResult {
-    let longest = "p".repeat(MAX_KEY_BYTES);
+    let longest = "p".repeat(t.profile.max_key_bytes);
     t.put(&longest, "v").await?;
     t.put("p", "v").await?;
     t.expect_keys(&longest, &[&longest]).await?;
