@@ -44,8 +44,10 @@ pub struct Metrics {
 impl Metrics {
     /// Labels every metric with `store = name`.
     pub fn new(name: impl Into<String>) -> Self {
+        // Shared, so that labelling each call's metrics copies a pointer, not the name.
+        let name: std::sync::Arc<str> = name.into().into();
         Self {
-            store: SharedString::from(name.into()),
+            store: SharedString::from_shared(name),
         }
     }
 
