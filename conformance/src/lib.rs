@@ -95,6 +95,7 @@
 //! | `pages_during_writes` | pages list every key live for the whole listing exactly once while other keys change |
 //! | `capabilities_are_true` | the declared [`Capabilities`](kv_trait::Capabilities) are those checked; declared atomic batches are atomic |
 //! | `namespaces_isolated` | backends with different namespaces never see each other's keys |
+//! | `watch_delivers_every_change` | `watch` delivers every change under its prefix once, in each key's order, from subscription on, nothing from outside its prefix or namespace; a backend that declares no watch says `Unsupported` |
 //! | `debug_hides_secrets` | `Debug` output never contains a declared secret ([`Profile::with_secret`]) |
 //! | `model_state_machine` | random sequences of all eight operations over hostile keys agree with the [`Model`] |
 //!
@@ -254,7 +255,7 @@ macro_rules! __each_check {
             batch_get_many_in_order batch_set_many_in_order batch_set_many_ttl
             batch_delete_many_counts batch_invalid_input_changes_nothing batch_large_split
             batch_hostile_keys pages_each_key_once pages_during_writes capabilities_are_true
-            namespaces_isolated debug_hides_secrets model_state_machine
+            namespaces_isolated watch_delivers_every_change debug_hides_secrets model_state_machine
         }
     };
     (@emit tests ($factory:expr) ($profile:expr) $($name:ident)+) => {

@@ -96,6 +96,8 @@ pub struct Capabilities {
     /// Whether `list_keys_page` reads about one page from the store (memory bounded by the
     /// limit), not the whole listing.
     pub native_paging: bool,
+    /// Whose writes `watch` reports, if it exists at all.
+    pub watch: crate::WatchScope,
 }
 
 impl Capabilities {
@@ -110,6 +112,7 @@ impl Capabilities {
             sharing: Sharing::Handle,
             native_batches: false,
             native_paging: false,
+            watch: crate::WatchScope::Unsupported,
         }
     }
 
@@ -140,6 +143,12 @@ impl Capabilities {
     /// Declares whether the batch operations are native.
     pub fn with_native_batches(mut self, native: bool) -> Self {
         self.native_batches = native;
+        self
+    }
+
+    /// Declares whose writes `watch` reports.
+    pub fn with_watch(mut self, scope: crate::WatchScope) -> Self {
+        self.watch = scope;
         self
     }
 

@@ -60,6 +60,12 @@ pub enum KvError {
     /// Returned by constructors, never by the eight operations.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+
+    /// The backend does not offer this operation (its [`Capabilities`](crate::Capabilities)
+    /// say so: `watch` where the scope is `Unsupported`); names the operation. Never returned
+    /// by the eight operations.
+    #[error("not supported by this backend: {0}")]
+    Unsupported(String),
 }
 
 impl KvError {
@@ -93,6 +99,7 @@ impl KvError {
             KvError::Unavailable(_) => "unavailable",
             KvError::Backend(_) => "backend",
             KvError::InvalidConfig(_) => "invalid_config",
+            KvError::Unsupported(_) => "unsupported",
         }
     }
 

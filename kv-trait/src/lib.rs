@@ -168,6 +168,21 @@
 //! }
 //! ```
 //!
+//! ## Watch
+//!
+//! - `watch(prefix)` returns a stream of [`WatchEvent`]s for the keys starting with `prefix`,
+//!   from the moment it returned: every change (a write, or the removal of a live key) of
+//!   such a key appears once, in the order the key's changes took effect; keys outside the
+//!   prefix or the namespace never appear. Changes of different keys may arrive in any
+//!   relative order.
+//! - Where a store cannot keep that promise (the watcher fell behind, a connection dropped
+//!   and events were lost), the stream yields [`WatchEvent::Lagged`] at that point instead of
+//!   a silent gap, and goes on; the watcher re-reads what it needs.
+//! - [`Capabilities::watch`] declares whose writes a watcher sees ([`WatchScope`]): none
+//!   (`watch` fails with [`KvError::Unsupported`]), those of this process's handles, or every
+//!   writer of the store. Expiry appears as [`WatchEvent::Expired`] only on stores that report
+//!   it; their docs say so.
+//!
 //! ## Consistency
 //!
 //! - Every operation on a single key is linearizable across all tasks, threads, processes and
@@ -269,6 +284,7 @@ pub mod store;
 mod ttl;
 pub mod url_config;
 mod value;
+pub mod watch;
 
 use std::fmt::Debug;
 use std::num::NonZeroUsize;
@@ -293,6 +309,7 @@ pub use value::{
     check_max_value_bytes, check_timeouts, check_value_size, DEFAULT_MAX_VALUE_BYTES,
     MIN_MAX_VALUE_BYTES,
 };
+pub use watch::{ChangeFeed, WatchEvent, WatchScope, WatchStream};
 
 /// An async key-value store that keeps the contract described in the [crate docs](crate).
 ///
@@ -404,6 +421,15 @@ pub trait KvBackend: Send + Sync + Debug {
         Ok(KeyPage::cut(keys, start_after, limit))
     }
 
+    /// The changes of keys starting with `prefix` from now on: each key's changes in the order
+    /// they took effect, each once, or [`WatchEvent::Lagged`] where some may be missing (see
+    /// the [`watch`] module). [`Capabilities::watch`] says whose writes it reports; the
+    /// default is [`KvError::Unsupported`].
+    async fn watch(&self, prefix: &str) -> Result<WatchStream, KvError> {
+        let _ = prefix;
+        Err(KvError::Unsupported("watch".into()))
+    }
+
     /// What this backend declares about itself (see [`Capabilities`]; the kit checks it).
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
@@ -464,6 +490,9 @@ macro_rules! forward_backend {
                 limit: NonZeroUsize,
             ) -> Result<KeyPage, KvError> {
                 (**self).list_keys_page(prefix, start_after, limit).await
+            }
+            async fn watch(&self, prefix: &str) -> Result<WatchStream, KvError> {
+                (**self).watch(prefix).await
             }
             fn capabilities(&self) -> Capabilities {
                 (**self).capabilities()

@@ -281,6 +281,12 @@ pub trait Store: Send + Sync + Debug {
         Ok(KeyPage::cut(self.list(prefix).await?, start_after, limit))
     }
 
+    /// `watch`: the changes under `prefix` from now on. The default: unsupported.
+    async fn watch(&self, prefix: &str) -> Result<crate::WatchStream, KvError> {
+        let _ = prefix;
+        Err(KvError::Unsupported("watch".into()))
+    }
+
     /// `capabilities`. The default declares [`max_value_bytes`](Self::max_value_bytes) and
     /// the contract's defaults for the rest.
     fn capabilities(&self) -> Capabilities {
@@ -575,6 +581,12 @@ macro_rules! impl_kv_backend {
                 limit: ::std::num::NonZeroUsize,
             ) -> ::std::result::Result<$crate::KeyPage, $crate::KvError> {
                 $crate::store::checked::list_keys_page(self, prefix, start_after, limit).await
+            }
+            async fn watch(
+                &self,
+                prefix: &str,
+            ) -> ::std::result::Result<$crate::WatchStream, $crate::KvError> {
+                $crate::store::Store::watch(self, prefix).await
             }
             fn capabilities(&self) -> $crate::Capabilities {
                 $crate::store::Store::capabilities(self)

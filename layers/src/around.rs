@@ -5,7 +5,7 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::num::NonZeroUsize;
 
-use kv_trait::{async_trait, Capabilities, KeyPage, KvBackend, KvError};
+use kv_trait::{async_trait, Capabilities, KeyPage, KvBackend, KvError, WatchStream};
 
 use crate::Call;
 
@@ -191,6 +191,12 @@ impl<A: Around, B: KvBackend> KvBackend for Layered<A, B> {
         let call = Call::ListKeysPage(prefix, start_after, limit);
         let run = || inner.list_keys_page(prefix, start_after, limit);
         self.around.around(call, run).await
+    }
+
+    /// The inner backend's watch: a subscription is not a call a layer times, retries or
+    /// counts.
+    async fn watch(&self, prefix: &str) -> Result<WatchStream, KvError> {
+        self.inner.watch(prefix).await
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -2,7 +2,11 @@
 
 use std::num::NonZeroUsize;
 
-use kv_trait::{async_trait, validate_key_up_to, Capabilities, KeyPage, KvBackend, KvError};
+use futures::StreamExt;
+use kv_trait::{
+    async_trait, validate_key_up_to, Capabilities, KeyPage, KvBackend, KvError, WatchEvent,
+    WatchStream,
+};
 
 /// Every key of the wrapped backend behind `prefix`: `get("k")` reads `PREFIX` + `k`,
 /// `list_keys` lists only keys under the prefix and returns them without it. Two `Prefixed`
@@ -177,6 +181,28 @@ impl<B: KvBackend> KvBackend for Prefixed<B> {
             keys: page.keys.into_iter().map(|key| self.shown(key)).collect(),
             next: page.next.map(|key| self.shown(key)),
         })
+    }
+
+    async fn watch(&self, prefix: &str) -> Result<WatchStream, KvError> {
+        let events = self
+            .inner
+            .watch(&format!("{}{prefix}", self.prefix))
+            .await?;
+        let layer_prefix = self.prefix.clone();
+        let shown = move |key: String| match key.strip_prefix(layer_prefix.as_str()) {
+            Some(key) => key.to_owned(),
+            // Watched under the prefix, so never reached; kept whole rather than mangled.
+            None => key,
+        };
+        Ok(Box::pin(events.map(move |event| match event {
+            WatchEvent::Set { key, value } => WatchEvent::Set {
+                key: shown(key),
+                value,
+            },
+            WatchEvent::Deleted { key } => WatchEvent::Deleted { key: shown(key) },
+            WatchEvent::Expired { key } => WatchEvent::Expired { key: shown(key) },
+            other => other,
+        })))
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -2,7 +2,9 @@
 //! the shard's lock. `kv_trait` validates every input before it gets here.
 
 use kv_trait::store::{Key, Store, Ttl, Value};
-use kv_trait::{apply_increment, async_trait, format_counter, KvError};
+use kv_trait::{
+    apply_increment, async_trait, format_counter, Capabilities, KvError, WatchScope, WatchStream,
+};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -166,11 +168,17 @@ impl Store for MemoryBackend {
                 deadline,
             },
         );
+        self.store.publish_set(&key, || value.to_vec());
         Ok(())
     }
 
     async fn remove(&self, key: Key<'_>) -> Result<bool, KvError> {
-        Ok(self.store.shard_for(&key).remove(&key))
+        let mut shard = self.store.shard_for(&key);
+        let removed = shard.remove(&key);
+        if removed {
+            self.store.publish_deleted(&key);
+        }
+        Ok(removed)
     }
 
     async fn contains(&self, key: Key<'_>) -> Result<bool, KvError> {
@@ -186,6 +194,7 @@ impl Store for MemoryBackend {
         let current = shard.get(&key).map(|entry| entry.value.as_slice());
         let next = apply_increment(current, delta)?;
         shard.replace_value(&key, format_counter(next));
+        self.store.publish_set(&key, || format_counter(next));
         Ok(next)
     }
 
@@ -207,7 +216,16 @@ impl Store for MemoryBackend {
                 deadline: None,
             },
         );
+        self.store.publish_set(&key, || new.to_vec());
         Ok(true)
+    }
+
+    async fn watch(&self, prefix: &str) -> Result<WatchStream, KvError> {
+        Ok(self.store.changes().watch(prefix))
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(self.max_value_bytes).with_watch(WatchScope::Process)
     }
 }
 

@@ -8,7 +8,7 @@ use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use kv_trait::monotonic_now;
+use kv_trait::{monotonic_now, ChangeFeed, WatchEvent};
 
 /// One stored value and the moment it expires (`None`: never).
 #[derive(Debug, Clone)]
@@ -102,11 +102,12 @@ impl Shard {
     }
 }
 
-/// All shards, and the hasher that picks a key's shard.
+/// All shards, the hasher that picks a key's shard, and the namespace's change feed.
 #[derive(Debug)]
 pub(crate) struct ShardedStore {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
+    changes: ChangeFeed,
 }
 
 impl ShardedStore {
@@ -115,6 +116,32 @@ impl ShardedStore {
         Self {
             shards,
             hasher: RandomState::new(),
+            changes: ChangeFeed::default(),
+        }
+    }
+
+    /// The namespace's change feed. Publish to it while holding the key's shard, so that
+    /// watchers see each key's changes in the order they took effect.
+    pub(crate) fn changes(&self) -> &ChangeFeed {
+        &self.changes
+    }
+
+    /// Tells watchers, if any, that `key` now holds `value` (built only when watched).
+    pub(crate) fn publish_set(&self, key: &str, value: impl FnOnce() -> Vec<u8>) {
+        if self.changes.is_watched() {
+            self.changes.publish(WatchEvent::Set {
+                key: key.to_owned(),
+                value: value(),
+            });
+        }
+    }
+
+    /// Tells watchers, if any, that the live `key` was removed.
+    pub(crate) fn publish_deleted(&self, key: &str) {
+        if self.changes.is_watched() {
+            self.changes.publish(WatchEvent::Deleted {
+                key: key.to_owned(),
+            });
         }
     }
 

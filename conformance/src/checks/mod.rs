@@ -7,6 +7,7 @@ pub(crate) mod keys;
 mod namespaces;
 mod operations;
 mod values;
+mod watch;
 
 use futures::future::BoxFuture;
 
@@ -166,6 +167,10 @@ checks! {
     "Namespaces" {
         namespaces_isolated = namespaces::namespaces_isolated:
             "backends with different namespaces never see each other's keys",
+    }
+    "Watch" {
+        watch_delivers_every_change = watch::watch_delivers_every_change:
+            "watch delivers every change under its prefix once, in each key's order, from subscription on; nothing from outside its prefix or namespace",
     }
     "Hygiene" {
         debug_hides_secrets = hygiene::debug_hides_secrets:
