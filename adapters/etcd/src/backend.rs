@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KvClient, LeaseClient,
-    PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchClient,
 };
 use kv_trait::store::{last_of_each, Key, Store, Ttl, Value};
 use kv_trait::url_config::error_chain;
 use kv_trait::{
     async_trait, monotonic_now, unix_millis_now, Capabilities, KvError, Place, RequestLimit,
-    Sharing,
+    Sharing, WatchScope, WatchStream,
 };
 
 use crate::config::EtcdBackendBuilder;
@@ -99,6 +99,7 @@ pub struct EtcdBackend {
 struct Shared {
     kv: KvClient,
     lease: LeaseClient,
+    watch: WatchClient,
     space: KeySpace,
     namespace: String,
     max_value_bytes: usize,
@@ -176,10 +177,10 @@ impl EtcdBackend {
                     read => break read.map(drop).map_err(from_etcd_opening)?,
                 };
             }
-            Ok::<_, KvError>((client.lease_client(), kv, space))
+            Ok::<_, KvError>((client.lease_client(), client.watch_client(), kv, space))
         })
         .await;
-        let (lease, kv, space) = match opened {
+        let (lease, watch, kv, space) = match opened {
             Ok(Ok(opened)) => opened,
             Ok(Err(KvError::InvalidConfig(message))) => {
                 return Err(KvError::InvalidConfig(format!("{endpoint}: {message}")))
@@ -206,6 +207,7 @@ impl EtcdBackend {
             shared: Arc::new(Shared {
                 kv,
                 lease,
+                watch,
                 space,
                 namespace: config.namespace.clone(),
                 max_value_bytes: config.max_value_bytes,
@@ -878,10 +880,38 @@ impl Store for EtcdBackend {
         Ok(removed)
     }
 
+    async fn watch(&self, prefix: &str) -> Result<WatchStream, KvError> {
+        let (start, _) = self.shared.space.range(prefix);
+        // The revision now, read linearizably: every write acknowledged after `watch` returns
+        // has a later one, so the watch starting after it sees them all.
+        let current = self
+            .reading(|| {
+                let (mut kv, start) = (self.kv(), start.clone());
+                async move {
+                    let reply = kv.get(start, Some(crate::watch::revision_probe())).await;
+                    reply
+                        .map_err(from_etcd)?
+                        .header()
+                        .map(|header| header.revision())
+                        .ok_or_else(|| KvError::backend("etcd's reply had no header"))
+                }
+            })
+            .await?;
+        crate::watch::watch(
+            self.shared.watch.clone(),
+            self.shared.space.clone(),
+            prefix,
+            current,
+            self.shared.request_timeout,
+        )
+        .await
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities::new(self.shared.max_value_bytes)
             .with_sharing(Sharing::Network)
             .with_native_batches(true)
+            .with_watch(WatchScope::Store)
     }
 }
 

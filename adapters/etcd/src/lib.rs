@@ -8,6 +8,7 @@ mod error;
 mod lease;
 #[cfg(feature = "tls")]
 mod tls;
+mod watch;
 
 pub use backend::EtcdBackend;
 pub use config::{
