@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use kv_trait::store::{Key, Store, Ttl, Value};
 use kv_trait::{
-    apply_increment, async_trait, format_counter, unix_millis_now, Capabilities, KeyPage, KvError,
-    Sharing,
+    apply_increment, async_trait, format_counter, unix_millis_now, Capabilities, ChangeFeed,
+    KeyPage, KvError, Sharing, WatchScope, WatchStream,
 };
 use rusqlite::{Transaction, TransactionBehavior};
 
@@ -22,6 +22,7 @@ use crate::config::{Location, SqliteBackendBuilder, Synchronous};
 use crate::encoding::{self, PURGE_BATCH_ROWS};
 use crate::error::OpError;
 use crate::pool::{self, Pool, Spawner};
+use crate::watch::{Changes, FileChanges};
 
 /// Every this many writes through one backend, the write also deletes a batch of expired rows.
 const RECLAIM_EVERY_WRITES: u64 = 64;
@@ -85,6 +86,10 @@ struct Shared {
     max_queued: usize,
     /// Writes started through this backend, to pace reclaiming expired rows.
     writes: AtomicU64,
+    /// The file's changes in this process (shared with its other backends here), and this
+    /// namespace's feed of them.
+    changes: Arc<FileChanges>,
+    feed: Arc<ChangeFeed>,
 }
 
 impl SqliteBackend {
@@ -130,6 +135,9 @@ impl SqliteBackend {
 
     pub(crate) async fn from_builder(settings: SqliteBackendBuilder) -> Result<Self, KvError> {
         let pool = Pool::start(&settings).await?;
+        // After the pool opened (and so created) the file, whose canonical path names it.
+        let changes = FileChanges::of(&settings.location);
+        let feed = changes.feed(&settings.namespace);
         Ok(Self {
             shared: Arc::new(Shared {
                 pool,
@@ -143,6 +151,8 @@ impl SqliteBackend {
                 admission: Arc::new(Semaphore::new(settings.max_queued)),
                 max_queued: settings.max_queued,
                 writes: AtomicU64::new(0),
+                changes,
+                feed,
             }),
         })
     }
@@ -250,7 +260,7 @@ impl SqliteBackend {
         if !first.saw_expired {
             return Ok(first.answer);
         }
-        self.write_job(move |tx, namespace| Ok(again(tx, namespace)?.answer))
+        self.write_job(move |tx, namespace, _| Ok(again(tx, namespace)?.answer))
             .await
     }
 
@@ -259,13 +269,15 @@ impl SqliteBackend {
     /// read-modify-write cannot interleave with another writer, and the lock is never
     /// upgraded (the upgrade is what can fail with `SQLITE_BUSY` at once). The write is kept
     /// when `write` returns `Ok` and rolled back otherwise; the reply waits for the commit.
+    /// What `write` records in its [`Changes`] reaches watchers once the batch has committed.
     async fn write_job<T, F>(&self, write: F) -> Result<T, KvError>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>, &str) -> Result<T, OpError> + Send + 'static,
+        F: FnOnce(&Transaction<'_>, &str, &mut Changes) -> Result<T, OpError> + Send + 'static,
     {
         let admitted = self.admit().await?;
         let namespace = Arc::clone(&self.shared.namespace);
+        let feed = Arc::clone(&self.shared.feed);
         let writes = self.shared.writes.fetch_add(1, Ordering::Relaxed) + 1;
         let (reply, result) = oneshot::channel();
         let queued = QueuedWrite {
@@ -275,9 +287,14 @@ impl SqliteBackend {
                     // Withdrawn before it started: nobody waits for it, so it does nothing.
                     return (Box::new(move |_| drop(admitted)), Outcome::Withdrawn);
                 }
+                // Asked when the write runs: a watcher subscribed before the call began is
+                // counted by then.
+                let mut changes = Changes::new(feed.is_watched());
                 let outcome = match slot {
-                    Slot::Alone(tx) => write(tx, &namespace),
-                    Slot::Shared(tx) => batch::in_savepoint(tx, |tx| write(tx, &namespace)),
+                    Slot::Alone(tx) => write(tx, &namespace, &mut changes),
+                    Slot::Shared(tx) => {
+                        batch::in_savepoint(tx, |tx| write(tx, &namespace, &mut changes))
+                    }
                     Slot::NotRun => Err(OpError::Kv(KvError::backend("not run"))),
                 }
                 .map_err(KvError::from);
@@ -287,6 +304,9 @@ impl SqliteBackend {
                 };
                 let completion: Completion = Box::new(move |committed| {
                     drop(admitted);
+                    if committed.is_ok() && outcome.is_ok() {
+                        changes.publish(&feed);
+                    }
                     // The caller may have stopped waiting; the write is decided either way.
                     let _ = reply.send(committed.map_err(batch::duplicate).and(outcome));
                 });
@@ -306,6 +326,7 @@ impl SqliteBackend {
         let started = writer_turn(
             self.shared.pool.spawner().clone(),
             Arc::clone(&self.shared.queue),
+            Arc::clone(&self.shared.changes),
         );
         if let Err(err) = &started {
             self.shared.queue.abandon(err);
@@ -323,11 +344,15 @@ struct Reading<T> {
 
 /// Queues one turn of the group commit's writer on the pool: one batch, then, if writes are
 /// still queued, the next turn behind whatever else waits for a connection.
-fn writer_turn(spawner: Spawner, queue: Arc<WriteQueue>) -> Result<(), KvError> {
+fn writer_turn(
+    spawner: Spawner,
+    queue: Arc<WriteQueue>,
+    changes: Arc<FileChanges>,
+) -> Result<(), KvError> {
     let next = spawner.clone();
     spawner.spawn(move |conn| {
-        if queue.drain_one(conn, reclaim_expired, pool::lock_waited) {
-            if let Err(err) = writer_turn(next, Arc::clone(&queue)) {
+        if queue.drain_one(conn, &changes, reclaim_expired, pool::lock_waited) {
+            if let Err(err) = writer_turn(next, Arc::clone(&queue), Arc::clone(&changes)) {
                 queue.abandon(&err);
             }
         }
@@ -399,20 +424,26 @@ impl Store for SqliteBackend {
 
     async fn write(&self, key: Key<'_>, value: Value<'_>, ttl: Option<Ttl>) -> Result<(), KvError> {
         let (key, value) = (key.as_str().to_owned(), value.to_vec());
-        self.write_job(move |tx, namespace| {
+        self.write_job(move |tx, namespace, changes| {
             let expires_at = ttl.map(|ttl| encoding::deadline_column(ttl.unix_deadline_ms()));
-            encoding::upsert(tx, namespace, &key, &value, expires_at)
+            encoding::upsert(tx, namespace, &key, &value, expires_at)?;
+            changes.set(&key, &value);
+            Ok(())
         })
         .await
     }
 
     async fn remove(&self, key: Key<'_>) -> Result<bool, KvError> {
         let key = key.as_str().to_owned();
-        self.write_job(move |tx, namespace| {
+        self.write_job(move |tx, namespace, changes| {
             // An expired row is deleted too (it is garbage), but was not a live key.
             let removed = encoding::delete_returning(tx, namespace, &key)?;
             let now = unix_millis_now();
-            Ok(removed.is_some_and(|expires_at| encoding::is_live(expires_at, now)))
+            let live = removed.is_some_and(|expires_at| encoding::is_live(expires_at, now));
+            if live {
+                changes.deleted(&key);
+            }
+            Ok(live)
         })
         .await
     }
@@ -441,13 +472,15 @@ impl Store for SqliteBackend {
 
     async fn add(&self, key: Key<'_>, delta: i64) -> Result<i64, KvError> {
         let key = key.as_str().to_owned();
-        self.write_job(move |tx, namespace| {
+        self.write_job(move |tx, namespace, changes| {
             let now = unix_millis_now();
             let live = encoding::select_entry(tx, namespace, &key)?.filter(|e| e.is_live_at(now));
             let next = apply_increment(live.as_ref().map(|e| e.value.as_slice()), delta)?;
             // A live counter keeps its deadline; a new (or expired) one gets none.
             let expires_at = live.and_then(|e| e.expires_at);
-            encoding::upsert(tx, namespace, &key, &format_counter(next), expires_at)?;
+            let counter = format_counter(next);
+            encoding::upsert(tx, namespace, &key, &counter, expires_at)?;
+            changes.set(&key, &counter);
             Ok(next)
         })
         .await
@@ -464,13 +497,14 @@ impl Store for SqliteBackend {
             expected.map(<[u8]>::to_vec),
             new.to_vec(),
         );
-        self.write_job(move |tx, namespace| {
+        self.write_job(move |tx, namespace, changes| {
             let now = unix_millis_now();
             let live = encoding::select_entry(tx, namespace, &key)?.filter(|e| e.is_live_at(now));
             if live.map(|e| e.value) != expected {
                 return Ok(false);
             }
             encoding::upsert(tx, namespace, &key, &new, None)?;
+            changes.set(&key, &new);
             Ok(true)
         })
         .await
@@ -524,10 +558,11 @@ impl Store for SqliteBackend {
             .iter()
             .map(|(key, value)| (key.as_str().to_owned(), value.to_vec()))
             .collect();
-        self.write_job(move |tx, namespace| {
+        self.write_job(move |tx, namespace, changes| {
             let expires_at = ttl.map(|ttl| encoding::deadline_column(ttl.unix_deadline_ms()));
             for (key, value) in &entries {
                 encoding::upsert(tx, namespace, key, value, expires_at)?;
+                changes.set(key, value);
             }
             Ok(())
         })
@@ -537,12 +572,15 @@ impl Store for SqliteBackend {
     /// One write in the group commit; a key given twice is found the second time gone.
     async fn remove_many(&self, keys: &[Key<'_>]) -> Result<u64, KvError> {
         let keys: Vec<String> = keys.iter().map(|key| key.as_str().to_owned()).collect();
-        self.write_job(move |tx, namespace| {
+        self.write_job(move |tx, namespace, changes| {
             let now = unix_millis_now();
             let mut removed = 0;
             for key in &keys {
                 let deadline = encoding::delete_returning(tx, namespace, key)?;
-                removed += u64::from(deadline.is_some_and(|at| encoding::is_live(at, now)));
+                if deadline.is_some_and(|at| encoding::is_live(at, now)) {
+                    removed += 1;
+                    changes.deleted(key);
+                }
             }
             Ok(removed)
         })
@@ -581,6 +619,11 @@ impl Store for SqliteBackend {
             .with_sharing(sharing)
             .with_native_batches(true)
             .with_native_paging(true)
+            .with_watch(WatchScope::Process)
+    }
+
+    async fn watch(&self, prefix: &str) -> Result<WatchStream, KvError> {
+        Ok(self.shared.feed.watch(prefix))
     }
 }
 

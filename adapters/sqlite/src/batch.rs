@@ -42,6 +42,7 @@ use kv_trait::{monotonic_now, KvError};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::error::OpError;
+use crate::watch::FileChanges;
 
 /// The most writes one transaction takes: enough to amortise a sync over many writers, few
 /// enough that other processes get the write lock often.
@@ -149,6 +150,7 @@ impl WriteQueue {
     pub(crate) fn drain_one(
         self: &Arc<Self>,
         conn: &mut Connection,
+        commit_order: &FileChanges,
         reclaim: impl Fn(&mut Transaction<'_>),
         lock_waited: impl Fn() -> bool,
     ) -> bool {
@@ -160,7 +162,7 @@ impl WriteQueue {
             return false;
         };
         let size = batch.len();
-        commit_batch(conn, batch, &reclaim);
+        commit_batch(conn, batch, commit_order, &reclaim);
         std::mem::forget(guard);
         let waited = lock_waited();
         tracing::debug!(writes = size, waited_for_lock = waited, "group commit");
@@ -251,10 +253,12 @@ impl Drop for StepDown {
     }
 }
 
-/// Runs `batch` in one transaction and answers every write in it.
+/// Runs `batch` in one transaction and answers every write in it. The commit and the answers
+/// (which publish the batch's changes to watchers) happen under `changes`' commit-order lock.
 fn commit_batch(
     conn: &mut Connection,
     batch: Vec<QueuedWrite>,
+    changes: &FileChanges,
     reclaim: &impl Fn(&mut Transaction<'_>),
 ) {
     let reclaim_due = batch.iter().any(|write| write.reclaim);
@@ -287,6 +291,8 @@ fn commit_batch(
             break;
         }
     }
+    // Taken inside the transaction, so under SQLite's write lock (see `commit_order`).
+    let _in_commit_order = changes.commit_order();
     let committed = match transaction.is_autocommit() {
         true => Err(abandoned(abandoned_by)),
         false => {
@@ -426,7 +432,7 @@ mod tests {
                 unreachable!("nothing runs after the transaction is gone")
             }),
         ];
-        commit_batch(&mut conn, batch, &|_| {});
+        commit_batch(&mut conn, batch, &FileChanges::default(), &|_| {});
         let answers = answers.lock().unwrap().clone();
         assert_eq!(answers.len(), 3);
         for answer in &answers {

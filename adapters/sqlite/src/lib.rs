@@ -6,6 +6,7 @@ mod config;
 mod encoding;
 mod error;
 mod pool;
+mod watch;
 
 pub use backend::SqliteBackend;
 pub use config::{SqliteBackendBuilder, Synchronous};
