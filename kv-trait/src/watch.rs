@@ -92,10 +92,12 @@ pub enum WatchScope {
 /// that orders them, watchers [`watch`](Self::watch) a prefix of it. One feed per namespace.
 ///
 /// A watcher more than `capacity` events behind gets [`WatchEvent::Lagged`] and goes on from
-/// the oldest event still held.
+/// the oldest event still held. The buffer is made by the first `watch`: a store with many
+/// namespaces nobody watches pays a few words for each, not `capacity` slots.
 #[derive(Debug)]
 pub struct ChangeFeed {
-    sender: broadcast::Sender<Arc<WatchEvent>>,
+    capacity: usize,
+    sender: std::sync::OnceLock<broadcast::Sender<Arc<WatchEvent>>>,
 }
 
 impl ChangeFeed {
@@ -104,26 +106,35 @@ impl ChangeFeed {
 
     /// A feed holding up to `capacity` events per watcher (at least 1).
     pub fn new(capacity: usize) -> Self {
-        let (sender, _) = broadcast::channel(capacity.max(1));
-        Self { sender }
+        Self {
+            capacity: capacity.max(1),
+            sender: std::sync::OnceLock::new(),
+        }
     }
 
     /// Whether anyone watches: a store skips building events (and copying values) when not.
     pub fn is_watched(&self) -> bool {
-        self.sender.receiver_count() > 0
+        self.sender
+            .get()
+            .is_some_and(|sender| sender.receiver_count() > 0)
     }
 
     /// Sends `event` to every watcher whose prefix it matches. Call it where the change takes
     /// effect, under the lock that orders changes of its key, so that watchers see each key's
     /// changes in their order.
     pub fn publish(&self, event: WatchEvent) {
-        // No receiver is not an error: nobody is watching.
-        let _ = self.sender.send(Arc::new(event));
+        if let Some(sender) = self.sender.get() {
+            // No receiver is not an error: nobody is watching.
+            let _ = sender.send(Arc::new(event));
+        }
     }
 
     /// The events of keys starting with `prefix`, from now on.
     pub fn watch(&self, prefix: &str) -> WatchStream {
-        let receiver = self.sender.subscribe();
+        let sender = self
+            .sender
+            .get_or_init(|| broadcast::channel(self.capacity).0);
+        let receiver = sender.subscribe();
         let state = (receiver, prefix.to_owned());
         Box::pin(futures::stream::unfold(
             state,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use kv_trait::store::{last_of_each, Key, Store, Ttl, Value};
 use kv_trait::url_config::error_chain;
-use kv_trait::{async_trait, Capabilities, KeyPage, KvError, Sharing};
+use kv_trait::{async_trait, Capabilities, KeyPage, KvError, Sharing, WatchScope, WatchStream};
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -76,6 +76,8 @@ struct Shared {
     table: TableName,
     /// Deletes expired rows of the namespace now and then; stopped with the last clone.
     sweeper: Option<JoinHandle<()>>,
+    /// How watchers listen, when opened with `watch=true`.
+    watch: Option<crate::watch::Setup>,
 }
 
 impl Drop for Shared {
@@ -109,10 +111,16 @@ impl PostgresBackend {
                 config.create_table,
                 &config.dbname,
             )
-            .await
+            .await?;
+            match config.watch {
+                true => crate::watch::install(&mut client, &config.table)
+                    .await
+                    .map(Some),
+                false => Ok(None),
+            }
         })
         .await;
-        match opened {
+        let channel = match opened {
             Ok(result) => result.map_err(|err| in_context(err, &config.endpoint()))?,
             Err(_) => {
                 return Err(KvError::unavailable(format!(
@@ -121,7 +129,11 @@ impl PostgresBackend {
                     config.connect_timeout + config.request_timeout
                 )))
             }
-        }
+        };
+        let watch = channel.map(|channel| crate::watch::Setup {
+            config: config.clone(),
+            channel,
+        });
 
         let statements = Arc::new(Statements::new(&config.table));
         let sweeper = config.sweep_interval.map(|interval| {
@@ -143,6 +155,7 @@ impl PostgresBackend {
                 endpoint: config.endpoint(),
                 table: config.table.clone(),
                 sweeper,
+                watch,
             }),
         })
     }
@@ -510,11 +523,27 @@ impl Store for PostgresBackend {
         Ok(KeyPage { keys, next })
     }
 
+    async fn watch(&self, prefix: &str) -> Result<WatchStream, KvError> {
+        match &self.shared.watch {
+            Some(setup) => crate::watch::watch(setup.clone(), self.clone(), prefix).await,
+            None => Err(KvError::Unsupported(
+                "watch: open the backend with watch=true (a trigger on the table notifies \
+                 watchers; see kv-postgres' docs)"
+                    .into(),
+            )),
+        }
+    }
+
     fn capabilities(&self) -> Capabilities {
+        let watch = match self.shared.watch {
+            Some(_) => WatchScope::Store,
+            None => WatchScope::Unsupported,
+        };
         Capabilities::new(self.shared.max_value_bytes)
             .with_sharing(Sharing::Network)
             .with_native_batches(true)
             .with_native_paging(true)
+            .with_watch(watch)
     }
 }
 

@@ -45,7 +45,7 @@ pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 pub const LARGEST_MAX_VALUE_BYTES: usize = 256 * 1024 * 1024;
 
 /// The `?name=value` options of a PostgreSQL URL.
-const URL_OPTIONS: [&str; 11] = [
+const URL_OPTIONS: [&str; 12] = [
     "namespace",
     "table",
     "create_table",
@@ -57,6 +57,7 @@ const URL_OPTIONS: [&str; 11] = [
     "sslmode",
     "sslrootcert",
     "application_name",
+    "watch",
 ];
 
 /// Where the server is: a TCP host and port, or the directory of a Unix socket.
@@ -132,6 +133,8 @@ pub struct PostgresBackendBuilder {
     /// PEM root certificates to trust instead of the Mozilla roots (`sslrootcert`).
     pub(crate) ssl_root_cert: Option<std::path::PathBuf>,
     pub(crate) application_name: String,
+    /// Whether `watch` is served: a trigger on the table notifies listeners of every change.
+    pub(crate) watch: bool,
 }
 
 impl PostgresBackendBuilder {
@@ -221,6 +224,7 @@ impl PostgresBackendBuilder {
             ssl_mode: SslMode::Prefer,
             ssl_root_cert: None,
             application_name: "kvkit".to_owned(),
+            watch: false,
         };
         if let Some(namespace) = parsed.take("namespace") {
             builder = builder.namespace(namespace);
@@ -230,6 +234,9 @@ impl PostgresBackendBuilder {
         }
         if let Some(create) = parsed.take_bool("create_table")? {
             builder.create_table = create;
+        }
+        if let Some(watch) = parsed.take_bool("watch")? {
+            builder.watch = watch;
         }
         if let Some(size) = parsed.take_number("pool_size")? {
             builder = builder.pool_size(size);
@@ -289,6 +296,17 @@ impl PostgresBackendBuilder {
     /// `SELECT`, `INSERT`, `UPDATE` and `DELETE` on the table (see the crate docs).
     pub fn create_table(mut self, create: bool) -> Self {
         self.create_table = create;
+        self
+    }
+
+    /// Whether to serve `watch` (default `false`; URL option `watch=true`). Opening then
+    /// installs a trigger on the table (once, for every backend of the table: it needs the
+    /// rights to create a function and a trigger) that notifies listeners of every change by
+    /// any writer, in commit order; each watcher holds a connection of its own, outside the
+    /// pool. Off by default because the trigger costs every write of the table a
+    /// notification, watched or not (see the crate docs, "Watch").
+    pub fn watch(mut self, watch: bool) -> Self {
+        self.watch = watch;
         self
     }
 
@@ -405,6 +423,7 @@ impl fmt::Debug for PostgresBackendBuilder {
             .field("max_value_bytes", &self.max_value_bytes)
             .field("ssl_mode", &self.ssl_mode)
             .field("ssl_root_cert", &self.ssl_root_cert)
+            .field("watch", &self.watch)
             .finish_non_exhaustive()
     }
 }

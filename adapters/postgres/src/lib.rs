@@ -9,6 +9,7 @@ mod schema;
 mod statements;
 #[cfg(feature = "tls")]
 mod tls;
+mod watch;
 
 pub use backend::PostgresBackend;
 pub use config::{

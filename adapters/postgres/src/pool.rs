@@ -109,6 +109,65 @@ pub(crate) fn pool(builder: &PostgresBackendBuilder) -> Result<Pool, KvError> {
         .map_err(|err| KvError::InvalidConfig(format!("PostgreSQL connection pool: {err}")))
 }
 
+/// A session of its own, outside the pool, whose notifications (`LISTEN`) arrive on the
+/// returned channel until the session ends (the channel then closes). Made with the pool's
+/// settings and the same TLS decision.
+pub(crate) async fn notifications(
+    builder: &PostgresBackendBuilder,
+) -> Result<
+    (
+        tokio_postgres::Client,
+        tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+    ),
+    KvError,
+> {
+    let mut config = connection_config(builder);
+    #[cfg(feature = "tls")]
+    if builder.ssl_mode == SslMode::Require
+        || (builder.ssl_mode == SslMode::Prefer
+            && rustls::crypto::CryptoProvider::get_default().is_some())
+    {
+        let tls = crate::tls::connector(builder.ssl_root_cert.as_deref())?;
+        let (client, connection) = config.connect(tls).await.map_err(from_pg)?;
+        return Ok((client, forward_notifications(connection)));
+    }
+    if builder.ssl_mode == SslMode::Prefer {
+        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+    }
+    let (client, connection) = config.connect(NoTls).await.map_err(from_pg)?;
+    Ok((client, forward_notifications(connection)))
+}
+
+/// Drives `connection` in a task of its own, sending its notifications on; the channel closes
+/// when the session ends.
+fn forward_notifications<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+) -> tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = futures::StreamExt::next(&mut messages).await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notification(notification)) => {
+                    if sender.send(notification).is_err() {
+                        return; // the watcher is gone
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::debug!(error = %err, "the watch session failed");
+                    return;
+                }
+            }
+        }
+    });
+    receiver
+}
+
 /// A pooled connection that is not returned to the pool if a statement was in flight when it
 /// was dropped (a timeout cancelled the call): its reply would otherwise arrive for the next
 /// caller to wait behind. Dropping it closes the connection, and the server ends the session.

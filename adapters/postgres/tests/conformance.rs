@@ -30,3 +30,18 @@ fn profile() -> Profile {
 }
 
 kv_conformance::conformance_tests!(fresh_namespace, profile());
+
+/// The suite again with `watch=true`, on a table of its own (its trigger notifies every write),
+/// so that `watch_delivers_every_change` checks the notifications.
+mod watching {
+    use super::*;
+
+    async fn fresh_watched_namespace() -> Result<PostgresBackend, KvError> {
+        let builder = common::builder("conformance-watch").ok_or_else(|| {
+            KvError::InvalidConfig(kv_test_services::postgres::HOW_TO_GET_ONE.to_owned())
+        })?;
+        builder.table("kv_watched")?.watch(true).build().await
+    }
+
+    kv_conformance::conformance_tests!(fresh_watched_namespace, profile());
+}

@@ -1,21 +1,25 @@
 //! `impl Store for RocksDbBackend`: one blocking task per call, which reads the clock after
-//! taking the key's lock. `kv_trait` validates every input before it gets here.
+//! taking the key's lock, and tells the namespace's watchers, if any, of each change while
+//! still holding it. `kv_trait` validates every input before it gets here.
 
 use kv_trait::store::{Key, Store, Ttl, Value};
 use kv_trait::{
     apply_increment, async_trait, format_counter, unix_millis_now, Capabilities, KeyPage, KvError,
-    Sharing,
+    Sharing, WatchEvent, WatchScope, WatchStream,
 };
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions};
+use std::collections::HashSet;
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::RocksDbBackendBuilder;
-use crate::encoding::{decode, encode, namespace_prefix, prefix_end, set_deadline, stored_key};
+use crate::encoding::{
+    decode, encode, encoded_value, namespace_prefix, prefix_end, set_deadline, stored_key,
+};
 use crate::error::{from_join, from_rocksdb};
-use crate::registry::{open_shared, SharedDb};
+use crate::registry::{open_shared, NamespaceFeed, SharedDb};
 
 /// A key-value store in a RocksDB database directory, keeping the whole kvkit contract.
 ///
@@ -23,6 +27,10 @@ use crate::registry::{open_shared, SharedDb};
 /// workers. Writes to one key are serialized by a striped lock (1024 stripes), so `increment`
 /// and `compare_and_swap` are atomic while operations on different keys run in parallel;
 /// reads take no lock, unless the entry they find has expired.
+///
+/// [`watch`](kv_trait::KvBackend::watch) reports the writes of every handle of this process on
+/// the same database and namespace ([`WatchScope::Process`]; no other process can open the
+/// database while this one has it).
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -42,6 +50,8 @@ pub struct RocksDbBackend {
     namespace: Arc<str>,
     /// `namespace ++ 0x00`: every stored key of this backend starts with it.
     prefix: Arc<[u8]>,
+    /// The namespace's change feed, shared with every handle on it through `shared`.
+    changes: Changes,
     sync_writes: bool,
     max_value_bytes: usize,
 }
@@ -84,9 +94,15 @@ impl RocksDbBackend {
         let (sync_writes, max_value_bytes) = (builder.sync_writes, builder.max_value_bytes);
         let namespace: Arc<str> = Arc::from(builder.namespace.as_str());
         let shared = blocking(move || open_shared(&builder)).await?;
+        let prefix: Arc<[u8]> = namespace_prefix(&namespace).into();
+        let changes = Changes {
+            feed: shared.namespace_feed(&namespace),
+            namespace_len: prefix.len(),
+        };
         Ok(Self {
             shared,
-            prefix: namespace_prefix(&namespace).into(),
+            prefix,
+            changes,
             namespace,
             sync_writes,
             max_value_bytes,
@@ -146,6 +162,66 @@ impl RocksDbBackend {
     }
 }
 
+/// A namespace's change feed as the writes use it: each write, still holding its key's lock,
+/// publishes what it did, so that watchers see each key's changes in the order they took
+/// effect. Events name the key as the caller does, without the namespace.
+#[derive(Clone)]
+struct Changes {
+    feed: Arc<NamespaceFeed>,
+    /// The length of the namespace's prefix, which every stored key starts with.
+    namespace_len: usize,
+}
+
+impl Changes {
+    /// Tells the watchers, if any, of a change of `stored_key`: `event` (given the caller's
+    /// key) builds it, and so copies the key and value, only when someone watches.
+    fn publish(&self, stored_key: &[u8], event: impl FnOnce(String) -> WatchEvent) {
+        if let Some(feed) = self.feed.watched() {
+            // Stored keys are built from a `&str` (`stored_key`), so this part is UTF-8 and
+            // nothing is replaced.
+            let key = String::from_utf8_lossy(&stored_key[self.namespace_len..]).into_owned();
+            feed.publish(event(key));
+        }
+    }
+
+    /// Publishes `Set` for a write of the encoded value `stored` at `stored_key`.
+    fn set(&self, stored_key: &[u8], stored: &[u8]) {
+        self.publish(stored_key, |key| WatchEvent::Set {
+            key,
+            value: encoded_value(stored).to_vec(),
+        });
+    }
+
+    /// Publishes what a delete of `stored_key` removed: `Deleted` for a live key, `Expired`
+    /// for a leftover past its deadline (the key had expired; now its entry is gone too),
+    /// nothing when there was no entry.
+    fn removed(&self, stored_key: &[u8], removal: Removal) {
+        match removal {
+            Removal::Live => self.publish(stored_key, |key| WatchEvent::Deleted { key }),
+            Removal::Expired => self.publish(stored_key, |key| WatchEvent::Expired { key }),
+            Removal::Nothing => {}
+        }
+    }
+}
+
+/// What a delete removed, without the value (a batch keeps one per key until it is written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Removal {
+    Live,
+    Expired,
+    Nothing,
+}
+
+impl Removal {
+    fn of(found: &Found) -> Self {
+        match found {
+            Found::Live(_) => Removal::Live,
+            Found::Expired => Removal::Expired,
+            Found::Absent => Removal::Nothing,
+        }
+    }
+}
+
 /// A live entry, read back: its value and deadline (Unix ms; `None`: never).
 struct Live {
     value: Vec<u8>,
@@ -185,11 +261,16 @@ impl Found {
     }
 }
 
-/// The live entry at `key`, judged by the clock read once the entry is in hand; for writers,
-/// which hold the key's lock.
-fn live_entry(shared: &SharedDb, key: &[u8]) -> Result<Option<Live>, KvError> {
+/// What is at `key`, judged by the clock read once the entry is in hand; for writers, which
+/// hold the key's lock.
+fn entry_at(shared: &SharedDb, key: &[u8]) -> Result<Found, KvError> {
     let stored = shared.db().get_pinned(key).map_err(from_rocksdb)?;
-    Ok(judge(stored.as_deref())?.live())
+    judge(stored.as_deref())
+}
+
+/// The live entry at `key`, as [`entry_at`] judges it.
+fn live_entry(shared: &SharedDb, key: &[u8]) -> Result<Option<Live>, KvError> {
+    Ok(entry_at(shared, key)?.live())
 }
 
 /// The live entry at `key`, for readers, which take no lock, except when the entry they find
@@ -267,28 +348,33 @@ impl Store for RocksDbBackend {
             encode(&value, None),
             self.write_options(),
         );
+        let changes = self.changes.clone();
         blocking(move || {
             let _guard = shared.lock_key(&key);
             set_deadline(&mut stored, ttl.map(Ttl::unix_deadline_ms));
             shared
                 .db()
-                .put_opt(&key, stored, &options)
-                .map_err(from_rocksdb)
+                .put_opt(&key, &stored, &options)
+                .map_err(from_rocksdb)?;
+            changes.set(&key, &stored);
+            Ok(())
         })
         .await
     }
 
     async fn remove(&self, key: Key<'_>) -> Result<bool, KvError> {
         let (shared, key, options) = (self.shared.clone(), self.key(&key), self.write_options());
+        let changes = self.changes.clone();
         blocking(move || {
             let _guard = shared.lock_key(&key);
-            let was_live = live_entry(&shared, &key)?.is_some();
+            let removal = Removal::of(&entry_at(&shared, &key)?);
             // An expired leftover is deleted too; it just was not a live key.
             shared
                 .db()
                 .delete_opt(&key, &options)
                 .map_err(from_rocksdb)?;
-            Ok(was_live)
+            changes.removed(&key, removal);
+            Ok(removal == Removal::Live)
         })
         .await
     }
@@ -319,6 +405,7 @@ impl Store for RocksDbBackend {
 
     async fn add(&self, key: Key<'_>, delta: i64) -> Result<i64, KvError> {
         let (shared, key, options) = (self.shared.clone(), self.key(&key), self.write_options());
+        let changes = self.changes.clone();
         blocking(move || {
             let _guard = shared.lock_key(&key);
             let current = live_entry(&shared, &key)?;
@@ -327,8 +414,9 @@ impl Store for RocksDbBackend {
             let stored = encode(&format_counter(next), deadline);
             shared
                 .db()
-                .put_opt(&key, stored, &options)
+                .put_opt(&key, &stored, &options)
                 .map_err(from_rocksdb)?;
+            changes.set(&key, &stored);
             Ok(next)
         })
         .await
@@ -342,6 +430,7 @@ impl Store for RocksDbBackend {
     ) -> Result<bool, KvError> {
         let (shared, key, options) = (self.shared.clone(), self.key(&key), self.write_options());
         let (expected, stored) = (expected.map(<[u8]>::to_vec), encode(&new, None));
+        let changes = self.changes.clone();
         blocking(move || {
             let _guard = shared.lock_key(&key);
             let current = live_entry(&shared, &key)?;
@@ -350,8 +439,9 @@ impl Store for RocksDbBackend {
             }
             shared
                 .db()
-                .put_opt(&key, stored, &options)
+                .put_opt(&key, &stored, &options)
                 .map_err(from_rocksdb)?;
+            changes.set(&key, &stored);
             Ok(true)
         })
         .await
@@ -382,7 +472,8 @@ impl Store for RocksDbBackend {
     }
 
     /// One `WriteBatch` under the locks of all its keys: all of it or none of it, and a
-    /// repeated key keeps its last value (a batch applies in order).
+    /// repeated key keeps its last value (a batch applies in order). Watchers get a `Set` per
+    /// entry, in the caller's order, once the batch is written.
     async fn write_many(
         &self,
         entries: &[(Key<'_>, Value<'_>)],
@@ -390,7 +481,8 @@ impl Store for RocksDbBackend {
     ) -> Result<(), KvError> {
         let shared = self.shared.clone();
         let options = self.write_options();
-        let entries: Vec<(Vec<u8>, Vec<u8>)> = entries
+        let changes = self.changes.clone();
+        let mut entries: Vec<(Vec<u8>, Vec<u8>)> = entries
             .iter()
             .map(|(key, value)| (self.key(key), encode(value.as_bytes(), None)))
             .collect();
@@ -398,35 +490,52 @@ impl Store for RocksDbBackend {
             let _guards = shared.lock_keys(entries.iter().map(|(key, _)| key.as_slice()));
             let deadline = ttl.map(Ttl::unix_deadline_ms);
             let mut batch = WriteBatch::default();
-            for (key, mut stored) in entries {
-                set_deadline(&mut stored, deadline);
-                batch.put(&key, stored);
-            }
-            shared.db().write_opt(batch, &options).map_err(from_rocksdb)
-        })
-        .await
-    }
-
-    /// One `WriteBatch` of deletes under the locks of all its keys, counting the keys that
-    /// were live (a repeated key once).
-    async fn remove_many(&self, keys: &[Key<'_>]) -> Result<u64, KvError> {
-        let shared = self.shared.clone();
-        let options = self.write_options();
-        let keys: std::collections::BTreeSet<Vec<u8>> =
-            keys.iter().map(|key| self.key(key)).collect();
-        blocking(move || {
-            let _guards = shared.lock_keys(keys.iter().map(Vec::as_slice));
-            let mut removed = 0;
-            let mut batch = WriteBatch::default();
-            for key in &keys {
-                removed += u64::from(live_entry(&shared, key)?.is_some());
-                // An expired leftover is deleted too.
-                batch.delete(key);
+            for (key, stored) in &mut entries {
+                set_deadline(stored, deadline);
+                batch.put(key.as_slice(), stored.as_slice());
             }
             shared
                 .db()
                 .write_opt(batch, &options)
                 .map_err(from_rocksdb)?;
+            for (key, stored) in &entries {
+                changes.set(key, stored);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// One `WriteBatch` of deletes under the locks of all its keys, counting the keys that
+    /// were live (a repeated key once). Watchers get what each removal was (see `remove`) in
+    /// the caller's order, once the batch is written.
+    async fn remove_many(&self, keys: &[Key<'_>]) -> Result<u64, KvError> {
+        let shared = self.shared.clone();
+        let options = self.write_options();
+        let changes = self.changes.clone();
+        let keys: Vec<Vec<u8>> = keys.iter().map(|key| self.key(key)).collect();
+        blocking(move || {
+            let _guards = shared.lock_keys(keys.iter().map(Vec::as_slice));
+            let mut seen = HashSet::with_capacity(keys.len());
+            let mut removals = Vec::with_capacity(keys.len());
+            let mut batch = WriteBatch::default();
+            for key in &keys {
+                // A repeated key is one removal: the first finds the entry, and then it is gone.
+                if seen.insert(key.as_slice()) {
+                    removals.push((key.as_slice(), Removal::of(&entry_at(&shared, key)?)));
+                    // An expired leftover is deleted too.
+                    batch.delete(key);
+                }
+            }
+            shared
+                .db()
+                .write_opt(batch, &options)
+                .map_err(from_rocksdb)?;
+            let mut removed = 0;
+            for (key, removal) in removals {
+                removed += u64::from(removal == Removal::Live);
+                changes.removed(key, removal);
+            }
             Ok(removed)
         })
         .await
@@ -487,12 +596,19 @@ impl Store for RocksDbBackend {
         .await
     }
 
+    /// The namespace's feed, made by its first watch; the stream ends when the database
+    /// closes (its last handle in this process is dropped).
+    async fn watch(&self, prefix: &str) -> Result<WatchStream, KvError> {
+        Ok(self.changes.feed.feed().watch(prefix))
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities::new(self.max_value_bytes)
             .with_atomic_batches(true)
             .with_sharing(Sharing::Process)
             .with_native_batches(true)
             .with_native_paging(true)
+            .with_watch(WatchScope::Process)
     }
 }
 

@@ -69,6 +69,12 @@ pub(crate) fn set_deadline(stored: &mut [u8], deadline: Option<u64>) {
     stored[1..HEADER_BYTES].copy_from_slice(&deadline.unwrap_or(0).to_be_bytes());
 }
 
+/// The user's bytes of a value [`encode`] made (for watch events, without decoding again what
+/// this process just encoded).
+pub(crate) fn encoded_value(stored: &[u8]) -> &[u8] {
+    &stored[HEADER_BYTES..]
+}
+
 /// Decodes a stored value; an error for bytes this release did not write.
 pub(crate) fn decode(stored: &[u8]) -> Result<Stored<'_>, KvError> {
     let (header, value) = stored
@@ -121,6 +127,7 @@ mod tests {
         ] {
             let stored = encode(value, deadline);
             assert_eq!(decode(&stored).unwrap(), Stored { deadline, value });
+            assert_eq!(encoded_value(&stored), value);
         }
         assert!(decode(b"").is_err());
         assert!(decode(&[2; 12]).is_err());

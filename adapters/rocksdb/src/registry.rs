@@ -9,6 +9,10 @@
 //! only once it is closed. An open of the
 //! same path meanwhile sees a database nobody holds and waits (at most [`CLOSE_WAIT`]) for
 //! that close, instead of tripping over RocksDB's lock file.
+//!
+//! The open database also holds each namespace's change feed ([`NamespaceFeed`]): every
+//! handle of this process on the path writes through this one database, so a feed here hears
+//! every write a watcher could be told about (no other process can open the path).
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -17,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
-use kv_trait::{unix_millis_now, KvError};
+use kv_trait::{unix_millis_now, ChangeFeed, KvError};
 use rocksdb::compaction_filter::Decision;
 use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, Options, DB};
 
@@ -25,13 +29,38 @@ use crate::config::RocksDbBackendBuilder;
 use crate::encoding::{deadline_of, FORMAT_KEY, FORMAT_VERSION};
 use crate::error::from_rocksdb;
 
-/// An open database and the write locks of its keys.
+/// An open database, the write locks of its keys and the change feeds of its namespaces.
 pub(crate) struct SharedDb {
     /// `Some` until the last handle drops it (see [`SharedDb::drop`]).
     db: Option<DB>,
     path: PathBuf,
     stripes: Box<[Mutex<()>]>,
     hasher: RandomState,
+    /// Each namespace opened on this database, by name. Kept until the database closes: an
+    /// unwatched entry is a few words, and watch streams end when their feed is dropped.
+    feeds: Mutex<HashMap<String, Arc<NamespaceFeed>>>,
+}
+
+/// The change feed of one namespace, shared by every handle on it in this process.
+///
+/// The feed is made by the first `watch`: a [`ChangeFeed`] holds a broadcast buffer of
+/// [`ChangeFeed::DEFAULT_CAPACITY`] slots (about 128 KiB), which a namespace nobody watches
+/// should not pay for, and until then a write checks one atomic to learn there is none.
+#[derive(Debug, Default)]
+pub(crate) struct NamespaceFeed(OnceLock<ChangeFeed>);
+
+impl NamespaceFeed {
+    /// The feed, if anyone watches it now: writers publish only then, so that an unwatched
+    /// namespace builds no event. Call it after the write took effect, under the key's lock
+    /// (a watcher subscribed before that sees the write; one subscribed later need not).
+    pub(crate) fn watched(&self) -> Option<&ChangeFeed> {
+        self.0.get().filter(|feed| feed.is_watched())
+    }
+
+    /// The feed, made now if this is the namespace's first watch.
+    pub(crate) fn feed(&self) -> &ChangeFeed {
+        self.0.get_or_init(ChangeFeed::default)
+    }
 }
 
 impl SharedDb {
@@ -72,6 +101,17 @@ impl SharedDb {
                     .unwrap_or_else(PoisonError::into_inner)
             })
             .collect()
+    }
+
+    /// The change feed of `namespace`, the same for every handle on it.
+    pub(crate) fn namespace_feed(&self, namespace: &str) -> Arc<NamespaceFeed> {
+        let mut feeds = self.feeds.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(feed) = feeds.get(namespace) {
+            return feed.clone();
+        }
+        let feed = Arc::<NamespaceFeed>::default();
+        feeds.insert(namespace.to_owned(), feed.clone());
+        feed
     }
 
     fn stripe(&self, stored_key: &[u8]) -> usize {
@@ -181,6 +221,7 @@ pub(crate) fn open_shared(builder: &RocksDbBackendBuilder) -> Result<Arc<SharedD
         path: path.clone(),
         stripes,
         hasher: RandomState::new(),
+        feeds: Mutex::default(),
     });
     open.insert(path, Arc::downgrade(&shared));
     Ok(shared)
