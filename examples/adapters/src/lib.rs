@@ -8,6 +8,7 @@
 //! cargo run -p kvkit-examples --example redis_cluster [URL]       # or KV_REDIS_CLUSTER_URL
 //! cargo run -p kvkit-examples --example dynamodb [ENDPOINT]       # or KV_DYNAMODB_ENDPOINT
 //! cargo run -p kvkit-examples --example layers  [URL]             # Redis with timeout, retry, metrics
+//! cargo run -p kvkit-examples --example watch_latency [URL] [N]   # how soon a watcher hears a write
 //! ```
 //!
 //! Each opens its store with the adapter's own constructor, runs the same few operations

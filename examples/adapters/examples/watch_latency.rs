@@ -1,0 +1,102 @@
+//! How soon a watcher hears a write: `cargo run --release -p kvkit-examples --example
+//! watch_latency URL [WRITES]` (default `memory://`, 2,000 writes).
+//!
+//! One task writes keys one after another; a watcher subscribed before them records when each
+//! change arrives. Printed: the delay from the write's acknowledgement to the event (p50, p99,
+//! max), the delay from the write's start, and whether every change arrived once, in order.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kv_trait::{KvError, WatchEvent};
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+async fn run(url: &str, writes: usize) -> Result<(), KvError> {
+    let target = kvkit::Target::parse(url)?;
+    let store = target.open().await?;
+    // Shown with any password replaced.
+    let url = target.to_string();
+    let prefix = format!("watch-latency-{}/", std::process::id());
+    let mut events = store.watch(&prefix).await?;
+    let listener = tokio::spawn(async move {
+        let mut arrivals = Vec::with_capacity(writes);
+        while arrivals.len() < writes {
+            match tokio::time::timeout(Duration::from_secs(10), events.next()).await {
+                Ok(Some(event)) => arrivals.push((Instant::now(), event)),
+                _ => break,
+            }
+        }
+        arrivals
+    });
+    let mut sent = Vec::with_capacity(writes);
+    let value = vec![b'v'; 100];
+    for i in 0..writes {
+        let key = format!("{prefix}{i:06}");
+        let started = Instant::now();
+        store.set(&key, &value).await?;
+        sent.push((started, Instant::now(), key));
+    }
+    let arrivals = listener.await.map_err(KvError::backend)?;
+    let in_order = arrivals.len() == writes
+        && arrivals.iter().zip(&sent).all(
+            |((_, event), (_, _, key))| matches!(event, WatchEvent::Set { key: k, .. } if k == key),
+        );
+    let mut after_ack: Vec<Duration> = arrivals
+        .iter()
+        .zip(&sent)
+        .map(|((at, _), (_, acked, _))| at.saturating_duration_since(*acked))
+        .collect();
+    let mut after_start: Vec<Duration> = arrivals
+        .iter()
+        .zip(&sent)
+        .map(|((at, _), (started, _, _))| at.saturating_duration_since(*started))
+        .collect();
+    after_ack.sort();
+    after_start.sort();
+    let keys: Vec<&str> = sent.iter().map(|(_, _, key)| key.as_str()).collect();
+    for chunk in keys.chunks(500) {
+        store.delete_many(chunk).await?;
+    }
+    if after_ack.is_empty() {
+        println!("{url}: no event arrived");
+        return Ok(());
+    }
+    println!(
+        "{url}: {} of {writes} changes heard, each once and in order: {in_order}",
+        arrivals.len()
+    );
+    println!(
+        "  after the write returned: p50 {:?}, p99 {:?}, max {:?}",
+        percentile(&after_ack, 0.5),
+        percentile(&after_ack, 0.99),
+        after_ack[after_ack.len() - 1]
+    );
+    println!(
+        "  after the write began:    p50 {:?}, p99 {:?}",
+        percentile(&after_start, 0.5),
+        percentile(&after_start, 0.99)
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let url = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "memory://".to_owned());
+    let writes = std::env::args()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2_000);
+    let shown = kvkit::Target::parse(&url).map_or_else(|_| "the URL".to_owned(), |t| t.to_string());
+    kvkit_examples::finish(
+        run(&url, writes).await,
+        &shown,
+        "Pass the URL of a store whose watch is served (memory, SQLite, RocksDB, etcd, \
+         PostgreSQL with watch=true).",
+    )
+}
