@@ -1,5 +1,7 @@
-//! The whole conformance suite around each layer over the in-memory reference store, and
-//! around all of them at once. (tests/every_store.rs runs the stack over every adapter.)
+//! The whole conformance suite over the in-memory reference store around all the layers at
+//! once, around a one-place concurrency limit (every concurrent check then runs its calls one
+//! at a time) and around `Prefixed` alone. (kvkit's tests/layers.rs runs the stack of URL
+//! layers around every adapter.)
 
 use std::time::Duration;
 
@@ -20,37 +22,11 @@ fn stacked(store: impl KvBackend + 'static) -> Result<impl KvBackend, KvError> {
         .with(Metrics::new("memory")))
 }
 
-mod timeout {
-    use super::*;
-    kv_conformance::conformance_tests!(|| async {
-        Ok(MemoryBackend::new().with(Timeout::new(Duration::from_secs(5))))
-    });
-}
-
-mod retry {
-    use super::*;
-    kv_conformance::conformance_tests!(|| async { Ok(MemoryBackend::new().with(Retry::new(3))) });
-}
-
 mod concurrency_limit {
     use super::*;
     // One place: every concurrent check runs its calls one at a time and must still pass.
     kv_conformance::conformance_tests!(|| async {
         Ok(MemoryBackend::new().with(ConcurrencyLimit::new(1)?))
-    });
-}
-
-mod metrics {
-    use super::*;
-    kv_conformance::conformance_tests!(|| async {
-        Ok(MemoryBackend::new().with(Metrics::new("memory")))
-    });
-}
-
-mod chaos_latency {
-    use super::*;
-    kv_conformance::conformance_tests!(|| async {
-        Ok(MemoryBackend::new().with(Chaos::new(1).latency(0.2, Duration::from_millis(1))))
     });
 }
 

@@ -1,6 +1,9 @@
 //! What each layer does beyond keeping the contract: what a retry resends and what it never
 //! does, when a timeout fires, how many calls a limit lets through, what metrics record.
 
+// The chaos layer's own checks, in this binary rather than one of their own.
+mod chaos;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -2,6 +2,9 @@
 //! value envelope, the leases that reclaim expired keys, and what happens with data kvkit did
 //! not write, bad URLs and a cluster that is not there.
 
+// The watch tests, in this binary rather than one of their own (one link less in CI).
+mod watch;
+
 mod common;
 
 use std::time::Duration;

@@ -2,6 +2,9 @@
 //! checks of `increment`, expiry on the server's clock and the sweeper, paged listing, the
 //! table's version and shape at open, and opening with item-level rights only.
 
+// The watch tests, in this binary rather than one of their own (one link less in CI).
+mod watch;
+
 mod common;
 
 use std::time::Duration;

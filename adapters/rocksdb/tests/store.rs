@@ -1,6 +1,9 @@
 //! RocksDB-specific behaviour: durability across reopen, one process per path, sharing within
 //! a process, compaction dropping expired entries, the stored layout and its version.
 
+// The watch tests, in this binary rather than one of their own (one link less in CI).
+mod watch;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;

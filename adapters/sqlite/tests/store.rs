@@ -2,6 +2,9 @@
 //! looks like in the file, reclaiming expired rows, the schema version, durability, namespaces
 //! sharing a file, and the ways of opening a database.
 
+// The watch tests, in this binary rather than one of their own (one link less in CI).
+mod watch;
+
 mod common;
 
 use kv_sqlite::{SqliteBackend, SqliteBackendBuilder, Synchronous, SCHEMA_VERSION};

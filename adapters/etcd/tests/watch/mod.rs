@@ -2,7 +2,7 @@
 //! it stopped (etcd's history, from the next revision), with nothing lost or repeated and no
 //! `Lagged`; expiry is reported as `Expired`.
 
-mod common;
+use super::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! session is reported as `Lagged` and listening resumes, and without `watch=true` the backend
 //! says `Unsupported`.
 
-mod common;
+use super::common;
 
 use std::time::Duration;
 
