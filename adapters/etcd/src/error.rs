@@ -26,8 +26,13 @@ const UNAVAILABLE_MESSAGES: [&str; 10] = [
     "not capable",
 ];
 
-/// Maps a failure of etcd-client to the contract's error.
+/// Maps a failure of etcd-client to the contract's error. A request that never reached etcd
+/// ([`never_sent`], [`refused_before_proposal`]) is `Unavailable` marked as not sent
+/// ([`KvError::not_sent`]), so a retry layer may send even a write again.
 pub(crate) fn from_etcd(err: Error) -> KvError {
+    if never_sent(&err) || refused_before_proposal(&err) {
+        return KvError::not_sent(err);
+    }
     match &err {
         Error::GRpcStatus(status) => match status.code() {
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted => {
@@ -186,6 +191,16 @@ mod tests {
                 "{code:?} {message}"
             );
         }
+        assert!(from_etcd(Error::GRpcStatus(Status::new(
+            Code::Unavailable,
+            "tcp connect error: Connection refused (os error 111)",
+        )))
+        .is_not_sent());
+        assert!(!from_etcd(Error::GRpcStatus(Status::new(
+            Code::Unavailable,
+            "connection reset"
+        )))
+        .is_not_sent());
         assert!(never_sent(&Error::GRpcStatus(Status::new(
             Code::Unavailable,
             "tcp connect error"

@@ -249,9 +249,29 @@ async fn attempts(
 }
 
 /// Waiting for or making a connection failed.
+///
+/// Every such failure happened before a statement was sent (no connection could be had), so an
+/// `Unavailable` is marked as not sent ([`KvError::not_sent`]): a retry layer may send even a
+/// write again.
 pub(crate) fn from_pool(err: deadpool_postgres::PoolError) -> KvError {
     match err {
-        deadpool_postgres::PoolError::Backend(err) => from_pg(err),
-        other => KvError::unavailable(format!("PostgreSQL connection pool: {other}")),
+        deadpool_postgres::PoolError::Backend(err) => match from_pg(err) {
+            KvError::Unavailable(source) => KvError::not_sent(source),
+            other => other,
+        },
+        other => KvError::not_sent(format!("PostgreSQL connection pool: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failing_to_get_a_connection_is_not_sent() {
+        let waited = from_pool(deadpool_postgres::PoolError::Timeout(
+            deadpool_postgres::TimeoutType::Wait,
+        ));
+        assert!(waited.is_retryable() && waited.is_not_sent(), "{waited}");
     }
 }

@@ -50,7 +50,14 @@ impl fmt::Display for TimedOut {
 impl std::error::Error for TimedOut {}
 
 /// The general mapping (see the module docs).
+///
+/// An error that proves the command never ran ([`did_not_run`], a refused connection) is
+/// `Unavailable` marked as not sent ([`KvError::not_sent`]), so a retry layer may send even a
+/// write again.
 pub(crate) fn from_redis(err: RedisError) -> KvError {
+    if did_not_run(&err) || err.is_connection_refusal() {
+        return KvError::not_sent(err);
+    }
     if is_transient(&err) {
         return KvError::unavailable(err);
     }
@@ -200,7 +207,13 @@ mod tests {
     #[test]
     fn lost_connections_and_timeouts_are_unavailable() {
         let reset: RedisError = std::io::Error::from(std::io::ErrorKind::ConnectionReset).into();
-        assert!(from_redis(reset).is_retryable());
+        let reset = from_redis(reset);
+        assert!(reset.is_retryable() && !reset.is_not_sent(), "{reset}");
+        // Proven not run: a retry may resend even a write.
+        assert!(from_redis(server_error("MOVED", "3999 127.0.0.1:6381")).is_not_sent());
+        let refused: RedisError =
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into();
+        assert!(from_redis(refused).is_not_sent());
         let timed_out = KvError::from(Failure::TimedOut(Duration::from_millis(5)));
         assert!(timed_out.is_retryable());
         assert!(timed_out.to_string().contains("5ms"), "{timed_out}");

@@ -882,7 +882,8 @@ impl Phase {
                 slow.push(call.to_string());
             }
             let failed = match &call.outcome {
-                Outcome::Error(ErrorKind::Unavailable(_)) => {
+                // A not-sent `Unavailable` is `Unavailable` too (and provably not applied).
+                Outcome::Error(ErrorKind::Unavailable(_) | ErrorKind::NotSent(_)) => {
                     outcome.unavailable += 1;
                     true
                 }
