@@ -9,7 +9,7 @@ use kv_trait::url_config::{parse_duration, parse_rate, parse_whole_number, split
 use kv_trait::{KvBackend, KvError};
 
 /// Every layer option, as the URL names it.
-pub(crate) const OPTIONS: [&str; 10] = [
+pub(crate) const OPTIONS: [&str; 11] = [
     "timeout",
     "retries",
     "retry_budget",
@@ -20,6 +20,7 @@ pub(crate) const OPTIONS: [&str; 10] = [
     "chaos_lost_reply",
     "chaos_latency",
     "chaos_latency_rate",
+    "chaos_lagged",
 ];
 
 /// The layers a URL asks for; none by default.
@@ -40,6 +41,7 @@ struct ChaosOptions {
     lost_reply: f64,
     latency: Duration,
     latency_rate: f64,
+    lagged: f64,
 }
 
 impl LayerOptions {
@@ -79,6 +81,7 @@ impl LayerOptions {
                         "chaos_unavailable" => chaos.unavailable = parse_rate(name, value)?,
                         "chaos_lost_reply" => chaos.lost_reply = parse_rate(name, value)?,
                         "chaos_latency" => chaos.latency = parse_duration(name, value)?,
+                        "chaos_lagged" => chaos.lagged = parse_rate(name, value)?,
                         _ => chaos.latency_rate = parse_rate(name, value)?,
                     }
                 }
@@ -108,7 +111,8 @@ impl LayerOptions {
             let layer = Chaos::new(chaos.seed)
                 .unavailable(chaos.unavailable)
                 .lost_reply(chaos.lost_reply)
-                .latency(chaos.latency_rate, chaos.latency);
+                .latency(chaos.latency_rate, chaos.latency)
+                .lagged(chaos.lagged);
             store = Arc::new(store.with(layer));
         }
         if let Some(max) = self.concurrency {

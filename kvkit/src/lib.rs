@@ -44,7 +44,7 @@
 //! | `retries=N`, `retry_budget=DURATION` | [`Retry`](kv_layers::Retry): N retries within the budget (10 s by default), only where the lost-reply rule allows |
 //! | `concurrency=N` | [`ConcurrencyLimit`](kv_layers::ConcurrencyLimit): at most N calls at once |
 //! | `metrics=NAME` | [`Metrics`](kv_layers::Metrics), labelled `store=NAME` |
-//! | `chaos_unavailable=RATE`, `chaos_lost_reply=RATE`, `chaos_latency=DURATION`, `chaos_latency_rate=RATE`, `chaos_seed=N` | [`Chaos`](kv_layers::Chaos): injected faults for tests (rates from 0 to 1; a latency alone delays every call) |
+//! | `chaos_unavailable=RATE`, `chaos_lost_reply=RATE`, `chaos_latency=DURATION`, `chaos_latency_rate=RATE`, `chaos_lagged=RATE`, `chaos_seed=N` | [`Chaos`](kv_layers::Chaos): injected faults for tests (rates from 0 to 1; a latency alone delays every call; `chaos_lagged` loses watch events, each replaced by `Lagged`) |
 //!
 //! They stack in one order: chaos innermost, then the limit, the timeout, the retries, and
 //! metrics outermost. For another order, or a layer of your own, use

@@ -60,6 +60,12 @@ pub trait Around: Send + Sync + Debug {
         let _ = inner;
     }
 
+    /// The wrapped backend's watch stream, as this layer changes it (most change nothing: a
+    /// subscription is not a call to time, resend or count).
+    fn watch_stream(&self, events: WatchStream) -> WatchStream {
+        events
+    }
+
     /// What the wrapped backend declares, as this layer changes it (most change nothing).
     fn capabilities(&self, inner: Capabilities) -> Capabilities {
         inner
@@ -193,10 +199,10 @@ impl<A: Around, B: KvBackend> KvBackend for Layered<A, B> {
         self.around.around(call, run).await
     }
 
-    /// The inner backend's watch: a subscription is not a call a layer times, retries or
-    /// counts.
+    /// The inner backend's watch, its stream passed through the layer's
+    /// [`Around::watch_stream`].
     async fn watch(&self, prefix: &str) -> Result<WatchStream, KvError> {
-        self.inner.watch(prefix).await
+        Ok(self.around.watch_stream(self.inner.watch(prefix).await?))
     }
 
     fn capabilities(&self) -> Capabilities {

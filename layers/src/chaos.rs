@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kv_trait::{Capabilities, KvError, DEFAULT_MAX_VALUE_BYTES};
+use futures::StreamExt;
+use kv_trait::{Capabilities, KvError, WatchEvent, WatchStream, DEFAULT_MAX_VALUE_BYTES};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
@@ -22,7 +23,10 @@ use crate::{Around, Call};
 /// - **lost reply** (rate [`lost_reply`](Self::lost_reply), writes only): the write reaches
 ///   the store and takes effect, then the caller is told `Unavailable`, as when a connection
 ///   drops before the reply arrives;
-/// - **latency** ([`latency`](Self::latency)): the call waits that long before it is sent.
+/// - **latency** ([`latency`](Self::latency)): the call waits that long before it is sent;
+/// - **lagged** ([`lagged`](Self::lagged)): a watch event is lost and the watcher gets
+///   `WatchEvent::Lagged` in its place, as when a store's change stream drops events, so a
+///   watcher's re-reading is tested too.
 ///
 /// A call with invalid input always gets the contract's error for it, never a fault (a real
 /// store checks the input before sending anything), and an empty batch, which never reaches a
@@ -47,6 +51,7 @@ pub struct Chaos {
     lost_reply: f64,
     latency_rate: f64,
     latency: Duration,
+    lagged: f64,
     max_value_bytes: usize,
     dice: Arc<Mutex<SmallRng>>,
     counts: Arc<Counts>,
@@ -58,6 +63,7 @@ struct Counts {
     unavailable: AtomicU64,
     lost_replies: AtomicU64,
     delayed: AtomicU64,
+    lagged: AtomicU64,
 }
 
 /// What a [`Chaos`] layer has injected so far (its clones share the counts).
@@ -72,6 +78,8 @@ pub struct ChaosStats {
     pub lost_replies: u64,
     /// Calls delayed.
     pub delayed: u64,
+    /// Watch events lost, each replaced by `Lagged`.
+    pub lagged: u64,
 }
 
 /// The source of an injected `Unavailable`.
@@ -95,6 +103,7 @@ impl Chaos {
             lost_reply: 0.0,
             latency_rate: 0.0,
             latency: Duration::ZERO,
+            lagged: 0.0,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             dice: Arc::new(Mutex::new(SmallRng::seed_from_u64(seed))),
             counts: Arc::default(),
@@ -120,6 +129,12 @@ impl Chaos {
         self
     }
 
+    /// Loses this share of watch events, each replaced by `WatchEvent::Lagged`.
+    pub fn lagged(mut self, rate: f64) -> Self {
+        self.lagged = rate.clamp(0.0, 1.0);
+        self
+    }
+
     /// What has been injected so far.
     pub fn stats(&self) -> ChaosStats {
         let read = |count: &AtomicU64| count.load(Ordering::Relaxed);
@@ -128,6 +143,7 @@ impl Chaos {
             unavailable: read(&self.counts.unavailable),
             lost_replies: read(&self.counts.lost_replies),
             delayed: read(&self.counts.delayed),
+            lagged: read(&self.counts.lagged),
         }
     }
 
@@ -178,5 +194,32 @@ impl Around for Chaos {
 
     fn attach(&mut self, inner: &Capabilities) {
         self.max_value_bytes = inner.max_value_bytes;
+    }
+
+    fn watch_stream(&self, events: WatchStream) -> WatchStream {
+        if self.lagged == 0.0 {
+            return events;
+        }
+        let (rate, dice, counts) = (
+            self.lagged,
+            Arc::clone(&self.dice),
+            Arc::clone(&self.counts),
+        );
+        Box::pin(events.map(move |event| {
+            if event == WatchEvent::Lagged {
+                return event;
+            }
+            // A poisoned lock only means another caller panicked mid-roll; the dice are fine.
+            let lost = dice
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .random::<f64>()
+                < rate;
+            if !lost {
+                return event;
+            }
+            counts.lagged.fetch_add(1, Ordering::Relaxed);
+            WatchEvent::Lagged
+        }))
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use kv_conformance::{Checker, Workload};
 use kv_layers::{Around, Call, Chaos, LayerExt};
 use kv_memory::MemoryBackend;
-use kv_trait::{KvBackend, KvError};
+use kv_trait::{KvBackend, KvError, WatchEvent};
 
 /// What each of `calls` sequential calls answered: `ok`, `unavailable` or `lost`.
 async fn outcomes(chaos: Chaos, calls: usize) -> Vec<&'static str> {
@@ -159,4 +159,34 @@ async fn a_layer_that_lies_about_its_faults_is_caught() {
     let result = Checker::new().check(&history);
     assert!(!result.is_linearizable(), "{result}");
     assert!(result.violation().is_some(), "{result}");
+}
+
+#[tokio::test]
+async fn lost_watch_events_become_lagged_and_the_rest_stay_in_order() {
+    use futures::StreamExt;
+
+    let store = MemoryBackend::new().with(Chaos::new(11).lagged(0.3));
+    let mut events = store.watch("k/").await.unwrap();
+    let written: Vec<String> = (0..1_000).map(|i| format!("k/{i:04}")).collect();
+    for key in &written {
+        store.set(key, b"v").await.unwrap();
+    }
+    let mut heard = Vec::new();
+    let mut lagged = 0;
+    for _ in 0..written.len() {
+        match events.next().await.expect("the stream goes on") {
+            WatchEvent::Lagged => lagged += 1,
+            event => heard.push(event.key().unwrap_or_default().to_owned()),
+        }
+    }
+    // One event in, one event out: each lost one is a `Lagged` in its place.
+    assert_eq!(heard.len() + lagged, written.len());
+    assert_eq!(store.layer().stats().lagged, lagged as u64);
+    assert!(
+        (230..=370).contains(&lagged),
+        "{lagged} of 1,000 lost at a rate of 0.3"
+    );
+    // What was not lost arrives in order.
+    let mut rest = written.iter();
+    assert!(heard.iter().all(|key| rest.any(|w| w == key)));
 }
