@@ -6,8 +6,10 @@
 //! operations, which [`impl_kv_backend!`] turns into a `KvBackend` that validates and traces
 //! every call; the clock ([`unix_millis_now`], [`monotonic_now`], [`store::Ttl`]'s
 //! deadlines); the counter encoding ([`parse_counter`], [`format_counter`],
-//! [`apply_increment`]); and [`url_config`], the one URL parser and secret redactor. The
-//! `kv-conformance` crate checks a backend against every rule below.
+//! [`apply_increment`]); [`url_config`], the one URL parser and secret redactor; and the
+//! [`watch`] module's change stream types with [`ChangeFeed`], the feed in-process stores
+//! serve `watch` from. The `kv-conformance` crate checks a backend against every rule below;
+//! `kv-layers` puts timeouts, retries, limits, metrics and faults around any backend.
 //!
 //! # Writing a backend
 //!
