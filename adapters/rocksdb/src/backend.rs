@@ -19,7 +19,7 @@ use crate::encoding::{
     decode, encode, encoded_value, namespace_prefix, prefix_end, set_deadline, stored_key,
 };
 use crate::error::{from_join, from_rocksdb};
-use crate::registry::{open_shared, NamespaceFeed, SharedDb};
+use crate::registry::{open_shared, SharedDb};
 
 /// A key-value store in a RocksDB database directory, keeping the whole kvkit contract.
 ///
@@ -167,7 +167,7 @@ impl RocksDbBackend {
 /// effect. Events name the key as the caller does, without the namespace.
 #[derive(Clone)]
 struct Changes {
-    feed: Arc<NamespaceFeed>,
+    feed: Arc<kv_trait::ChangeFeed>,
     /// The length of the namespace's prefix, which every stored key starts with.
     namespace_len: usize,
 }
@@ -176,11 +176,11 @@ impl Changes {
     /// Tells the watchers, if any, of a change of `stored_key`: `event` (given the caller's
     /// key) builds it, and so copies the key and value, only when someone watches.
     fn publish(&self, stored_key: &[u8], event: impl FnOnce(String) -> WatchEvent) {
-        if let Some(feed) = self.feed.watched() {
+        if self.feed.is_watched() {
             // Stored keys are built from a `&str` (`stored_key`), so this part is UTF-8 and
             // nothing is replaced.
             let key = String::from_utf8_lossy(&stored_key[self.namespace_len..]).into_owned();
-            feed.publish(event(key));
+            self.feed.publish(event(key));
         }
     }
 
@@ -599,7 +599,7 @@ impl Store for RocksDbBackend {
     /// The namespace's feed, made by its first watch; the stream ends when the database
     /// closes (its last handle in this process is dropped).
     async fn watch(&self, prefix: &str) -> Result<WatchStream, KvError> {
-        Ok(self.changes.feed.feed().watch(prefix))
+        Ok(self.changes.feed.watch(prefix))
     }
 
     fn capabilities(&self) -> Capabilities {

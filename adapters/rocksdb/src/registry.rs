@@ -10,7 +10,7 @@
 //! same path meanwhile sees a database nobody holds and waits (at most [`CLOSE_WAIT`]) for
 //! that close, instead of tripping over RocksDB's lock file.
 //!
-//! The open database also holds each namespace's change feed ([`NamespaceFeed`]): every
+//! The open database also holds each namespace's change feed ([`ChangeFeed`]): every
 //! handle of this process on the path writes through this one database, so a feed here hears
 //! every write a watcher could be told about (no other process can open the path).
 
@@ -38,29 +38,7 @@ pub(crate) struct SharedDb {
     hasher: RandomState,
     /// Each namespace opened on this database, by name. Kept until the database closes: an
     /// unwatched entry is a few words, and watch streams end when their feed is dropped.
-    feeds: Mutex<HashMap<String, Arc<NamespaceFeed>>>,
-}
-
-/// The change feed of one namespace, shared by every handle on it in this process.
-///
-/// The feed is made by the first `watch`: a [`ChangeFeed`] holds a broadcast buffer of
-/// [`ChangeFeed::DEFAULT_CAPACITY`] slots (about 128 KiB), which a namespace nobody watches
-/// should not pay for, and until then a write checks one atomic to learn there is none.
-#[derive(Debug, Default)]
-pub(crate) struct NamespaceFeed(OnceLock<ChangeFeed>);
-
-impl NamespaceFeed {
-    /// The feed, if anyone watches it now: writers publish only then, so that an unwatched
-    /// namespace builds no event. Call it after the write took effect, under the key's lock
-    /// (a watcher subscribed before that sees the write; one subscribed later need not).
-    pub(crate) fn watched(&self) -> Option<&ChangeFeed> {
-        self.0.get().filter(|feed| feed.is_watched())
-    }
-
-    /// The feed, made now if this is the namespace's first watch.
-    pub(crate) fn feed(&self) -> &ChangeFeed {
-        self.0.get_or_init(ChangeFeed::default)
-    }
+    feeds: Mutex<HashMap<String, Arc<ChangeFeed>>>,
 }
 
 impl SharedDb {
@@ -104,12 +82,13 @@ impl SharedDb {
     }
 
     /// The change feed of `namespace`, the same for every handle on it.
-    pub(crate) fn namespace_feed(&self, namespace: &str) -> Arc<NamespaceFeed> {
+    /// (`ChangeFeed` makes its buffer at the first watch, so an unwatched one is a few words.)
+    pub(crate) fn namespace_feed(&self, namespace: &str) -> Arc<ChangeFeed> {
         let mut feeds = self.feeds.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(feed) = feeds.get(namespace) {
             return feed.clone();
         }
-        let feed = Arc::<NamespaceFeed>::default();
+        let feed = Arc::<ChangeFeed>::default();
         feeds.insert(namespace.to_owned(), feed.clone());
         feed
     }
