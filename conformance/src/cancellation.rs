@@ -13,9 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kv_trait::{async_trait, Capabilities, KvBackend, KvError};
+use futures::future::BoxFuture;
+use kv_trait::{KvBackend, KvError};
 
 use crate::concurrency::{check_history, history_ttl, history_workload};
+use crate::each_call::{AroundCall, EachCall};
 use crate::history::SplitMix;
 use crate::probe::{ensure, CheckResult, Probe};
 use crate::Checker;
@@ -33,26 +35,30 @@ const WRITES_RACED_ONE_IN: u64 = 8;
 /// nothing, so reads are dropped more often.
 const READS_RACED_ONE_IN: u64 = 2;
 
-/// A backend that drops some of its calls' futures (one write in `writes_one_in`, one read in
-/// [`READS_RACED_ONE_IN`]) after a random delay of 0 to 2 ms (the call is dropped only if it is still running then) and answers those `Unavailable`: where a
-/// call is dropped depends on how far it got, so over a workload the drops land on every
-/// await point a call has.
+/// What drops some calls' futures (one write in `writes_one_in`, one read in
+/// [`READS_RACED_ONE_IN`]) after a random delay of 0 to 2 ms (the call is dropped only if it is
+/// still running then) and answers those `Unavailable`: where a call is dropped depends on how
+/// far it got, so over a workload the drops land on every await point a call has.
 #[derive(Debug)]
 pub(crate) struct Dropping {
-    inner: Arc<dyn KvBackend>,
     dice: Mutex<SplitMix>,
     writes_one_in: u64,
     dropped: AtomicU64,
 }
 
 impl Dropping {
-    pub(crate) fn new(inner: Arc<dyn KvBackend>, seed: u64, writes_one_in: u64) -> Self {
-        Self {
-            inner,
+    /// `inner` with some of its calls dropped, from the dice `seed`.
+    pub(crate) fn around(
+        inner: Arc<dyn KvBackend>,
+        seed: u64,
+        writes_one_in: u64,
+    ) -> EachCall<Dropping> {
+        let around = Self {
             dice: Mutex::new(SplitMix(seed)),
             writes_one_in,
             dropped: AtomicU64::new(0),
-        }
+        };
+        EachCall { inner, around }
     }
 
     /// How many calls were dropped before they finished.
@@ -65,75 +71,34 @@ impl Dropping {
         let mut dice = self.dice.lock().unwrap_or_else(|e| e.into_inner());
         (dice.below(one_in) == 0).then(|| Duration::from_micros(dice.below(2_001)))
     }
-
-    async fn read<T>(
-        &self,
-        call: impl std::future::Future<Output = Result<T, KvError>>,
-    ) -> Result<T, KvError> {
-        self.race(call, READS_RACED_ONE_IN).await
-    }
-
-    async fn write<T>(
-        &self,
-        call: impl std::future::Future<Output = Result<T, KvError>>,
-    ) -> Result<T, KvError> {
-        self.race(call, self.writes_one_in).await
-    }
-
-    async fn race<T>(
-        &self,
-        call: impl std::future::Future<Output = Result<T, KvError>>,
-        one_in: u64,
-    ) -> Result<T, KvError> {
-        let Some(delay) = self.roll(one_in) else {
-            return call.await;
-        };
-        tokio::select! {
-            biased;
-            outcome = call => outcome,
-            () = tokio::time::sleep(delay) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                Err(KvError::unavailable("the call was dropped by the cancellation check before it finished"))
-            }
-        }
-    }
 }
 
-#[async_trait]
-impl KvBackend for Dropping {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.read(self.inner.get(key)).await
-    }
-    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.write(self.inner.set(key, value)).await
-    }
-    async fn set_with_ttl(&self, key: &str, value: &[u8], ttl_ns: u64) -> Result<(), KvError> {
-        self.write(self.inner.set_with_ttl(key, value, ttl_ns))
-            .await
-    }
-    async fn delete(&self, key: &str) -> Result<bool, KvError> {
-        self.write(self.inner.delete(key)).await
-    }
-    async fn exists(&self, key: &str) -> Result<bool, KvError> {
-        self.read(self.inner.exists(key)).await
-    }
-    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {
-        self.read(self.inner.list_keys(prefix)).await
-    }
-    async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
-        self.write(self.inner.increment(key, delta)).await
-    }
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: &[u8],
-    ) -> Result<bool, KvError> {
-        self.write(self.inner.compare_and_swap(key, expected, new))
-            .await
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+impl AroundCall for Dropping {
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        write: bool,
+        call: BoxFuture<'a, Result<T, KvError>>,
+    ) -> BoxFuture<'a, Result<T, KvError>> {
+        let one_in = if write {
+            self.writes_one_in
+        } else {
+            READS_RACED_ONE_IN
+        };
+        let Some(delay) = self.roll(one_in) else {
+            return call;
+        };
+        Box::pin(async move {
+            tokio::select! {
+                biased;
+                outcome = call => outcome,
+                () = tokio::time::sleep(delay) => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    Err(KvError::unavailable(
+                        "the call was dropped by the cancellation check before it finished",
+                    ))
+                }
+            }
+        })
     }
 }
 
@@ -146,7 +111,11 @@ pub(crate) async fn history_with_dropped_calls(t: Probe) -> CheckResult {
         t.remember_written(&key);
     }
     let seed = t.profile.seed.unwrap_or(0x5EED_CA9C);
-    let dropping = Arc::new(Dropping::new(t.backend.clone(), seed, WRITES_RACED_ONE_IN));
+    let dropping = Arc::new(Dropping::around(
+        t.backend.clone(),
+        seed,
+        WRITES_RACED_ONE_IN,
+    ));
     let history = workload.run(dropping.clone()).await;
     let summary = check_history(&history, ttl, Checker::for_profile(&t.profile))?;
     // Nothing left behind that blocks the next caller: each key reads and writes at once.
@@ -163,7 +132,7 @@ pub(crate) async fn history_with_dropped_calls(t: Probe) -> CheckResult {
     t.note(format!(
         "{} tasks x {STEPS_PER_TASK} steps, {} calls dropped before they finished: {summary}",
         t.profile.tasks,
-        dropping.dropped(),
+        dropping.around.dropped(),
     ));
     Ok(())
 }
@@ -173,6 +142,7 @@ mod tests {
     use super::*;
     use crate::Suite;
     use kv_memory::MemoryBackend;
+    use kv_trait::async_trait;
 
     /// Writes (`set`, `set_with_ttl`) in two steps with an await between them, a placeholder and then the value, under
     /// one lock that every call takes: whole calls never see the placeholder (the backend is
@@ -241,11 +211,11 @@ mod tests {
         let report = check(MemoryBackend::new, "concurrent_cancellation_linearizable").await;
         assert!(report.passed(), "{report}");
         // The drops really happen: a slow backend is raced and loses.
-        let slow = Dropping::new(Arc::new(TwoStepWrites::default()), 1, 2);
+        let slow = Dropping::around(Arc::new(TwoStepWrites::default()), 1, 2);
         for i in 0..64 {
             let _ = slow.set(&format!("k{i}"), b"v").await;
         }
-        assert!(slow.dropped() > 0);
+        assert!(slow.around.dropped() > 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,7 +228,9 @@ mod tests {
         let ttl = Duration::from_millis(50);
         let workload = history_workload(8, STEPS_PER_TASK, ttl);
         let backend = Arc::new(TwoStepWrites::default());
-        let history = workload.run(Arc::new(Dropping::new(backend, 7, 2))).await;
+        let history = workload
+            .run(Arc::new(Dropping::around(backend, 7, 2)))
+            .await;
         let failure = check_history(&history, ttl, Checker::new()).unwrap_err();
         assert!(failure.message.contains("not linearizable"), "{failure:?}");
     }

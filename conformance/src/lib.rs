@@ -173,6 +173,7 @@ mod cancellation;
 mod checks;
 mod concurrency;
 pub mod crash;
+mod each_call;
 pub mod faults;
 mod history;
 pub mod linearizability;

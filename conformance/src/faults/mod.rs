@@ -107,8 +107,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use kv_trait::{async_trait, monotonic_now, KvBackend, KvError};
+use kv_trait::{monotonic_now, KvBackend, KvError};
 
+use futures::future::BoxFuture;
+
+use crate::each_call::{AroundCall, EachCall};
 use crate::history::Recorder;
 use crate::model::{ErrorKind, Outcome};
 use crate::report::Failure;
@@ -302,7 +305,7 @@ where
             }
         };
         let phase = Phase {
-            backend: Shaped::wrap(backend, Shape::Guard((self.call_timeout + self.margin) * 3)),
+            backend: shaped(backend, Shape::Guard((self.call_timeout + self.margin) * 3)),
             proxy,
             call_timeout: self.call_timeout,
             margin: self.margin,
@@ -534,66 +537,39 @@ enum Shape {
 }
 
 /// A backend shaped by the checks: see [`Shape`].
-#[derive(Debug)]
-struct Shaped {
-    inner: Arc<dyn KvBackend>,
-    shape: Shape,
+type Shaped = EachCall<Shape>;
+
+/// `inner`, shaped by `shape`.
+fn shaped(inner: Arc<dyn KvBackend>, shape: Shape) -> Arc<dyn KvBackend> {
+    Arc::new(Shaped {
+        inner,
+        around: shape,
+    })
 }
 
-impl Shaped {
-    fn wrap(inner: Arc<dyn KvBackend>, shape: Shape) -> Arc<dyn KvBackend> {
-        Arc::new(Self { inner, shape })
-    }
-
-    async fn call<T>(&self, call: impl Future<Output = Result<T, KvError>>) -> Result<T, KvError> {
-        match self.shape {
-            Shape::Guard(limit) => match tokio::time::timeout(limit, call).await {
-                Ok(result) => result,
-                Err(_) => Err(KvError::unavailable(format!(
-                    "abandoned by the fault checks: no reply within {} ms",
-                    limit.as_millis()
-                ))),
-            },
-            Shape::Paced(backoff) => {
-                let result = call.await;
-                tokio::time::sleep(if result.is_ok() { PACE } else { backoff }).await;
-                result
+impl AroundCall for Shape {
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        _write: bool,
+        call: BoxFuture<'a, Result<T, KvError>>,
+    ) -> BoxFuture<'a, Result<T, KvError>> {
+        let shape = *self;
+        Box::pin(async move {
+            match shape {
+                Shape::Guard(limit) => match tokio::time::timeout(limit, call).await {
+                    Ok(result) => result,
+                    Err(_) => Err(KvError::unavailable(format!(
+                        "abandoned by the fault checks: no reply within {} ms",
+                        limit.as_millis()
+                    ))),
+                },
+                Shape::Paced(backoff) => {
+                    let result = call.await;
+                    tokio::time::sleep(if result.is_ok() { PACE } else { backoff }).await;
+                    result
+                }
             }
-        }
-    }
-}
-
-#[async_trait]
-impl KvBackend for Shaped {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.call(self.inner.get(key)).await
-    }
-    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.call(self.inner.set(key, value)).await
-    }
-    async fn set_with_ttl(&self, key: &str, value: &[u8], ttl_ns: u64) -> Result<(), KvError> {
-        self.call(self.inner.set_with_ttl(key, value, ttl_ns)).await
-    }
-    async fn delete(&self, key: &str) -> Result<bool, KvError> {
-        self.call(self.inner.delete(key)).await
-    }
-    async fn exists(&self, key: &str) -> Result<bool, KvError> {
-        self.call(self.inner.exists(key)).await
-    }
-    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {
-        self.call(self.inner.list_keys(prefix)).await
-    }
-    async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
-        self.call(self.inner.increment(key, delta)).await
-    }
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: &[u8],
-    ) -> Result<bool, KvError> {
-        self.call(self.inner.compare_and_swap(key, expected, new))
-            .await
+        })
     }
 }
 
@@ -631,7 +607,7 @@ impl Phase {
             .key_prefix(prefix);
         let mut tasks = Vec::new();
         let backoff = Shape::Paced(self.call_timeout.max(MIN_BACKOFF));
-        let paced = |client: String| Shaped::wrap(Arc::new(recorder.client(client)), backoff);
+        let paced = |client: String| shaped(Arc::new(recorder.client(client)), backoff);
         {
             let clients = (0..self.workload_tasks)
                 .map(|task| paced(format!("task/{task}")))
