@@ -181,8 +181,8 @@
 //!   and events were lost), the stream yields [`WatchEvent::Lagged`] at that point instead of
 //!   a silent gap, and goes on; the watcher re-reads what it needs.
 //! - [`Capabilities::watch`] declares whose writes a watcher sees ([`WatchScope`]): none
-//!   (`watch` fails with [`KvError::Unsupported`]), those of this process's handles, or every
-//!   writer of the store. Expiry appears as [`WatchEvent::Expired`] only on stores that report
+//!   (`watch` fails with [`KvError::Unsupported`]), those of this process's handles, those of
+//!   every handle that announces its writes, or every writer of the store. Expiry appears as [`WatchEvent::Expired`] only on stores that report
 //!   it; their docs say so.
 //!
 //! ## Consistency
@@ -232,6 +232,14 @@
 //!   [`Capabilities::max_key_bytes`]; longer keys then fail with `InvalidKey` before anything is
 //!   sent, and the conformance kit checks the declared maximum instead of 1024. Code that must
 //!   take any 1024-byte key checks the declaration.
+//! - **Watch where the store's own notifications carry no value.** The contract asks for each
+//!   change with its value, once and in each key's order. Redis's keyspace notifications name
+//!   a changed key but not its value, and a value read when the notification arrives may be a
+//!   later one, so they cannot keep that promise. Rather than weaken the promise (a "latest
+//!   value" event the kit could not check exactly), such a store's writes announce their own
+//!   changes when opened with its watch option, and the store declares
+//!   [`WatchScope::Announcing`]: every handle that announces is heard, in any process, and
+//!   other clients of the store are not.
 //! - **The empty namespace of a key-prefix store.** Where a namespace is a key prefix (Redis),
 //!   the empty namespace, the default, is the raw keyspace with no prefix, so that plain data
 //!   and other Redis clients interoperate. It therefore sees every key of the database,

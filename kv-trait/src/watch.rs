@@ -84,6 +84,10 @@ pub enum WatchScope {
     /// Writes made through handles of this process (an in-process feed: memory, and the
     /// embedded stores, whose other processes it cannot hear).
     Process,
+    /// Writes made through handles that announce their changes, in any process: handles
+    /// opened with the store's watch option (kv-redis `watch=true`), where the store itself
+    /// has no change stream that carries values. Other clients of the store are not heard.
+    Announcing,
     /// Every writer of the store, anywhere (the store's own change stream).
     Store,
 }

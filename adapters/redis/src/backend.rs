@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use kv_trait::store::{last_of_each, Key, Store, Ttl, Value};
-use kv_trait::{async_trait, Capabilities, KvError, Sharing};
+use kv_trait::{async_trait, Capabilities, KvError, Sharing, WatchScope, WatchStream};
 use redis::ProtocolVersion;
 
 use crate::client::Client;
@@ -17,6 +17,7 @@ use crate::encoding::{self, Keyspace};
 use crate::error;
 use crate::scripts;
 use crate::server::Increments;
+use crate::watch;
 
 /// Keys per `MGET`, `MSET` or `DEL` of a batch: a few hundred keep each command's reply and
 /// the server's time on it small (Redis serves one command at a time), while a batch of
@@ -68,6 +69,9 @@ struct Shared {
     connect_timeout: Duration,
     request_timeout: Duration,
     replica_wait: Option<ReplicaWait>,
+    /// With `watch=true`: the channel every write announces its change on, and how watchers
+    /// subscribe to it.
+    watch: Option<Arc<watch::Setup>>,
 }
 
 impl RedisBackend {
@@ -87,10 +91,23 @@ impl RedisBackend {
 
     pub(crate) async fn from_builder(settings: RedisBackendBuilder) -> Result<Self, KvError> {
         let client = Client::connect(&settings).await?;
+        let keyspace = Keyspace::new(&settings.namespace);
+        let watch = match settings.watch {
+            true => Some(Arc::new(watch::Setup {
+                nodes: client.node_clients(&settings)?,
+                channel: watch::channel(settings.database, &settings.namespace),
+                expirations: (settings.topology == Topology::Standalone)
+                    .then(|| format!("__keyevent@{}__:expired", settings.database)),
+                keyspace: keyspace.clone(),
+                timeout: settings.connect_timeout + settings.request_timeout,
+            })),
+            false => None,
+        };
         Ok(Self {
             shared: Arc::new(Shared {
                 client,
-                keyspace: Keyspace::new(&settings.namespace),
+                keyspace,
+                watch,
                 endpoint: settings.endpoint(),
                 namespace: settings.namespace,
                 topology: settings.topology,
@@ -143,6 +160,48 @@ impl RedisBackend {
     fn client(&self) -> &Client {
         &self.shared.client
     }
+
+    /// The channel writes announce their changes on: empty unless opened with `watch=true`.
+    fn announce(&self) -> &[u8] {
+        self.shared
+            .watch
+            .as_ref()
+            .map_or(&[][..], |watch| watch.channel.as_bytes())
+    }
+
+    /// Whether writes announce their changes (`watch=true`), and so run as scripts.
+    fn announcing(&self) -> bool {
+        self.shared.watch.is_some()
+    }
+
+    /// `SET key value [PX millis]`, or with `watch=true` the script that also announces it.
+    async fn put(&self, key: &[u8], value: &[u8], millis: Option<u64>) -> Result<(), KvError> {
+        if self.announcing() {
+            let millis = millis.map(|millis| millis.to_string());
+            let mut args = vec![self.announce(), value];
+            args.extend(millis.as_ref().map(String::as_bytes));
+            return Ok(self.client().script(&scripts::SET, key, &args).await?);
+        }
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value);
+        if let Some(millis) = millis {
+            cmd.arg("PX").arg(millis);
+        }
+        Ok(self.client().write(key, &cmd).await?)
+    }
+
+    /// `DEL key`, or with `watch=true` the script that also announces a removal: whether the
+    /// key was there.
+    async fn del(&self, key: &[u8]) -> Result<bool, KvError> {
+        let removed: i64 = match self.announcing() {
+            true => {
+                let args = [self.announce()];
+                self.client().script(&scripts::DELETE, key, &args).await?
+            }
+            false => self.client().write(key, redis::cmd("DEL").arg(key)).await?,
+        };
+        Ok(removed > 0)
+    }
 }
 
 impl fmt::Debug for RedisBackend {
@@ -188,25 +247,17 @@ impl Store for RedisBackend {
     }
 
     /// `SET key value` (which also removes any TTL) or `SET key value PX ms`, the TTL rounded
-    /// up to whole milliseconds: one round trip.
+    /// up to whole milliseconds: one round trip (with `watch=true`, the `SET` script).
     async fn write(&self, key: Key<'_>, value: Value<'_>, ttl: Option<Ttl>) -> Result<(), KvError> {
         let key = self.key(&key);
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(&key).arg(value.as_bytes());
-        if let Some(ttl) = ttl {
-            cmd.arg("PX").arg(encoding::expiry_millis(ttl));
-        }
-        Ok(self.client().write(&key, &cmd).await?)
+        self.put(&key, value.as_bytes(), ttl.map(encoding::expiry_millis))
+            .await
     }
 
-    /// `DEL`: one round trip. An expired key is already absent to Redis, so it counts 0.
+    /// `DEL`: one round trip (with `watch=true`, the `DELETE` script). An expired key is
+    /// already absent to Redis, so it counts 0.
     async fn remove(&self, key: Key<'_>) -> Result<bool, KvError> {
-        let key = self.key(&key);
-        let removed: i64 = self
-            .client()
-            .write(&key, redis::cmd("DEL").arg(&key))
-            .await?;
-        Ok(removed > 0)
+        self.del(&self.key(&key)).await
     }
 
     /// `EXISTS`: one round trip.
@@ -232,26 +283,29 @@ impl Store for RedisBackend {
     }
 
     /// `INCRBY` where the server parses counters as the contract does, else the increment
-    /// script (a canonical-form check, then `INCRBY`; see `server.rs`): one round trip.
+    /// script (a canonical-form check, then `INCRBY`; see `server.rs`): one round trip. With
+    /// `watch=true` always the script, which announces the new count (checking the form only
+    /// where `INCRBY` alone would not).
     async fn add(&self, key: Key<'_>, delta: i64) -> Result<i64, KvError> {
         let key = self.key(&key);
-        let added = match self.client().increments() {
-            Increments::Native => {
-                let cmd = redis::cmd("INCRBY").arg(&key).arg(delta).to_owned();
-                self.client().write(&key, &cmd).await
+        let increments = self.client().increments();
+        let added = if increments == Increments::Native && !self.announcing() {
+            let cmd = redis::cmd("INCRBY").arg(&key).arg(delta).to_owned();
+            self.client().write(&key, &cmd).await
+        } else {
+            let delta = delta.to_string();
+            let mut args = vec![self.announce(), delta.as_bytes()];
+            if increments == Increments::Scripted {
+                args.push(b"check");
             }
-            Increments::Scripted => {
-                let delta = delta.to_string();
-                self.client()
-                    .script(&scripts::INCREMENT, &key, &[delta.as_bytes()])
-                    .await
-            }
+            self.client().script(&scripts::INCREMENT, &key, &args).await
         };
         added.map_err(error::from_increment)
     }
 
-    /// `expected = None`: `SET key new NX`; `expected = Some(_)`: the compare-and-swap script
-    /// on the key's primary. One round trip either way.
+    /// `expected = None`: `SET key new NX` (with `watch=true`, the `CREATE` script);
+    /// `expected = Some(_)`: the compare-and-swap script on the key's primary. One round trip
+    /// either way.
     async fn swap_if(
         &self,
         key: Key<'_>,
@@ -260,6 +314,11 @@ impl Store for RedisBackend {
     ) -> Result<bool, KvError> {
         let key = self.key(&key);
         let Some(expected) = expected else {
+            if self.announcing() {
+                let args = [self.announce(), new.as_bytes()];
+                let created: i64 = self.client().script(&scripts::CREATE, &key, &args).await?;
+                return Ok(created == 1);
+            }
             let cmd = redis::cmd("SET")
                 .arg(&key)
                 .arg(new.as_bytes())
@@ -268,7 +327,10 @@ impl Store for RedisBackend {
             let written: Option<()> = self.client().write(&key, &cmd).await?;
             return Ok(written.is_some());
         };
-        Ok(self.client().swap_if_equal(&key, expected, &new).await?)
+        Ok(self
+            .client()
+            .swap_if_equal(&key, self.announce(), expected, &new)
+            .await?)
     }
 
     /// `MGET` per `BATCH_KEYS` keys (split by slot and recombined by the cluster client in
@@ -288,13 +350,15 @@ impl Store for RedisBackend {
 
     /// Without a TTL, `MSET` per `BATCH_KEYS` entries (duplicates keep their last value, as
     /// `MSET` does); with one, `SET PX` per distinct key (the last value of a repeated key),
-    /// `BATCH_CONCURRENCY` at a time, since `MSET` takes no TTL.
+    /// `BATCH_CONCURRENCY` at a time, since `MSET` takes no TTL. With `watch=true`, the `SET`
+    /// script per distinct key, the same way, since each change is announced by its own
+    /// script.
     async fn write_many(
         &self,
         entries: &[(Key<'_>, Value<'_>)],
         ttl: Option<Ttl>,
     ) -> Result<(), KvError> {
-        let Some(ttl) = ttl else {
+        if ttl.is_none() && !self.announcing() {
             for chunk in entries.chunks(BATCH_KEYS) {
                 let mut cmd = redis::cmd("MSET");
                 for (key, value) in chunk {
@@ -303,28 +367,37 @@ impl Store for RedisBackend {
                 let () = self.client().write_batch(&cmd).await?;
             }
             return Ok(());
-        };
-        let millis = encoding::expiry_millis(ttl);
-        let commands: Vec<(Vec<u8>, redis::Cmd)> = last_of_each(entries)
-            .into_iter()
-            .map(|(key, value)| {
-                let key = self.key(&key);
-                let mut cmd = redis::cmd("SET");
-                cmd.arg(&key).arg(value.as_bytes()).arg("PX").arg(millis);
-                (key, cmd)
-            })
+        }
+        let millis = ttl.map(encoding::expiry_millis);
+        let entries = last_of_each(entries);
+        let writes: Vec<(Vec<u8>, &[u8])> = entries
+            .iter()
+            .map(|(key, value)| (self.key(key), value.as_bytes()))
             .collect();
-        let client = self.client();
-        futures::stream::iter(commands)
-            .map(|(key, cmd)| async move { client.write::<()>(&key, &cmd).await })
+        // By index: a closure taking the borrowed pairs themselves trips the compiler's
+        // higher-ranked lifetime check for `Send` futures.
+        let writes = &writes;
+        futures::stream::iter(0..writes.len())
+            .map(|n| async move { self.put(&writes[n].0, writes[n].1, millis).await })
             .buffer_unordered(BATCH_CONCURRENCY)
             .try_collect::<Vec<()>>()
             .await?;
         Ok(())
     }
 
-    /// `DEL` per `BATCH_KEYS` keys, which counts a repeated key once.
+    /// `DEL` per `BATCH_KEYS` keys, which counts a repeated key once. With `watch=true`, the
+    /// `DELETE` script per distinct key, `BATCH_CONCURRENCY` at a time, so that each removal
+    /// is announced.
     async fn remove_many(&self, keys: &[Key<'_>]) -> Result<u64, KvError> {
+        if self.announcing() {
+            let distinct: BTreeSet<Vec<u8>> = keys.iter().map(|key| self.key(key)).collect();
+            let removed: Vec<bool> = futures::stream::iter(distinct)
+                .map(|key| async move { self.del(&key).await })
+                .buffer_unordered(BATCH_CONCURRENCY)
+                .try_collect()
+                .await?;
+            return Ok(removed.into_iter().filter(|&removed| removed).count() as u64);
+        }
         let mut removed = 0;
         for chunk in keys.chunks(BATCH_KEYS) {
             let mut cmd = redis::cmd("DEL");
@@ -337,10 +410,28 @@ impl Store for RedisBackend {
         Ok(removed)
     }
 
+    /// With `watch=true`: subscribed to the namespace's channel (and, on a standalone server,
+    /// to its expirations) on a connection of its own before this returns; see `watch.rs`.
+    async fn watch(&self, prefix: &str) -> Result<WatchStream, KvError> {
+        match &self.shared.watch {
+            Some(setup) => watch::watch(setup.clone(), self.client(), prefix).await,
+            None => Err(KvError::Unsupported(
+                "watch: open the backend with watch=true (every write then announces its \
+                 change; see kv-redis' docs)"
+                    .into(),
+            )),
+        }
+    }
+
     fn capabilities(&self) -> Capabilities {
+        let watch = match self.announcing() {
+            true => WatchScope::Announcing,
+            false => WatchScope::Unsupported,
+        };
         Capabilities::new(self.shared.max_value_bytes)
             .with_sharing(Sharing::Network)
             .with_native_batches(true)
+            .with_watch(watch)
     }
 }
 

@@ -216,6 +216,49 @@ impl Client {
         })
     }
 
+    /// A plain client per node of `settings` (its server, or a cluster's seed nodes), speaking
+    /// this client's protocol: where watchers subscribe.
+    pub(crate) fn node_clients(
+        &self,
+        settings: &RedisBackendBuilder,
+    ) -> Result<Vec<redis::Client>, kv_trait::KvError> {
+        let open = |node| {
+            let info = connection_info(settings, node, self.protocol).map_err(Failure::from)?;
+            open_client(settings, info)
+        };
+        settings
+            .nodes
+            .iter()
+            .map(|node| open(node).map_err(error::from_connect))
+            .collect()
+    }
+
+    /// `PUBLISH channel message` on every primary of a cluster, answering how many primaries
+    /// published it; `None` on a standalone server, which has no others. Resent only when the
+    /// error proves a primary did not run it.
+    pub(crate) async fn publish_on_every_primary(
+        &self,
+        channel: &str,
+        message: &[u8],
+    ) -> Result<Option<usize>, Failure> {
+        let Conn::Cluster(cluster) = &self.conn else {
+            return Ok(None);
+        };
+        let publish = redis::cmd("PUBLISH").arg(channel).arg(message).to_owned();
+        let every_primary = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+        let replies = self
+            .run(false, |_| {
+                let (mut cluster, publish, every_primary) =
+                    (cluster.clone(), publish.clone(), every_primary.clone());
+                async move { cluster.route_command(publish, every_primary).await }
+            })
+            .await?;
+        match replies {
+            Value::Map(by_node) => Ok(Some(by_node.len())),
+            other => Err(unexpected("PUBLISH on every primary", &other)),
+        }
+    }
+
     /// How `increment` runs on these servers (see `server.rs`).
     pub(crate) fn increments(&self) -> Increments {
         self.increments
@@ -350,15 +393,17 @@ impl Client {
 
     /// Compare-and-swap against a present value: the script on the key's primary, one round
     /// trip (and `WAIT` after it when waiting for replicas). No write can come between its
-    /// `GET` and `SET`, so it never needs a second attempt.
+    /// `GET` and `SET`, so it never needs a second attempt. `announce` is the watch channel
+    /// (empty: none).
     pub(crate) async fn swap_if_equal(
         &self,
         key: &[u8],
+        announce: &[u8],
         expected: &[u8],
         new: &[u8],
     ) -> Result<bool, Failure> {
         let swapped: i64 = self
-            .script(&scripts::COMPARE_AND_SWAP, key, &[expected, new])
+            .script(&scripts::COMPARE_AND_SWAP, key, &[announce, expected, new])
             .await?;
         Ok(swapped == 1)
     }

@@ -40,7 +40,7 @@ pub(crate) const LARGEST_MAX_VALUE_BYTES: usize = 512 * 1024 * 1024;
 pub(crate) const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The `?name=value` options of a Redis URL.
-const URL_OPTIONS: [&str; 9] = [
+const URL_OPTIONS: [&str; 10] = [
     "namespace",
     "connect_timeout_ms",
     "request_timeout_ms",
@@ -50,6 +50,7 @@ const URL_OPTIONS: [&str; 9] = [
     "wait_replicas",
     "wait_timeout_ms",
     "increments",
+    "watch",
 ];
 
 /// How `increment` runs: chosen from the server, or fixed (the `increments` URL option).
@@ -151,6 +152,8 @@ pub struct RedisBackendBuilder {
     /// `None`: a write succeeds once its primary applied it (Redis's own behaviour).
     pub(crate) replica_wait: Option<ReplicaWait>,
     pub(crate) increments: IncrementMode,
+    /// Whether writes announce their changes to watchers (`watch=true`).
+    pub(crate) watch: bool,
     /// Where the PEM root certificates come from; `None`: the system's and webpki's roots.
     pub(crate) tls_roots: Option<TlsRoots>,
 }
@@ -191,8 +194,8 @@ impl RedisBackendBuilder {
     /// percent-decoded (write `@`, `:`, `/`, `?`, `#` and `%` as `%40`, `%3A`, `%2F`, `%3F`,
     /// `%23` and `%25`); `:password@` alone is a password for the default user. Options
     /// follow a `?` as `name=value` pairs joined by `&`: `namespace`, `connect_timeout_ms`,
-    /// `request_timeout_ms`, `max_concurrent_requests`, `max_value_bytes` and `increments`
-    /// (`auto`, `native` or `script`), meaning what the builder
+    /// `request_timeout_ms`, `max_concurrent_requests`, `max_value_bytes`, `increments`
+    /// (`auto`, `native` or `script`) and `watch` (`true` or `false`), meaning what the builder
     /// methods of the same names mean, and `tls_ca_file=PATH`, a PEM file of the root
     /// certificates to trust for TLS (see `tls_root_certificates`, with the `tls` feature).
     ///
@@ -267,6 +270,7 @@ impl RedisBackendBuilder {
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             replica_wait: None,
             increments: IncrementMode::Auto,
+            watch: false,
             tls_roots: None,
         };
         if let Some(userinfo) = userinfo {
@@ -308,6 +312,9 @@ impl RedisBackendBuilder {
                     )))
                 }
             };
+        }
+        if let Some(watch) = parsed.take_bool("watch")? {
+            builder.watch = watch;
         }
         if let Some(path) = parsed.take("tls_ca_file") {
             builder.tls_roots = Some(TlsRoots::File(path.into()));
@@ -406,6 +413,21 @@ impl RedisBackendBuilder {
     /// Valkey 6+, the form-checking script elsewhere).
     pub fn increments(mut self, mode: IncrementMode) -> Self {
         self.increments = mode;
+        self
+    }
+
+    /// Whether to serve `watch` (default `false`; URL option `watch=true`).
+    ///
+    /// Redis's keyspace notifications name a changed key but not its value, and reading the
+    /// value when the notification arrives may find a later one, so they cannot say what each
+    /// change was. With `watch=true`, each write of this backend instead runs as a script that
+    /// also `PUBLISH`es the change (kind, key and new value) on the namespace's channel, in the
+    /// same atomic step, and watchers subscribe to that channel. This costs every write a
+    /// script and a message, watched or not; and **only writers opened with `watch=true` are
+    /// seen**: every kvkit writer of the namespace must use it, and changes made by other
+    /// Redis clients are not announced (see the crate docs, "Watch").
+    pub fn watch(mut self, watch: bool) -> Self {
+        self.watch = watch;
         self
     }
 
@@ -528,6 +550,7 @@ impl fmt::Debug for RedisBackendBuilder {
             .field("max_value_bytes", &self.max_value_bytes)
             .field("replica_wait", &self.replica_wait)
             .field("increments", &self.increments)
+            .field("watch", &self.watch)
             .finish()
     }
 }
@@ -679,9 +702,10 @@ mod tests {
     fn options_set_what_the_builder_methods_set() {
         let builder = parse(
             "redis://h?namespace=app%3Av2&connect_timeout_ms=1500&request_timeout_ms=250\
-             &max_value_bytes=65536&max_concurrent_requests=12&increments=script",
+             &max_value_bytes=65536&max_concurrent_requests=12&increments=script&watch=true",
         );
         assert_eq!(builder.increments, IncrementMode::Script);
+        assert!(builder.watch);
         assert_eq!(builder.namespace, "app:v2");
         assert_eq!(builder.connect_timeout, Duration::from_millis(1500));
         assert_eq!(builder.request_timeout, Duration::from_millis(250));
@@ -700,6 +724,8 @@ mod tests {
         );
         assert_eq!(defaults.max_value_bytes, DEFAULT_MAX_VALUE_BYTES);
         assert_eq!(defaults.namespace, "");
+        assert!(!defaults.watch);
+        assert!(RedisBackendBuilder::from_url("redis://h?watch=maybe").is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod encoding;
 mod error;
 mod scripts;
 mod server;
+mod watch;
 
 pub use backend::RedisBackend;
 pub use config::{IncrementMode, RedisBackendBuilder, Topology};

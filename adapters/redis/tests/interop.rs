@@ -2,7 +2,8 @@
 //! backend wrote, their `INCRBY` works on its counters and the other way round, TTLs are the
 //! keys' own expiry, and namespaces are readable, escaped key prefixes.
 //!
-//! Every test runs against the standalone server and against the cluster.
+//! Every test runs against the standalone server and against the cluster. The `watch` module
+//! checks the change announcements other watchers of the same server receive.
 
 #![allow(
     clippy::disallowed_methods,
@@ -13,6 +14,7 @@
 
 #[macro_use]
 mod common;
+mod watch;
 
 use std::time::Instant;
 

@@ -177,6 +177,76 @@ async fn standalone_round_trips_per_operation() {
     assert!((5..=8).contains(&pages), "{pages} SCAN pages");
 }
 
+/// With `watch=true` every write is a script that also announces it: still one round trip
+/// each, once the server has the scripts (the first call of each is `NOSCRIPT` + `EVAL`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_round_trips_with_watch() {
+    let Some(server) = services::private_standalone() else {
+        return;
+    };
+    let proxy = CountingProxy::start(server.nodes[0].as_str()).expect("start the proxy");
+    let url = format!(
+        "redis://:{}@127.0.0.1:{}?namespace=rt-watch&watch=true",
+        server.password.as_deref().unwrap_or_default(),
+        proxy.port()
+    );
+    let store = RedisBackend::from_url(&url).await.unwrap();
+    // Every script once, so the counts below are of EVALSHA alone.
+    store.set("w", b"0").await.unwrap();
+    store.delete("w").await.unwrap();
+    store.increment("w", 1).await.unwrap();
+    store.compare_and_swap("w", Some(b"1"), b"2").await.unwrap();
+    store.compare_and_swap("w2", None, b"1").await.unwrap();
+
+    let mut rows = Vec::new();
+    let mut measure = |name: &'static str, n: u64| rows.push((name, n));
+    measure("set", count(&proxy, store.set("k", b"v")).await.0);
+    measure(
+        "set_with_ttl",
+        count(&proxy, store.set_with_ttl("t", b"v", 60_000_000_000))
+            .await
+            .0,
+    );
+    measure("delete", count(&proxy, store.delete("t")).await.0);
+    measure("increment", count(&proxy, store.increment("n", 1)).await.0);
+    measure(
+        "compare_and_swap(None)",
+        count(&proxy, store.compare_and_swap("c", None, b"1"))
+            .await
+            .0,
+    );
+    measure(
+        "compare_and_swap(Some)",
+        count(&proxy, store.compare_and_swap("c", Some(b"1"), b"2"))
+            .await
+            .0,
+    );
+    measure("get", count(&proxy, store.get("k")).await.0);
+    let names: Vec<String> = (0..100).map(|i| format!("b{i}")).collect();
+    let keys: Vec<&str> = names.iter().map(String::as_str).collect();
+    let entries: Vec<(&str, &[u8])> = keys.iter().map(|key| (*key, &b"v"[..])).collect();
+    measure(
+        "set_many, 100 keys (a script each, 64 in flight)",
+        count(&proxy, store.set_many(&entries, None)).await.0,
+    );
+    let removed = count(&proxy, store.delete_many(&keys)).await;
+    assert_eq!(removed.1.unwrap(), 100);
+    measure(
+        "delete_many, 100 keys (a script each, 64 in flight)",
+        removed.0,
+    );
+    print_table(
+        "standalone with watch=true: round trips per operation",
+        &rows,
+    );
+    for (op, n) in &rows {
+        match op.contains("100 keys") {
+            true => assert!(*n < 100, "{op}: {n} round trips for 100 keys"),
+            false => assert_eq!(*n, 1, "{op}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_commands_per_operation() {
     let Some(service) = services::cluster() else {
