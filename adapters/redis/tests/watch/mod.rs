@@ -14,6 +14,11 @@ use kv_trait::{KvBackend, KvError, WatchEvent, WatchScope, WatchStream};
 
 use super::common::{backend, builder, namespace, Admin};
 
+/// Held by each test here that subscribes: the dropped-subscription test finds its watcher's
+/// connection as the one pub/sub client that appeared on the server, so no other watcher of
+/// this test binary may come or go meanwhile. (Test binaries run one after another.)
+static ONE_WATCHING_TEST: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 on_standalone_and_cluster!(
     values_of_any_bytes_and_size_arrive_exactly,
     only_announcing_writers_of_the_namespace_are_seen,
@@ -66,6 +71,7 @@ fn set(key: &str, value: &[u8]) -> WatchEvent {
 }
 
 async fn values_of_any_bytes_and_size_arrive_exactly(service: &RedisService) {
+    let _alone = ONE_WATCHING_TEST.lock().await;
     // A namespace with the characters the key prefix escapes, and keys with `:` and digits,
     // which the announcement's length prefix must not be fooled by.
     let ns = format!("{}a:b\\c", namespace("watch-bytes"));
@@ -99,6 +105,7 @@ async fn values_of_any_bytes_and_size_arrive_exactly(service: &RedisService) {
 }
 
 async fn only_announcing_writers_of_the_namespace_are_seen(service: &RedisService) {
+    let _alone = ONE_WATCHING_TEST.lock().await;
     let ns = namespace("watch-who");
     let store = watched(service, &ns).await;
     let mut events = store.watch("").await.unwrap();
@@ -175,6 +182,7 @@ async fn subscribers(admin: &Admin) -> Vec<BTreeSet<String>> {
 }
 
 async fn a_dropped_subscription_says_lagged_and_subscribes_again(service: &RedisService) {
+    let _alone = ONE_WATCHING_TEST.lock().await;
     let ns = namespace("watch-drop");
     let store = watched(service, &ns).await;
     let admin = Admin::connect(service).await;
@@ -229,6 +237,7 @@ async fn without_watch_true_watch_is_unsupported(service: &RedisService) {
 }
 
 async fn expirations_on(service: &RedisService) {
+    let _alone = ONE_WATCHING_TEST.lock().await;
     let admin = Admin::connect(service).await;
     let setting = redis::cmd("CONFIG")
         .arg("GET")
@@ -274,6 +283,7 @@ async fn expirations_on(service: &RedisService) {
 }
 
 async fn falling_behind_on(service: &RedisService) {
+    let _alone = ONE_WATCHING_TEST.lock().await;
     let ns = namespace("watch-behind");
     let store = watched(service, &ns).await;
     let mut events = store.watch("").await.unwrap();
