@@ -1,21 +1,37 @@
-//! Raw rusqlite: a two-column table in the same file, the same pragmas and pool size as the
-//! adapter, statements run with `spawn_blocking` on a checked-out connection.
+//! Raw rusqlite, written the way a careful engineer serves SQLite from async code by hand: a
+//! two-column table in the same file, the same pragmas as the adapter, and connections owned
+//! by dedicated threads that keep their prepared statements (`prepare_cached`) for their
+//! whole life.
+//!
+//! - **Readers**: as many threads as the adapter's pool (`pool_size`, default 4), each with its
+//!   own connection, serving one shared queue. In WAL mode they read beside the writer.
+//! - **One writer**: a single thread owns the connection every write goes through, so writes
+//!   never wait on SQLite's file lock (and its busy handler's sleeps) for one another; each
+//!   write is its own transaction, committed (synced, at `synchronous = FULL`) before its
+//!   caller is answered. That is the part kv-sqlite does differently: it commits the writes
+//!   queued meanwhile together (group commit), which no straightforward hand-written client
+//!   does.
+//! - Replies travel back over a `oneshot` channel, so no executor thread ever blocks on SQLite
+//!   and no `spawn_blocking` thread is borrowed per call.
 //!
 //! A batch is one transaction on one connection, running the single-key statement once per
-//! key: `get_many` one read transaction (in WAL mode, one snapshot: no part of a concurrent
-//! batch write is seen), `set_many` one `BEGIN IMMEDIATE` write transaction (one commit, so
-//! one WAL sync, for the whole batch). SQLite runs in the process, so a statement costs
-//! a B-tree lookup and a few microseconds, not a round trip; a `WHERE key IN (?, ..)` of the
-//! whole batch would save little of that, and would answer rows in the index's order, to be
-//! put back in the order asked. The loop answers in that order as it goes.
+//! key: `get_many` one read transaction on a reader (in WAL mode, one snapshot: no part of a
+//! concurrent batch write is seen), `set_many` one `BEGIN IMMEDIATE` write transaction on the
+//! writer (one commit, so one WAL sync, for the whole batch). SQLite runs in the process, so
+//! a statement costs a B-tree lookup and a few microseconds, not a round trip; a
+//! `WHERE key IN (?, ..)` of the whole batch would save little of that, and would answer rows
+//! in the index's order, to be put back in the order asked. The loop answers in that order as
+//! it goes.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use kv_trait::url_config::StoreUrl;
 use kv_trait::{KvBackend, KvError};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use tokio::sync::oneshot;
 
 use super::next_counter;
 use crate::cli::bench::driver::Driver;
@@ -34,15 +50,69 @@ const SWAP: &str = "UPDATE kvkit_bench_raw SET value = ?3 WHERE key = ?1 AND val
 const INSERT_NEW: &str =
     "INSERT INTO kvkit_bench_raw (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING";
 
-/// The raw SQLite side: a handful of connections to the file.
+/// The raw SQLite side: reader threads and one writer thread, each owning a connection.
 pub(crate) struct RawSqlite {
-    pool: Arc<Pool>,
+    readers: Threads,
+    writer: Threads,
 }
 
-/// Idle connections, each checked out by one statement at a time.
-struct Pool {
-    idle: Mutex<Vec<Connection>>,
-    returned: Condvar,
+/// Work for a connection's thread; it answers its caller itself.
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// Threads serving one queue of jobs, each with a connection of its own. Dropping the sender
+/// ends them once the queue is empty.
+struct Threads {
+    jobs: Sender<Job>,
+}
+
+impl Threads {
+    /// `count` threads, each with a connection `open` made (on the caller's thread, so a
+    /// failure to open is the caller's error).
+    fn start(
+        count: usize,
+        open: impl Fn() -> rusqlite::Result<Connection>,
+    ) -> rusqlite::Result<Self> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..count {
+            let mut conn = open()?;
+            let queue = Arc::clone(&queue);
+            std::thread::spawn(move || {
+                while let Some(job) = next_job(&queue) {
+                    job(&mut conn);
+                }
+            });
+        }
+        Ok(Self { jobs })
+    }
+
+    /// Runs `work` on one of the threads' connections and awaits its answer.
+    async fn run<T, F>(&self, work: F) -> Result<T, KvError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            // The caller may have stopped waiting; the work was done either way.
+            let _ = reply.send(work(conn).map_err(from_sqlite));
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| KvError::backend("the raw SQLite threads are gone"))?;
+        answer
+            .await
+            .map_err(|_| KvError::backend("a raw SQLite thread stopped mid-job"))?
+    }
+}
+
+/// The next job of a shared queue, or `None` once its sender is gone.
+fn next_job(queue: &Mutex<Receiver<Job>>) -> Option<Job> {
+    queue
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .recv()
+        .ok()
 }
 
 impl RawSqlite {
@@ -53,62 +123,19 @@ impl RawSqlite {
         let synchronous = parsed
             .take("synchronous")
             .unwrap_or_else(|| DEFAULT_SYNCHRONOUS.to_owned());
-        let pool_size = match memory {
-            // Every connection to `:memory:` is its own database.
-            true => 1,
-            false => parsed.take_number("pool_size")?.unwrap_or(DEFAULT_POOL),
-        };
+        let pool_size = parsed.take_number("pool_size")?.unwrap_or(DEFAULT_POOL);
         let path = (!memory).then(|| parsed.file_path()).transpose()?;
-        let idle = (0..pool_size)
-            .map(|_| connect(path.as_ref(), &synchronous))
-            .collect::<Result<_, _>>()
-            .map_err(from_sqlite)?;
-        Ok(Self {
-            pool: Arc::new(Pool {
-                idle: Mutex::new(idle),
-                returned: Condvar::new(),
-            }),
-        })
-    }
-
-    /// Runs `work` on a free connection, on a blocking thread.
-    async fn with<T, F>(&self, work: F) -> Result<T, KvError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    {
-        let pool = Arc::clone(&self.pool);
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool.check_out();
-            let result = work(&mut conn);
-            pool.check_in(conn);
-            result.map_err(from_sqlite)
-        })
-        .await
-        .map_err(KvError::backend)?
-    }
-}
-
-impl Pool {
-    fn check_out(&self) -> Connection {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if let Some(conn) = idle.pop() {
-                return conn;
-            }
-            idle = self
-                .returned
-                .wait(idle)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-    }
-
-    fn check_in(&self, conn: Connection) {
-        self.idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(conn);
-        self.returned.notify_one();
+        let open = || connect(path.as_ref(), &synchronous);
+        let writer = Threads::start(1, open).map_err(from_sqlite)?;
+        // Every connection to `:memory:` is a database of its own: there the writer's one
+        // connection serves the reads too.
+        let readers = match memory {
+            true => Threads {
+                jobs: writer.jobs.clone(),
+            },
+            false => Threads::start(pool_size, open).map_err(from_sqlite)?,
+        };
+        Ok(Self { readers, writer })
     }
 }
 
@@ -133,28 +160,31 @@ fn from_sqlite(err: rusqlite::Error) -> KvError {
 impl Driver for RawSqlite {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         let key = key.to_owned();
-        self.with(move |conn| {
-            conn.prepare_cached(GET)?
-                .query_row([key.as_bytes()], |row| row.get(0))
-                .optional()
-        })
-        .await
+        self.readers
+            .run(move |conn| {
+                conn.prepare_cached(GET)?
+                    .query_row([key.as_bytes()], |row| row.get(0))
+                    .optional()
+            })
+            .await
     }
 
     async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
         let (key, value) = (key.to_owned(), value.to_vec());
-        self.with(move |conn| {
-            conn.prepare_cached(SET)?
-                .execute(params![key.as_bytes(), value])
-                .map(drop)
-        })
-        .await
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached(SET)?
+                    .execute(params![key.as_bytes(), value])
+                    .map(drop)
+            })
+            .await
     }
 
     async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
         let key = key.to_owned();
         let outcome = self
-            .with(move |conn| {
+            .writer
+            .run(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let current: Option<Vec<u8>> = tx
                     .prepare_cached(GET)?
@@ -179,36 +209,39 @@ impl Driver for RawSqlite {
         new: &[u8],
     ) -> Result<bool, KvError> {
         let (key, expected, new) = (key.to_owned(), expected.map(<[u8]>::to_vec), new.to_vec());
-        self.with(move |conn| {
-            let changed = match expected {
-                Some(expected) => {
-                    conn.prepare_cached(SWAP)?
-                        .execute(params![key.as_bytes(), expected, new])?
-                }
-                None => conn
-                    .prepare_cached(INSERT_NEW)?
-                    .execute(params![key.as_bytes(), new])?,
-            };
-            Ok(changed == 1)
-        })
-        .await
+        self.writer
+            .run(move |conn| {
+                let changed = match expected {
+                    Some(expected) => conn.prepare_cached(SWAP)?.execute(params![
+                        key.as_bytes(),
+                        expected,
+                        new
+                    ])?,
+                    None => conn
+                        .prepare_cached(INSERT_NEW)?
+                        .execute(params![key.as_bytes(), new])?,
+                };
+                Ok(changed == 1)
+            })
+            .await
     }
 
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
         let keys: Vec<String> = keys.iter().map(|&key| key.to_owned()).collect();
-        self.with(move |conn| {
-            // Deferred: a read transaction, taking no write lock.
-            let tx = conn.transaction()?;
-            let values = {
-                let mut get = tx.prepare_cached(GET)?;
-                keys.iter()
-                    .map(|key| get.query_row([key.as_bytes()], |row| row.get(0)).optional())
-                    .collect::<rusqlite::Result<Vec<_>>>()?
-            };
-            tx.commit()?;
-            Ok(values)
-        })
-        .await
+        self.readers
+            .run(move |conn| {
+                // Deferred: a read transaction, taking no write lock.
+                let tx = conn.transaction()?;
+                let values = {
+                    let mut get = tx.prepare_cached(GET)?;
+                    keys.iter()
+                        .map(|key| get.query_row([key.as_bytes()], |row| row.get(0)).optional())
+                        .collect::<rusqlite::Result<Vec<_>>>()?
+                };
+                tx.commit()?;
+                Ok(values)
+            })
+            .await
     }
 
     async fn set_many(&self, entries: &[(&str, &[u8])]) -> Result<(), KvError> {
@@ -216,20 +249,21 @@ impl Driver for RawSqlite {
             .iter()
             .map(|&(key, value)| (key.to_owned(), value.to_vec()))
             .collect();
-        self.with(move |conn| {
-            // IMMEDIATE takes the write lock first, waiting (busy timeout) for another
-            // writer, instead of failing at the first write of a read-then-write transaction.
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            {
-                let mut set = tx.prepare_cached(SET)?;
-                // In order: a key given twice keeps its last value.
-                for (key, value) in &entries {
-                    set.execute(params![key.as_bytes(), value])?;
+        self.writer
+            .run(move |conn| {
+                // IMMEDIATE takes the write lock first, waiting (busy timeout) for another
+                // writer, instead of failing at the first write of a read-then-write transaction.
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                {
+                    let mut set = tx.prepare_cached(SET)?;
+                    // In order: a key given twice keeps its last value.
+                    for (key, value) in &entries {
+                        set.execute(params![key.as_bytes(), value])?;
+                    }
                 }
-            }
-            tx.commit()
-        })
-        .await
+                tx.commit()
+            })
+            .await
     }
 
     fn backend(&self) -> Option<&dyn KvBackend> {
@@ -237,11 +271,12 @@ impl Driver for RawSqlite {
     }
 
     async fn clean_up(&self, _: Vec<String>) -> Result<(), KvError> {
-        self.with(|conn| {
-            conn.execute("DROP TABLE IF EXISTS kvkit_bench_raw", [])
-                .map(drop)
-        })
-        .await
+        self.writer
+            .run(|conn| {
+                conn.execute("DROP TABLE IF EXISTS kvkit_bench_raw", [])
+                    .map(drop)
+            })
+            .await
     }
 }
 
