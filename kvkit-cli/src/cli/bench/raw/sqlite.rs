@@ -24,10 +24,9 @@
 //! it goes.
 
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crossbeam_channel::Sender;
 use kv_trait::url_config::StoreUrl;
 use kv_trait::{KvBackend, KvError};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -72,13 +71,13 @@ impl Threads {
         count: usize,
         open: impl Fn() -> rusqlite::Result<Connection>,
     ) -> rusqlite::Result<Self> {
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let queue = Arc::new(Mutex::new(queue));
+        // Idle threads wait on the channel itself, so a job wakes exactly one of them.
+        let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
         for _ in 0..count {
             let mut conn = open()?;
-            let queue = Arc::clone(&queue);
+            let queue = queue.clone();
             std::thread::spawn(move || {
-                while let Some(job) = next_job(&queue) {
+                while let Ok(job) = queue.recv() {
                     job(&mut conn);
                 }
             });
@@ -104,15 +103,6 @@ impl Threads {
             .await
             .map_err(|_| KvError::backend("a raw SQLite thread stopped mid-job"))?
     }
-}
-
-/// The next job of a shared queue, or `None` once its sender is gone.
-fn next_job(queue: &Mutex<Receiver<Job>>) -> Option<Job> {
-    queue
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .recv()
-        .ok()
 }
 
 impl RawSqlite {
