@@ -245,18 +245,10 @@ impl Client {
             return Ok(None);
         };
         let publish = redis::cmd("PUBLISH").arg(channel).arg(message).to_owned();
-        let every_primary = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
-        let replies = self
-            .run(false, |_| {
-                let (mut cluster, publish, every_primary) =
-                    (cluster.clone(), publish.clone(), every_primary.clone());
-                async move { cluster.route_command(publish, every_primary).await }
-            })
+        let by_node = self
+            .on_every_primary(cluster, false, &publish, "PUBLISH")
             .await?;
-        match replies {
-            Value::Map(by_node) => Ok(Some(by_node.len())),
-            other => Err(unexpected("PUBLISH on every primary", &other)),
-        }
+        Ok(Some(by_node.len()))
     }
 
     /// How `increment` runs on these servers (see `server.rs`).
@@ -534,6 +526,29 @@ impl Client {
         }
     }
 
+    /// `cmd` on every primary of the cluster at once, as one request (see `run`; reads are
+    /// also resent once after a dropped connection): each primary's reply, by its address.
+    async fn on_every_primary(
+        &self,
+        cluster: &ClusterConnection,
+        read: bool,
+        cmd: &Cmd,
+        name: &str,
+    ) -> Result<Vec<(Value, Value)>, Failure> {
+        let every_primary = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+        let replies = self
+            .run(read, |_| {
+                let (mut cluster, cmd, every_primary) =
+                    (cluster.clone(), cmd.clone(), every_primary.clone());
+                async move { cluster.route_command(cmd, every_primary).await }
+            })
+            .await?;
+        match replies {
+            Value::Map(by_node) => Ok(by_node),
+            other => Err(unexpected(&format!("{name} on every primary"), &other)),
+        }
+    }
+
     /// The first `SCAN` page goes to every primary at once, which also says which primaries
     /// there are; each primary's scan then continues on that node by address.
     async fn scan_cluster(
@@ -542,17 +557,7 @@ impl Client {
         pattern: Option<&[u8]>,
     ) -> Result<Vec<Vec<u8>>, Failure> {
         let first = scan_command(0, pattern);
-        let all_primaries = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
-        let replies = self
-            .run(true, |_| {
-                let (mut cluster, first, all) =
-                    (cluster.clone(), first.clone(), all_primaries.clone());
-                async move { cluster.route_command(first, all).await }
-            })
-            .await?;
-        let Value::Map(replies) = replies else {
-            return Err(unexpected("SCAN on every primary", &replies));
-        };
+        let replies = self.on_every_primary(cluster, true, &first, "SCAN").await?;
         let scans = replies.into_iter().map(|(address, reply)| async move {
             let address: String =
                 redis::from_redis_value(address).map_err(redis::RedisError::from)?;

@@ -23,6 +23,24 @@ async fn count<T>(proxy: &CountingProxy, op: impl Future<Output = T>) -> (u64, T
     (proxy.round_trips() - before, result)
 }
 
+/// A counting proxy in front of `server`, and a backend (URL options `options`) that talks
+/// to the server through it.
+async fn through_proxy(
+    server: &kv_test_services::redis::RedisService,
+    options: &str,
+) -> (CountingProxy, RedisBackend) {
+    let proxy = CountingProxy::start(server.nodes[0].as_str()).expect("start the proxy");
+    let url = format!(
+        "redis://:{}@127.0.0.1:{}?{options}",
+        server.password.as_deref().unwrap_or_default(),
+        proxy.port()
+    );
+    let store = RedisBackend::from_url(&url)
+        .await
+        .expect("connect through the proxy");
+    (proxy, store)
+}
+
 fn print_table(title: &str, rows: &[(&str, u64)]) {
     eprintln!("\n{title}");
     for (op, n) in rows {
@@ -35,13 +53,7 @@ async fn standalone_round_trips_per_operation() {
     let Some(server) = services::private_standalone() else {
         return;
     };
-    let proxy = CountingProxy::start(server.nodes[0].as_str()).expect("start the proxy");
-    let url = format!(
-        "redis://:{}@127.0.0.1:{}?namespace=rt",
-        server.password.as_deref().unwrap_or_default(),
-        proxy.port()
-    );
-    let store = RedisBackend::from_url(&url).await.unwrap();
+    let (proxy, store) = through_proxy(&server, "namespace=rt").await;
     let value = vec![1u8; 1024 * 1024];
     let mut rows = Vec::new();
     let mut measure = |name: &'static str, n: u64| rows.push((name, n));
@@ -184,13 +196,7 @@ async fn standalone_round_trips_with_watch() {
     let Some(server) = services::private_standalone() else {
         return;
     };
-    let proxy = CountingProxy::start(server.nodes[0].as_str()).expect("start the proxy");
-    let url = format!(
-        "redis://:{}@127.0.0.1:{}?namespace=rt-watch&watch=true",
-        server.password.as_deref().unwrap_or_default(),
-        proxy.port()
-    );
-    let store = RedisBackend::from_url(&url).await.unwrap();
+    let (proxy, store) = through_proxy(&server, "namespace=rt-watch&watch=true").await;
     // Every script once, so the counts below are of EVALSHA alone.
     store.set("w", b"0").await.unwrap();
     store.delete("w").await.unwrap();
