@@ -34,23 +34,21 @@
 //! **At most once.** Redis keeps no message for a subscriber that is not connected, and
 //! disconnects one that falls too far behind (`client-output-buffer-limit pubsub`). A watcher
 //! whose connection drops yields `Lagged` and subscribes again; one whose consumer falls
-//! [`BUFFER`] events behind drops events until there is room, then yields `Lagged`.
+//! as many events behind as an in-process feed holds ([`ChangeFeed::DEFAULT_CAPACITY`])
+//! drops events until there is room, then yields `Lagged`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kv_trait::{KvError, WatchEvent, WatchStream};
+use kv_trait::{ChangeFeed, KvError, WatchEvent, WatchStream};
 use redis::aio::PubSubStream;
 use tokio::sync::mpsc;
 
 use crate::client::Client;
 use crate::encoding::{namespace_prefix, Keyspace};
 use crate::scripts;
-
-/// Events a watcher holds for its consumer before it starts dropping them (then `Lagged`).
-pub(crate) const BUFFER: usize = 4096;
 
 /// The pause before subscribing again after the connection dropped or could not be made.
 const RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(200);
@@ -92,7 +90,7 @@ pub(crate) async fn watch(
             setup.timeout
         )))
     })?;
-    let (events, receiver) = mpsc::channel(BUFFER);
+    let (events, receiver) = mpsc::channel(ChangeFeed::DEFAULT_CAPACITY);
     let watcher = Watcher {
         setup,
         prefix: prefix.to_owned(),

@@ -289,7 +289,7 @@ async fn falling_behind_on(service: &RedisService) {
     let mut events = store.watch("").await.unwrap();
     // More changes than a watcher holds, written while nobody reads.
     const CHANGES: usize = 6_000;
-    const HELD: usize = 4_096;
+    const HELD: usize = kv_trait::ChangeFeed::DEFAULT_CAPACITY;
     let keys: Vec<String> = (0..CHANGES).map(|n| format!("k{n:05}")).collect();
     for key in &keys {
         store.set(key, b"v").await.unwrap();
